@@ -1,0 +1,502 @@
+//! A thin async client over [`Connection`]: one task owns the transport and the protocol core,
+//! reconnects with backoff, and serves requests from cloneable [`OfClient`] handles.
+//!
+//! Events ([`ClientEvent`]) go out on an unbounded channel so the read loop never waits for the
+//! consumer (echo replies keep flowing whatever the consumer does); the consumer must drain it.
+//! Requests made while no connection is up fail at once with [`ClientError::NotConnected`]:
+//! after a switch restart every flow is gone, so replaying stale requests would be wrong; the
+//! caller reinstalls from its own state on `Connected`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use podport_transport::{connect, BoxStream, Endpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::conn::{ConnConfig, ConnError, Connection, Event, Reply, RequestError};
+use crate::flow::FlowMod;
+use crate::framer::{FrameError, OfFramer};
+use crate::message::ErrorMsg;
+use crate::port::{Port, PortStatus};
+use crate::types::Version;
+use crate::EncodeError;
+
+/// Settings of a client.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub conn: ConnConfig,
+    /// First delay before reconnecting; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// A write that makes no progress for this long ends the connection.
+    pub write_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            conn: ConnConfig::default(),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options offering only `version`.
+    pub fn with_versions(versions: &[Version]) -> ClientOptions {
+        let mut o = ClientOptions::default();
+        o.conn.versions = versions.to_vec();
+        o
+    }
+}
+
+/// Why a connection ended (or could not start).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DisconnectReason {
+    #[error("cannot connect: {0}")]
+    ConnectFailed(String),
+    #[error(transparent)]
+    Protocol(#[from] ConnError),
+    #[error("the switch closed the connection")]
+    PeerClosed,
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("a write made no progress for {0:?}")]
+    WriteStalled(Duration),
+}
+
+/// What the client reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    Connected { version: Version, datapath_id: u64 },
+    PortStatus(PortStatus),
+    Disconnected { reason: DisconnectReason },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    #[error("not connected to the switch")]
+    NotConnected,
+    #[error("connection lost before the reply: {0}")]
+    Disconnected(DisconnectReason),
+    #[error("switch answered with an error: {0}")]
+    Rejected(ErrorMsg),
+    #[error("switch rejected flow mod #{index} of the batch: {error}")]
+    FlowModRejected { index: usize, error: ErrorMsg },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("the client task has stopped")]
+    Stopped,
+}
+
+enum Command {
+    PortDesc(oneshot::Sender<Result<Vec<Port>, ClientError>>),
+    FlowMods(Vec<FlowMod>, oneshot::Sender<Result<(), ClientError>>),
+    Barrier(oneshot::Sender<Result<(), ClientError>>),
+}
+
+/// A handle to the client task. Cloneable; the task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct OfClient {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+/// The receiving end of the client's events.
+pub type EventReceiver = mpsc::UnboundedReceiver<ClientEvent>;
+
+impl OfClient {
+    /// Starts a client task for `endpoint` on the current tokio runtime. It connects at once
+    /// and keeps reconnecting until every handle is dropped.
+    pub fn start(endpoint: Endpoint, options: ClientOptions) -> (OfClient, EventReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let span = info_span!("openflow", endpoint = %endpoint);
+        tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
+        (OfClient { tx }, ev_rx)
+    }
+
+    /// Every port of the switch (PORT_DESC, all parts assembled).
+    pub async fn port_desc(&self) -> Result<Vec<Port>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::PortDesc(tx))?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Sends one flow mod and waits until a barrier confirms it (or its ERROR arrives).
+    pub async fn flow_mod(&self, flow_mod: FlowMod) -> Result<(), ClientError> {
+        self.flow_mods(vec![flow_mod]).await.map_err(|e| match e {
+            ClientError::FlowModRejected { error, .. } => ClientError::Rejected(error),
+            other => other,
+        })
+    }
+
+    /// Sends flow mods back to back and waits until all are confirmed by one barrier. The
+    /// first rejected one is reported with its index; the others may still have applied.
+    pub async fn flow_mods(&self, flow_mods: Vec<FlowMod>) -> Result<(), ClientError> {
+        if flow_mods.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::FlowMods(flow_mods, tx))?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Sends a barrier and waits for its reply.
+    pub async fn barrier(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Barrier(tx))?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), ClientError> {
+        self.tx.send(cmd).map_err(|_| ClientError::Stopped)
+    }
+}
+
+/// Where a reply goes.
+enum Waiter {
+    PortDesc(oneshot::Sender<Result<Vec<Port>, ClientError>>),
+    Barrier(oneshot::Sender<Result<(), ClientError>>),
+    BatchMember { batch: u64, index: usize },
+}
+
+struct Batch {
+    remaining: usize,
+    first_error: Option<(usize, ErrorMsg)>,
+    tx: oneshot::Sender<Result<(), ClientError>>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    by_xid: HashMap<u32, Waiter>,
+    batches: HashMap<u64, Batch>,
+    next_batch: u64,
+}
+
+impl Waiters {
+    fn complete(&mut self, xid: u32, result: Result<Reply, ErrorMsg>) {
+        let Some(waiter) = self.by_xid.remove(&xid) else {
+            debug!(xid, "reply for a request nobody waits on");
+            return;
+        };
+        match (waiter, result) {
+            (Waiter::PortDesc(tx), Ok(Reply::PortDesc(ports))) => {
+                let _ = tx.send(Ok(ports));
+            }
+            (Waiter::PortDesc(tx), Err(e)) => {
+                let _ = tx.send(Err(ClientError::Rejected(e)));
+            }
+            (Waiter::Barrier(tx), Ok(_)) => {
+                let _ = tx.send(Ok(()));
+            }
+            (Waiter::Barrier(tx), Err(e)) => {
+                let _ = tx.send(Err(ClientError::Rejected(e)));
+            }
+            (Waiter::BatchMember { batch, index }, result) => {
+                let Some(b) = self.batches.get_mut(&batch) else {
+                    return;
+                };
+                b.remaining -= 1;
+                if let Err(e) = result {
+                    if b.first_error.as_ref().is_none_or(|(i, _)| index < *i) {
+                        b.first_error = Some((index, e));
+                    }
+                }
+                if b.remaining == 0 {
+                    if let Some(b) = self.batches.remove(&batch) {
+                        let _ = b.tx.send(match b.first_error {
+                            None => Ok(()),
+                            Some((index, error)) => {
+                                Err(ClientError::FlowModRejected { index, error })
+                            }
+                        });
+                    }
+                }
+            }
+            (Waiter::PortDesc(tx), Ok(other)) => {
+                let _ = tx.send(Err(ClientError::Disconnected(DisconnectReason::Io(
+                    format!("unexpected reply: {other}"),
+                ))));
+            }
+        }
+    }
+
+    fn fail_all(&mut self, reason: &DisconnectReason) {
+        for (_, w) in self.by_xid.drain() {
+            let err = Err(ClientError::Disconnected(reason.clone()));
+            match w {
+                Waiter::PortDesc(tx) => {
+                    let _ = tx.send(Err(ClientError::Disconnected(reason.clone())));
+                }
+                Waiter::Barrier(tx) => {
+                    let _ = tx.send(err);
+                }
+                Waiter::BatchMember { .. } => {}
+            }
+        }
+        for (_, b) in self.batches.drain() {
+            let _ = b.tx.send(Err(ClientError::Disconnected(reason.clone())));
+        }
+    }
+}
+
+enum SessionEnd {
+    /// Every handle was dropped.
+    Stop,
+    Lost(DisconnectReason),
+}
+
+async fn run(
+    endpoint: Endpoint,
+    options: ClientOptions,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<ClientEvent>,
+) {
+    let mut backoff = options.backoff_initial;
+    let mut announced_down = false;
+    loop {
+        let attempt = tokio::select! {
+            r = connect(&endpoint) => r,
+            stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+        };
+        let reason = match attempt {
+            Ok(stream) => {
+                debug!("transport connected");
+                let mut reached_ready = false;
+                match session(stream, &options, &mut commands, &events, &mut reached_ready).await {
+                    SessionEnd::Stop => return,
+                    SessionEnd::Lost(reason) => {
+                        if reached_ready {
+                            backoff = options.backoff_initial;
+                        }
+                        warn!(%reason, "OpenFlow connection ended");
+                        let _ = events.send(ClientEvent::Disconnected {
+                            reason: reason.clone(),
+                        });
+                        announced_down = true;
+                        reason
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = DisconnectReason::ConnectFailed(format!("{endpoint}: {e}"));
+                // One event per outage, not one per retry.
+                if !announced_down {
+                    warn!(%reason, "cannot reach the switch; retrying with backoff");
+                    let _ = events.send(ClientEvent::Disconnected {
+                        reason: reason.clone(),
+                    });
+                    announced_down = true;
+                } else {
+                    debug!(%reason, "reconnect attempt failed");
+                }
+                reason
+            }
+        };
+        debug!(?backoff, %reason, "waiting before reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+        }
+        backoff = (backoff * 2).min(options.backoff_max);
+    }
+}
+
+/// Answers requests with `NotConnected` until the command channel closes (then returns).
+async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            Command::PortDesc(tx) => {
+                let _ = tx.send(Err(ClientError::NotConnected));
+            }
+            Command::FlowMods(_, tx) | Command::Barrier(tx) => {
+                let _ = tx.send(Err(ClientError::NotConnected));
+            }
+        }
+    }
+}
+
+async fn session(
+    stream: BoxStream,
+    options: &ClientOptions,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    events: &mpsc::UnboundedSender<ClientEvent>,
+    reached_ready: &mut bool,
+) -> SessionEnd {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut conn = Connection::new(options.conn.clone(), Instant::now().into_std());
+    let mut waiters = Waiters::default();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut wbuf = BytesMut::new();
+    let mut framer = OfFramer;
+    let end = loop {
+        // Outputs first: frames to write, then events, as the core's contract asks.
+        while let Some(frame) = conn.poll_transmit() {
+            wbuf.extend_from_slice(&frame);
+        }
+        if !wbuf.is_empty() {
+            match tokio::time::timeout(options.write_timeout, wr.write_all(&wbuf)).await {
+                Ok(Ok(())) => wbuf.clear(),
+                Ok(Err(e)) => break DisconnectReason::Io(e.to_string()),
+                Err(_) => break DisconnectReason::WriteStalled(options.write_timeout),
+            }
+        }
+        while let Some(ev) = conn.poll_event() {
+            match ev {
+                Event::Connected {
+                    version,
+                    datapath_id,
+                } => {
+                    *reached_ready = true;
+                    info!(%version, dpid = format_args!("{datapath_id:016x}"), "connected to switch");
+                    let _ = events.send(ClientEvent::Connected {
+                        version,
+                        datapath_id,
+                    });
+                }
+                Event::PortStatus(ps) => {
+                    let _ = events.send(ClientEvent::PortStatus(ps));
+                }
+                Event::Reply { xid, result } => waiters.complete(xid, result),
+                Event::UnsolicitedError { xid, error } => {
+                    warn!(xid, %error, "switch reported an error for no pending request")
+                }
+            }
+        }
+        let deadline = conn.poll_timeout().map(Instant::from_std);
+        tokio::select! {
+            read = rd.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break DisconnectReason::PeerClosed,
+                    Ok(_) => {}
+                    Err(e) => break DisconnectReason::Io(e.to_string()),
+                }
+                if let Err(reason) = handle_input(&mut conn, &mut framer, &mut rbuf) {
+                    // Best effort: let the switch see why (HELLO_FAILED) before we hang up.
+                    while let Some(frame) = conn.poll_transmit() {
+                        let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all(&frame)).await;
+                    }
+                    break reason;
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else {
+                    waiters.fail_all(&DisconnectReason::Io("client stopped".into()));
+                    return SessionEnd::Stop;
+                };
+                handle_command(&mut conn, &mut waiters, cmd);
+                // Take everything already queued so one barrier fences the whole batch.
+                while let Ok(cmd) = commands.try_recv() {
+                    handle_command(&mut conn, &mut waiters, cmd);
+                }
+                if let Err(e) = conn.fence() {
+                    warn!(error = %e, "could not send the barrier that confirms flow mods");
+                }
+            }
+            _ = sleep_until_opt(deadline) => {
+                if let Err(e) = conn.handle_timeout(Instant::now().into_std()) {
+                    break DisconnectReason::Protocol(e);
+                }
+            }
+        }
+    };
+    waiters.fail_all(&end);
+    SessionEnd::Lost(end)
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn handle_input(
+    conn: &mut Connection,
+    framer: &mut OfFramer,
+    rbuf: &mut BytesMut,
+) -> Result<(), DisconnectReason> {
+    loop {
+        match framer.decode(rbuf) {
+            Ok(Some(frame)) => conn.handle_frame(&frame, Instant::now().into_std())?,
+            Ok(None) => return Ok(()),
+            Err(FrameError::Io(e)) => return Err(DisconnectReason::Io(e.to_string())),
+            Err(e @ FrameError::BadLength { .. }) => {
+                return Err(DisconnectReason::Protocol(ConnError::Frame(e.to_string())))
+            }
+        }
+    }
+}
+
+fn request_error(e: RequestError) -> ClientError {
+    match e {
+        RequestError::NotReady | RequestError::Closed => ClientError::NotConnected,
+        RequestError::Encode(e) => ClientError::Encode(e),
+    }
+}
+
+fn handle_command(conn: &mut Connection, waiters: &mut Waiters, cmd: Command) {
+    match cmd {
+        Command::PortDesc(tx) => match conn.request_port_desc() {
+            Ok(xid) => {
+                waiters.by_xid.insert(xid, Waiter::PortDesc(tx));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(request_error(e)));
+            }
+        },
+        Command::Barrier(tx) => match conn.request_barrier() {
+            Ok(xid) => {
+                waiters.by_xid.insert(xid, Waiter::Barrier(tx));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(request_error(e)));
+            }
+        },
+        Command::FlowMods(flow_mods, tx) => {
+            let batch = waiters.next_batch;
+            waiters.next_batch += 1;
+            let mut sent = 0;
+            for (index, fm) in flow_mods.iter().enumerate() {
+                match conn.send_flow_mod(fm) {
+                    Ok(xid) => {
+                        waiters
+                            .by_xid
+                            .insert(xid, Waiter::BatchMember { batch, index });
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        // The ones already sent stay tracked but nobody waits on them.
+                        for xid in waiters
+                            .by_xid
+                            .iter()
+                            .filter(|(_, w)| matches!(w, Waiter::BatchMember { batch: b, .. } if *b == batch))
+                            .map(|(x, _)| *x)
+                            .collect::<Vec<_>>()
+                        {
+                            waiters.by_xid.remove(&xid);
+                        }
+                        let _ = tx.send(Err(request_error(e)));
+                        return;
+                    }
+                }
+            }
+            waiters.batches.insert(
+                batch,
+                Batch {
+                    remaining: sent,
+                    first_error: None,
+                    tx,
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,605 @@
+//! The sans-IO OpenFlow connection: all protocol state of one switch connection, no sockets,
+//! no clock.
+//!
+//! Vocabulary (drive it in this order after every input):
+//! - inputs: [`Connection::handle_frame`] (one whole frame from the framer),
+//!   [`Connection::handle_timeout`] (when [`Connection::poll_timeout`] has passed);
+//! - requests: [`Connection::request_port_desc`], [`Connection::send_flow_mod`],
+//!   [`Connection::request_barrier`], then [`Connection::fence`] once per batch;
+//! - outputs: [`Connection::poll_transmit`] (frames to write), [`Connection::poll_event`]
+//!   (facts for the application), [`Connection::poll_timeout`] (when to call
+//!   `handle_timeout` next).
+//!
+//! A fatal problem (bad bytes, no common version, a probe that got no answer) is returned as a
+//! [`ConnError`] from the input that found it; the connection is then closed and the shell must
+//! drop the transport and start over with a new `Connection`.
+//!
+//! Flow mods are confirmed by barriers: a flow mod is applied once a barrier sent after it is
+//! answered with no ERROR carrying its xid in between. [`Connection::fence`] adds that barrier
+//! automatically when flow mods are unfenced, so every flow mod gets a [`Reply::FlowModApplied`]
+//! or an error.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, warn};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::flow::FlowMod;
+use crate::message::{
+    bitmap_names, decode, encode, negotiate, ErrorMsg, Hello, Message, MultipartReplyBody,
+    MultipartRequest, SwitchConfig,
+};
+use crate::port::{Port, PortStatus};
+use crate::types::{wire_version_name, Version};
+
+/// Settings of a connection.
+#[derive(Clone, Debug)]
+pub struct ConnConfig {
+    /// Versions offered in our HELLO bitmap. The highest common one is used.
+    pub versions: Vec<Version>,
+    /// Sent in SET_CONFIG; nonzero turns asynchronous messages (PortStatus) on for OVS
+    /// service connections.
+    pub miss_send_len: u16,
+    /// Idle time after which we send our own ECHO_REQUEST.
+    pub echo_interval: Duration,
+    /// How long after a probe, with nothing received at all, the switch counts as dead.
+    pub echo_timeout: Duration,
+    /// Time allowed from connect to FEATURES_REPLY.
+    pub handshake_timeout: Duration,
+    /// Upper bound on ports assembled from one multi-part PORT_DESC reply.
+    pub max_port_desc_ports: usize,
+}
+
+impl Default for ConnConfig {
+    fn default() -> Self {
+        ConnConfig {
+            versions: Version::ALL.to_vec(),
+            miss_send_len: 0xffff,
+            echo_interval: Duration::from_secs(15),
+            echo_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(30),
+            max_port_desc_ports: 1 << 20,
+        }
+    }
+}
+
+/// Why a connection had to close.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    /// The peer sent bytes that do not decode.
+    #[error("bad {msg} message from switch (xid {xid:#x}): {source}")]
+    Decode {
+        msg: String,
+        xid: u32,
+        #[source]
+        source: DecodeError,
+    },
+    /// The switch and podport share no OpenFlow version.
+    #[error("no common OpenFlow version: we offer {ours}, the switch offers {theirs}")]
+    NoCommonVersion { ours: String, theirs: String },
+    /// The switch rejected our HELLO.
+    #[error("switch refused the handshake: {0}")]
+    HelloFailed(ErrorMsg),
+    /// The switch rejected a handshake request (FEATURES_REQUEST or SET_CONFIG).
+    #[error("switch refused {request} during the handshake: {error}")]
+    HandshakeRejected {
+        request: &'static str,
+        error: ErrorMsg,
+    },
+    /// A message arrived in a version other than the negotiated one.
+    #[error("switch sent a message in version {got} after {expected} was negotiated")]
+    VersionMismatch { expected: Version, got: String },
+    /// No HELLO and FEATURES_REPLY within the handshake timeout.
+    #[error("handshake not finished within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// Nothing at all came back within the echo timeout after our probe.
+    #[error("switch silent for {0:?} after an echo probe")]
+    EchoTimeout(Duration),
+    /// A multi-part reply grew beyond the configured bound.
+    #[error("PORT_DESC reply exceeds {0} ports")]
+    TooManyPorts(usize),
+    /// The frame declared a length below the header size.
+    #[error("bad frame: {0}")]
+    Frame(String),
+}
+
+/// A request podport cannot make right now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the OpenFlow handshake has not finished")]
+    NotReady,
+    #[error("the connection is closed")]
+    Closed,
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// The outcome of a request, matched by xid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Every port, all parts of a multi-part reply assembled, in wire order.
+    PortDesc(Vec<Port>),
+    /// The barrier was answered: everything sent before it is processed.
+    Barrier,
+    /// A barrier after this flow mod was answered and no ERROR named it.
+    FlowModApplied,
+}
+
+/// Facts for the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Handshake done: requests may be made, asynchronous messages are on.
+    Connected { version: Version, datapath_id: u64 },
+    /// The switch reported a port change on its own.
+    PortStatus(PortStatus),
+    /// A request finished: its reply, or the ERROR the switch sent for it.
+    Reply {
+        xid: u32,
+        result: Result<Reply, ErrorMsg>,
+    },
+    /// An ERROR for an xid we were not waiting on.
+    UnsolicitedError { xid: u32, error: ErrorMsg },
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitHello,
+    AwaitFeatures { features_xid: u32, config_xid: u32 },
+    Ready,
+    Closed,
+}
+
+#[derive(Debug)]
+enum Pending {
+    PortDesc(Vec<Port>),
+    Barrier { automatic: bool },
+    FlowMod,
+}
+
+/// One OpenFlow connection's protocol state. See the module documentation for the call order.
+#[derive(Debug)]
+pub struct Connection {
+    config: ConnConfig,
+    phase: Phase,
+    version: Option<Version>,
+    datapath_id: Option<u64>,
+    next_xid: u32,
+    /// Requests in the order they were sent, so a barrier reply can confirm what preceded it.
+    pending: VecDeque<(u32, Pending)>,
+    unfenced_flow_mods: bool,
+    transmit: VecDeque<BytesMut>,
+    events: VecDeque<Event>,
+    started: Instant,
+    last_rx: Instant,
+    probe_sent: Option<Instant>,
+}
+
+impl Connection {
+    /// A new connection whose transport has just been opened at `now`. Our HELLO is queued.
+    pub fn new(config: ConnConfig, now: Instant) -> Connection {
+        let mut conn = Connection {
+            config,
+            phase: Phase::AwaitHello,
+            version: None,
+            datapath_id: None,
+            next_xid: 1,
+            pending: VecDeque::new(),
+            unfenced_flow_mods: false,
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            started: now,
+            last_rx: now,
+            probe_sent: None,
+        };
+        let highest = conn.config.versions.iter().max().copied();
+        let header_version = highest.map_or(Version::Of15.wire(), Version::wire);
+        let hello = Message::Hello(Hello::offering(&conn.config.versions));
+        conn.queue_raw(&hello, header_version);
+        conn
+    }
+
+    /// The negotiated version, once the switch's HELLO arrived.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// The datapath id from FEATURES_REPLY.
+    pub fn datapath_id(&self) -> Option<u64> {
+        self.datapath_id
+    }
+
+    /// True once FEATURES_REPLY arrived and the connection is usable.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.phase, Phase::Ready)
+    }
+
+    /// Number of requests waiting for a reply.
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Next frame to write, if any.
+    pub fn poll_transmit(&mut self) -> Option<BytesMut> {
+        self.transmit.pop_front()
+    }
+
+    /// Next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closed => None,
+            Phase::AwaitHello | Phase::AwaitFeatures { .. } => {
+                Some(self.started + self.config.handshake_timeout)
+            }
+            Phase::Ready => Some(match self.probe_sent {
+                Some(sent) => sent + self.config.echo_timeout,
+                None => self.last_rx + self.config.echo_interval,
+            }),
+        }
+    }
+
+    /// Handles the passage of time: handshake deadline, echo probe and its timeout.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), ConnError> {
+        match self.phase {
+            Phase::Closed => Ok(()),
+            Phase::AwaitHello | Phase::AwaitFeatures { .. } => {
+                if now >= self.started + self.config.handshake_timeout {
+                    self.fail(ConnError::HandshakeTimeout(self.config.handshake_timeout))
+                } else {
+                    Ok(())
+                }
+            }
+            Phase::Ready => match self.probe_sent {
+                Some(sent) if now >= sent + self.config.echo_timeout => {
+                    self.fail(ConnError::EchoTimeout(now - self.last_rx))
+                }
+                Some(_) => Ok(()),
+                None if now >= self.last_rx + self.config.echo_interval => {
+                    debug!("switch idle, sending echo probe");
+                    self.queue(&Message::EchoRequest(Bytes::new()));
+                    self.probe_sent = Some(now);
+                    Ok(())
+                }
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Handles one whole frame received at `now`.
+    pub fn handle_frame(&mut self, frame: &[u8], now: Instant) -> Result<(), ConnError> {
+        if matches!(self.phase, Phase::Closed) {
+            return Ok(());
+        }
+        // Any byte from the switch proves it is alive.
+        self.last_rx = now;
+        self.probe_sent = None;
+        let (header, msg) = match decode(frame) {
+            Ok(ok) => ok,
+            Err(source) => {
+                let msg = frame
+                    .get(1)
+                    .map_or_else(|| "?".to_string(), |t| format!("type {t}"));
+                let xid = frame
+                    .get(4..8)
+                    .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                return self.fail(ConnError::Decode { msg, xid, source });
+            }
+        };
+        let xid = header.xid;
+        // HELLO, ERROR and ECHO may legitimately come in another version (HELLO_FAILED is
+        // sent in the peer's version); everything else must use the negotiated one.
+        if let Some(v) = self.version {
+            let version_free = matches!(
+                msg,
+                Message::Hello(_)
+                    | Message::Error(_)
+                    | Message::EchoRequest(_)
+                    | Message::EchoReply(_)
+            );
+            if header.version != v.wire() && !version_free {
+                return self.fail(ConnError::VersionMismatch {
+                    expected: v,
+                    got: wire_version_name(header.version),
+                });
+            }
+        }
+        match msg {
+            Message::Hello(hello) => self.on_hello(&hello, header.version),
+            Message::EchoRequest(data) => {
+                // Answer in the request's version: before negotiation that is all we know.
+                let v = self.version.map_or(header.version, Version::wire);
+                self.queue_raw_xid(&Message::EchoReply(data), v, xid);
+                Ok(())
+            }
+            Message::EchoReply(_) => Ok(()),
+            Message::Error(error) => self.on_error(xid, error),
+            Message::FeaturesReply(f) => {
+                match self.phase {
+                    Phase::AwaitFeatures { features_xid, .. } if features_xid == xid => {
+                        self.datapath_id = Some(f.datapath_id);
+                        self.phase = Phase::Ready;
+                        let version = self.version.unwrap_or(Version::Of15);
+                        debug!(dpid = format_args!("{:016x}", f.datapath_id), %version, "OpenFlow handshake done");
+                        self.events.push_back(Event::Connected {
+                            version,
+                            datapath_id: f.datapath_id,
+                        });
+                    }
+                    _ => warn!(xid, "unexpected FEATURES_REPLY ignored"),
+                }
+                Ok(())
+            }
+            Message::PortStatus(ps) => {
+                // Delivered even before FEATURES_REPLY: SET_CONFIG already switched them on,
+                // and each is a real report that no PORT_DESC taken later would repeat.
+                self.events.push_back(Event::PortStatus(ps));
+                Ok(())
+            }
+            Message::MultipartReply(rep) => self.on_multipart_reply(xid, rep.more, rep.body),
+            Message::BarrierReply => {
+                self.on_barrier_reply(xid);
+                Ok(())
+            }
+            Message::Unknown { msg_type, .. } => {
+                debug!(msg_type, xid, "skipping unknown OpenFlow message type");
+                Ok(())
+            }
+            other => {
+                debug!(
+                    msg = other.name(),
+                    xid, "skipping unexpected message from switch"
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Asks for every port. The reply comes as `Event::Reply { xid, Reply::PortDesc }`.
+    pub fn request_port_desc(&mut self) -> Result<u32, RequestError> {
+        let xid = self.send_request(&Message::MultipartRequest(MultipartRequest::PortDesc))?;
+        self.pending.push_back((xid, Pending::PortDesc(Vec::new())));
+        Ok(xid)
+    }
+
+    /// Sends a flow mod. It is confirmed (or failed) once a later barrier is answered; call
+    /// [`Connection::fence`] after a batch so that barrier is sent.
+    pub fn send_flow_mod(&mut self, flow_mod: &FlowMod) -> Result<u32, RequestError> {
+        let xid = self.send_request(&Message::FlowMod(flow_mod.clone()))?;
+        self.pending.push_back((xid, Pending::FlowMod));
+        self.unfenced_flow_mods = true;
+        Ok(xid)
+    }
+
+    /// Sends a barrier; its reply is `Event::Reply { xid, Reply::Barrier }`.
+    pub fn request_barrier(&mut self) -> Result<u32, RequestError> {
+        let xid = self.send_request(&Message::BarrierRequest)?;
+        self.pending
+            .push_back((xid, Pending::Barrier { automatic: false }));
+        self.unfenced_flow_mods = false;
+        Ok(xid)
+    }
+
+    /// Sends a barrier if flow mods were sent since the last one, so each gets confirmed.
+    pub fn fence(&mut self) -> Result<(), RequestError> {
+        if self.unfenced_flow_mods {
+            let xid = self.send_request(&Message::BarrierRequest)?;
+            self.pending
+                .push_back((xid, Pending::Barrier { automatic: true }));
+            self.unfenced_flow_mods = false;
+        }
+        Ok(())
+    }
+
+    /// The xids of requests still waiting, in send order (so a shell can fail them on close).
+    pub fn pending_xids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.pending.iter().map(|(xid, _)| *xid)
+    }
+
+    fn send_request(&mut self, msg: &Message) -> Result<u32, RequestError> {
+        let version = match self.phase {
+            Phase::Ready => self.version.ok_or(RequestError::NotReady)?,
+            Phase::Closed => return Err(RequestError::Closed),
+            _ => return Err(RequestError::NotReady),
+        };
+        let xid = self.alloc_xid();
+        let frame = encode(msg, version.wire(), xid)?;
+        self.transmit.push_back(frame);
+        Ok(xid)
+    }
+
+    fn alloc_xid(&mut self) -> u32 {
+        let xid = self.next_xid;
+        // Skip 0: OVS uses xid 0 for asynchronous messages.
+        self.next_xid = self.next_xid.wrapping_add(1).max(1);
+        xid
+    }
+
+    fn queue(&mut self, msg: &Message) {
+        let v = self.version.map_or(Version::Of15.wire(), Version::wire);
+        let xid = self.alloc_xid();
+        self.queue_raw_xid(msg, v, xid);
+    }
+
+    fn queue_raw(&mut self, msg: &Message, version: u8) {
+        let xid = self.alloc_xid();
+        self.queue_raw_xid(msg, version, xid);
+    }
+
+    fn queue_raw_xid(&mut self, msg: &Message, version: u8, xid: u32) {
+        match encode(msg, version, xid) {
+            Ok(frame) => self.transmit.push_back(frame),
+            // Only our own fixed-size control messages pass through here.
+            Err(e) => warn!(error = %e, msg = msg.name(), "could not encode control message"),
+        }
+    }
+
+    fn on_hello(&mut self, hello: &Hello, header_version: u8) -> Result<(), ConnError> {
+        if !matches!(self.phase, Phase::AwaitHello) {
+            debug!("ignoring a second HELLO");
+            return Ok(());
+        }
+        let Some(version) = negotiate(&self.config.versions, hello, header_version) else {
+            let ours = self
+                .config
+                .versions
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let theirs = bitmap_names(hello.peer_versions(header_version));
+            let text = format!("podport supports OpenFlow {ours}; switch offers {theirs}");
+            let err = Message::Error(ErrorMsg {
+                err_type: 0,
+                code: 0,
+                data: Bytes::from(text.into_bytes()),
+            });
+            self.queue_raw(&err, header_version);
+            return self.fail(ConnError::NoCommonVersion { ours, theirs });
+        };
+        self.version = Some(version);
+        // SET_CONFIG first: OVS handles messages in order, so once FEATURES_REPLY arrives
+        // asynchronous messages are already on and no PortStatus can slip past `Connected`.
+        let config_xid = self.alloc_xid();
+        self.queue_raw_xid(
+            &Message::SetConfig(SwitchConfig {
+                flags: 0,
+                miss_send_len: self.config.miss_send_len,
+            }),
+            version.wire(),
+            config_xid,
+        );
+        let features_xid = self.alloc_xid();
+        self.queue_raw_xid(&Message::FeaturesRequest, version.wire(), features_xid);
+        self.phase = Phase::AwaitFeatures {
+            features_xid,
+            config_xid,
+        };
+        Ok(())
+    }
+
+    fn on_error(&mut self, xid: u32, error: ErrorMsg) -> Result<(), ConnError> {
+        const HELLO_FAILED: u16 = 0;
+        match self.phase {
+            Phase::AwaitHello | Phase::AwaitFeatures { .. } if error.err_type == HELLO_FAILED => {
+                return self.fail(ConnError::HelloFailed(error));
+            }
+            Phase::AwaitFeatures {
+                features_xid,
+                config_xid,
+            } => {
+                if xid == features_xid || xid == config_xid {
+                    let request = if xid == features_xid {
+                        "FEATURES_REQUEST"
+                    } else {
+                        "SET_CONFIG"
+                    };
+                    return self.fail(ConnError::HandshakeRejected { request, error });
+                }
+            }
+            _ => {}
+        }
+        match self.pending.iter().position(|(x, _)| *x == xid) {
+            Some(i) => {
+                self.pending.remove(i);
+                self.events.push_back(Event::Reply {
+                    xid,
+                    result: Err(error),
+                });
+            }
+            None => {
+                warn!(xid, %error, "switch sent an ERROR for no pending request");
+                self.events
+                    .push_back(Event::UnsolicitedError { xid, error });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_multipart_reply(
+        &mut self,
+        xid: u32,
+        more: bool,
+        body: MultipartReplyBody,
+    ) -> Result<(), ConnError> {
+        let Some(i) = self.pending.iter().position(|(x, _)| *x == xid) else {
+            warn!(xid, "MULTIPART_REPLY for no pending request ignored");
+            return Ok(());
+        };
+        let ports = match body {
+            MultipartReplyBody::PortDesc(ports) => ports,
+            MultipartReplyBody::Other { mp_type, .. } => {
+                warn!(xid, mp_type, "unexpected multipart reply type ignored");
+                return Ok(());
+            }
+        };
+        let max = self.config.max_port_desc_ports;
+        let Some((_, Pending::PortDesc(acc))) = self.pending.get_mut(i) else {
+            warn!(xid, "PORT_DESC reply for a request of another kind ignored");
+            return Ok(());
+        };
+        if acc.len() + ports.len() > max {
+            return self.fail(ConnError::TooManyPorts(max));
+        }
+        acc.extend(ports);
+        if !more {
+            if let Some((_, Pending::PortDesc(all))) = self.pending.remove(i) {
+                self.events.push_back(Event::Reply {
+                    xid,
+                    result: Ok(Reply::PortDesc(all)),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn on_barrier_reply(&mut self, xid: u32) {
+        let Some(i) = self.pending.iter().position(|(x, _)| *x == xid) else {
+            warn!(xid, "BARRIER_REPLY for no pending barrier ignored");
+            return;
+        };
+        // Everything sent before the barrier is done; flow mods that drew no ERROR applied.
+        // Earlier PORT_DESC requests keep waiting: their replies may still be in flight.
+        let mut kept = VecDeque::new();
+        for (x, p) in self.pending.drain(..i) {
+            match p {
+                Pending::FlowMod => self.events.push_back(Event::Reply {
+                    xid: x,
+                    result: Ok(Reply::FlowModApplied),
+                }),
+                other => kept.push_back((x, other)),
+            }
+        }
+        if let Some((_, Pending::Barrier { automatic })) = self.pending.pop_front() {
+            if !automatic {
+                self.events.push_back(Event::Reply {
+                    xid,
+                    result: Ok(Reply::Barrier),
+                });
+            }
+        }
+        kept.extend(self.pending.drain(..));
+        self.pending = kept;
+    }
+
+    fn fail(&mut self, error: ConnError) -> Result<(), ConnError> {
+        self.phase = Phase::Closed;
+        Err(error)
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::PortDesc(p) => write!(f, "PORT_DESC reply with {} ports", p.len()),
+            Reply::Barrier => f.write_str("BARRIER_REPLY"),
+            Reply::FlowModApplied => f.write_str("flow mod applied"),
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! OpenFlow 1.3 / 1.5 for podport: a pure codec, a framer, a sans-IO connection state
+//! machine, and a thin async client over it.
+//!
+//! - [`decode`] / [`encode`] turn one whole frame into a typed [`Message`] and back. Decoding
+//!   validates every length before using it: a bad frame is a [`DecodeError`], never a panic,
+//!   and nothing is allocated beyond the frame's own size. Unknown message types, properties,
+//!   match fields, instructions and actions are kept as `Unknown` values and skipped by the
+//!   connection, not treated as errors.
+//! - [`OfFramer`] splits a byte stream into frames (rejecting lengths below 8).
+//! - [`conn::Connection`] is the protocol core: handshake, xids, reply matching, multipart
+//!   assembly, echo, PortStatus events. It does no IO and reads no clock.
+//! - [`client`] drives a `Connection` over a transport (`unix:`, `tcp:`, Windows named pipe)
+//!   with reconnect and backoff.
+//!
+//! Port names on the wire are cut to 15 bytes; [`PortState`] and [`PortConfig`] are bit sets.
+
+pub mod client;
+pub mod conn;
+mod error;
+mod errors;
+mod flow;
+mod framer;
+mod message;
+mod port;
+mod types;
+mod wire;
+
+pub use client::{
+    ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
+};
+pub use conn::{ConnConfig, ConnError};
+pub use error::{DecodeError, EncodeError};
+pub use errors::{error_code_name, error_type_name};
+pub use flow::{
+    Action, FlowMod, FlowModCommand, Instruction, OxmField, ETH_TYPE_ARP, ETH_TYPE_IPV4, GROUP_ANY,
+    NO_BUFFER, TABLE_ALL,
+};
+pub use framer::{FrameError, OfFramer};
+pub use message::{
+    bitmap_names, decode, encode, encode_into, msg_type, negotiate, ErrorMsg, FeaturesReply,
+    Header, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, SwitchConfig,
+    HEADER_LEN, MPF_MORE, MP_PORT_DESC,
+};
+pub use podport_transport::Endpoint;
+pub use port::{EthernetProps, Port, PortReason, PortStatus, MAX_PORT_NAME_LEN};
+pub use types::{
+    flag_names, wire_version_name, FlowModFlags, MacAddr, PortConfig, PortNo, PortState, Version,
+};
