@@ -29,8 +29,8 @@ use tracing::{debug, warn};
 use crate::error::{DecodeError, EncodeError};
 use crate::flow::FlowMod;
 use crate::message::{
-    bitmap_names, decode, encode, negotiate, ErrorMsg, Hello, Message, MultipartReplyBody,
-    MultipartRequest, SwitchConfig,
+    bitmap_names, decode, encode, msg_type_name, negotiate, ErrorMsg, Hello, Message,
+    MultipartReplyBody, MultipartRequest, SwitchConfig,
 };
 use crate::port::{Port, PortStatus};
 use crate::types::{wire_version_name, Version};
@@ -283,9 +283,12 @@ impl Connection {
         let (header, msg) = match decode(frame) {
             Ok(ok) => ok,
             Err(source) => {
-                let msg = frame
-                    .get(1)
-                    .map_or_else(|| "?".to_string(), |t| format!("type {t}"));
+                let msg = match frame.get(1) {
+                    Some(&t) => {
+                        msg_type_name(t).map_or_else(|| format!("type {t}"), str::to_string)
+                    }
+                    None => "?".to_string(),
+                };
                 let xid = frame
                     .get(4..8)
                     .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
@@ -601,5 +604,477 @@ impl fmt::Display for Reply {
             Reply::Barrier => f.write_str("BARRIER_REPLY"),
             Reply::FlowModApplied => f.write_str("flow mod applied"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The core driven by hand-made switch frames and a virtual clock: no sockets.
+
+    use super::*;
+    use crate::message::{FeaturesReply, MultipartReply};
+    use crate::port::PortReason;
+    use crate::types::{PortState, Version};
+
+    const DPID: u64 = 0x0000_c6b7_1f8c_d247;
+
+    fn frame(msg: &Message, version: u8, xid: u32) -> BytesMut {
+        encode(msg, version, xid).unwrap()
+    }
+
+    fn sent(conn: &mut Connection) -> Vec<(u8, u32, Message)> {
+        std::iter::from_fn(|| conn.poll_transmit())
+            .map(|f| {
+                let (h, m) = decode(&f).unwrap();
+                (h.version, h.xid, m)
+            })
+            .collect()
+    }
+
+    fn events(conn: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| conn.poll_event()).collect()
+    }
+
+    /// A connection through HELLO and FEATURES_REPLY in `v`.
+    fn ready(v: Version, now: Instant) -> Connection {
+        let mut c = Connection::new(ConnConfig::default(), now);
+        let hello = sent(&mut c);
+        assert_eq!(hello.len(), 1);
+        c.handle_frame(
+            &frame(&Message::Hello(Hello::offering(&[v])), v.wire(), 1),
+            now,
+        )
+        .unwrap();
+        let out = sent(&mut c);
+        let features_xid = out
+            .iter()
+            .find(|(_, _, m)| *m == Message::FeaturesRequest)
+            .map(|(_, x, _)| *x)
+            .expect("FEATURES_REQUEST sent");
+        let reply = Message::FeaturesReply(FeaturesReply {
+            datapath_id: DPID,
+            n_buffers: 0,
+            n_tables: 254,
+            auxiliary_id: 0,
+            capabilities: 0,
+        });
+        c.handle_frame(&frame(&reply, v.wire(), features_xid), now)
+            .unwrap();
+        assert!(c.is_ready());
+        assert_eq!(
+            events(&mut c),
+            vec![Event::Connected {
+                version: v,
+                datapath_id: DPID
+            }]
+        );
+        c
+    }
+
+    #[test]
+    fn hello_offers_a_bitmap_and_config_precedes_features() {
+        let now = Instant::now();
+        let mut c = Connection::new(ConnConfig::default(), now);
+        let out = sent(&mut c);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].0, 0x06, "header carries our highest version");
+        assert_eq!(
+            out[0].2,
+            Message::Hello(Hello {
+                versions: Some(0x50)
+            })
+        );
+        // OVS's HELLO for a default bridge: no bitmap, version 1.5 = "up to 1.5".
+        c.handle_frame(
+            &frame(&Message::Hello(Hello { versions: None }), 0x06, 9),
+            now,
+        )
+        .unwrap();
+        assert_eq!(c.version(), Some(Version::Of15));
+        let out = sent(&mut c);
+        let kinds: Vec<_> = out.iter().map(|(v, _, m)| (*v, m.name())).collect();
+        assert_eq!(kinds, [(0x06, "SET_CONFIG"), (0x06, "FEATURES_REQUEST")]);
+        assert_eq!(
+            out[0].2,
+            Message::SetConfig(SwitchConfig {
+                flags: 0,
+                miss_send_len: 0xffff
+            })
+        );
+        assert_eq!(
+            c.request_port_desc(),
+            Err(RequestError::NotReady),
+            "no requests before FEATURES_REPLY"
+        );
+    }
+
+    #[test]
+    fn no_common_version_answers_hello_failed_and_closes() {
+        let now = Instant::now();
+        let mut c = Connection::new(
+            ConnConfig {
+                versions: vec![Version::Of13],
+                ..ConnConfig::default()
+            },
+            now,
+        );
+        sent(&mut c);
+        // Antrea's bridge: protocols=OpenFlow10,OpenFlow15 (bitmap 0x42).
+        let err = c
+            .handle_frame(
+                &frame(
+                    &Message::Hello(Hello {
+                        versions: Some(0x42),
+                    }),
+                    0x06,
+                    1,
+                ),
+                now,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConnError::NoCommonVersion {
+                ours: "1.3".into(),
+                theirs: "1.0, 1.5".into()
+            }
+        );
+        let out = sent(&mut c);
+        match &out[..] {
+            [(_, _, Message::Error(e))] => {
+                assert_eq!((e.err_type, e.code), (0, 0));
+                assert!(e.text().unwrap().contains("1.3"));
+            }
+            other => panic!("expected HELLO_FAILED, got {other:?}"),
+        }
+        assert_eq!(c.poll_timeout(), None, "closed");
+    }
+
+    #[test]
+    fn hello_failed_from_the_switch_is_fatal() {
+        let now = Instant::now();
+        let mut c = Connection::new(ConnConfig::default(), now);
+        let e = ErrorMsg {
+            err_type: 0,
+            code: 0,
+            data: Bytes::from_static(b"no version"),
+        };
+        let err = c
+            .handle_frame(&frame(&Message::Error(e.clone()), 0x04, 0), now)
+            .unwrap_err();
+        assert_eq!(err, ConnError::HelloFailed(e));
+    }
+
+    #[test]
+    fn answers_echo_requests_with_the_same_xid_and_data() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        let data = Bytes::from_static(b"ping");
+        c.handle_frame(&frame(&Message::EchoRequest(data.clone()), 0x04, 77), now)
+            .unwrap();
+        assert_eq!(sent(&mut c), vec![(0x04, 77, Message::EchoReply(data))]);
+    }
+
+    #[test]
+    fn probes_when_idle_and_closes_when_the_probe_is_unanswered() {
+        let t0 = Instant::now();
+        let cfg = ConnConfig::default();
+        let mut c = ready(Version::Of15, t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + cfg.echo_interval));
+        c.handle_timeout(t0 + cfg.echo_interval / 2).unwrap();
+        assert!(sent(&mut c).is_empty(), "not idle long enough");
+        let t1 = t0 + cfg.echo_interval;
+        c.handle_timeout(t1).unwrap();
+        let out = sent(&mut c);
+        assert!(
+            matches!(&out[..], [(_, _, Message::EchoRequest(_))]),
+            "{out:?}"
+        );
+        assert_eq!(c.poll_timeout(), Some(t1 + cfg.echo_timeout));
+        let err = c.handle_timeout(t1 + cfg.echo_timeout).unwrap_err();
+        assert!(matches!(err, ConnError::EchoTimeout(_)), "{err:?}");
+    }
+
+    #[test]
+    fn any_message_from_the_switch_answers_a_probe() {
+        let t0 = Instant::now();
+        let cfg = ConnConfig::default();
+        let mut c = ready(Version::Of15, t0);
+        let t1 = t0 + cfg.echo_interval;
+        c.handle_timeout(t1).unwrap();
+        sent(&mut c);
+        let t2 = t1 + cfg.echo_timeout / 2;
+        c.handle_frame(&frame(&Message::BarrierReply, 0x06, 999), t2)
+            .unwrap();
+        // The old probe's deadline no longer applies; the next probe is due a full
+        // interval after the last message.
+        assert_eq!(c.poll_timeout(), Some(t2 + cfg.echo_interval));
+        c.handle_timeout(t2 + Duration::from_secs(1)).unwrap();
+        assert!(sent(&mut c).is_empty());
+    }
+
+    #[test]
+    fn handshake_times_out() {
+        let t0 = Instant::now();
+        let cfg = ConnConfig::default();
+        let mut c = Connection::new(cfg.clone(), t0);
+        assert_eq!(c.poll_timeout(), Some(t0 + cfg.handshake_timeout));
+        let err = c.handle_timeout(t0 + cfg.handshake_timeout).unwrap_err();
+        assert_eq!(err, ConnError::HandshakeTimeout(cfg.handshake_timeout));
+    }
+
+    #[test]
+    fn port_status_becomes_an_event() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        let mut port = Port::new(5, "p4");
+        port.state = PortState::LIVE;
+        let ps = PortStatus {
+            reason: PortReason::Modify,
+            port,
+        };
+        c.handle_frame(&frame(&Message::PortStatus(ps.clone()), 0x04, 0), now)
+            .unwrap();
+        assert_eq!(events(&mut c), vec![Event::PortStatus(ps)]);
+    }
+
+    #[test]
+    fn multipart_port_desc_is_assembled_under_one_xid() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of15, now);
+        let xid = c.request_port_desc().unwrap();
+        let out = sent(&mut c);
+        assert_eq!(
+            out,
+            vec![(
+                0x06,
+                xid,
+                Message::MultipartRequest(MultipartRequest::PortDesc)
+            )]
+        );
+        let part = |more, ports: Vec<Port>| {
+            Message::MultipartReply(MultipartReply {
+                more,
+                body: MultipartReplyBody::PortDesc(ports),
+            })
+        };
+        c.handle_frame(&frame(&part(true, vec![Port::new(1, "a")]), 0x06, xid), now)
+            .unwrap();
+        assert!(events(&mut c).is_empty(), "no reply before the last part");
+        // A stray reply for another xid changes nothing.
+        c.handle_frame(
+            &frame(&part(false, vec![Port::new(9, "x")]), 0x06, xid + 100),
+            now,
+        )
+        .unwrap();
+        c.handle_frame(
+            &frame(
+                &part(false, vec![Port::new(2, "b"), Port::new(3, "c")]),
+                0x06,
+                xid,
+            ),
+            now,
+        )
+        .unwrap();
+        match &events(&mut c)[..] {
+            [Event::Reply {
+                xid: x,
+                result: Ok(Reply::PortDesc(ports)),
+            }] => {
+                assert_eq!(*x, xid);
+                let names: Vec<_> = ports.iter().map(|p| p.name.as_str()).collect();
+                assert_eq!(names, ["a", "b", "c"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.pending_requests(), 0);
+    }
+
+    #[test]
+    fn an_endless_multipart_reply_is_cut_off() {
+        let now = Instant::now();
+        let mut c = Connection::new(
+            ConnConfig {
+                max_port_desc_ports: 3,
+                ..ConnConfig::default()
+            },
+            now,
+        );
+        sent(&mut c);
+        c.handle_frame(
+            &frame(&Message::Hello(Hello { versions: None }), 0x04, 1),
+            now,
+        )
+        .unwrap();
+        let fx = sent(&mut c)[1].1;
+        let reply = Message::FeaturesReply(FeaturesReply {
+            datapath_id: 1,
+            n_buffers: 0,
+            n_tables: 1,
+            auxiliary_id: 0,
+            capabilities: 0,
+        });
+        c.handle_frame(&frame(&reply, 0x04, fx), now).unwrap();
+        let xid = c.request_port_desc().unwrap();
+        let part = Message::MultipartReply(MultipartReply {
+            more: true,
+            body: MultipartReplyBody::PortDesc(vec![Port::new(1, "a"), Port::new(2, "b")]),
+        });
+        c.handle_frame(&frame(&part, 0x04, xid), now).unwrap();
+        let err = c.handle_frame(&frame(&part, 0x04, xid), now).unwrap_err();
+        assert_eq!(err, ConnError::TooManyPorts(3));
+    }
+
+    #[test]
+    fn a_barrier_confirms_the_flow_mods_before_it_and_errors_name_theirs() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        let good = c.send_flow_mod(&FlowMod::add(0)).unwrap();
+        let bad = c.send_flow_mod(&FlowMod::add(1).goto_table(0)).unwrap();
+        let desc = c.request_port_desc().unwrap();
+        c.fence().unwrap();
+        let out = sent(&mut c);
+        let names: Vec<_> = out.iter().map(|(_, _, m)| m.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "FLOW_MOD",
+                "FLOW_MOD",
+                "MULTIPART_REQUEST",
+                "BARRIER_REQUEST"
+            ]
+        );
+        let barrier = out[3].1;
+        c.fence().unwrap();
+        assert!(sent(&mut c).is_empty(), "one barrier per batch");
+
+        let error = ErrorMsg {
+            err_type: 3,
+            code: 2,
+            data: Bytes::new(),
+        };
+        c.handle_frame(&frame(&Message::Error(error.clone()), 0x04, bad), now)
+            .unwrap();
+        c.handle_frame(&frame(&Message::BarrierReply, 0x04, barrier), now)
+            .unwrap();
+        assert_eq!(
+            events(&mut c),
+            vec![
+                Event::Reply {
+                    xid: bad,
+                    result: Err(error)
+                },
+                Event::Reply {
+                    xid: good,
+                    result: Ok(Reply::FlowModApplied)
+                },
+            ],
+            "the automatic barrier itself is not reported"
+        );
+        // The PORT_DESC sent before the barrier still waits for its own reply.
+        assert_eq!(c.pending_xids().collect::<Vec<_>>(), vec![desc]);
+    }
+
+    #[test]
+    fn an_explicit_barrier_is_reported() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of15, now);
+        let xid = c.request_barrier().unwrap();
+        sent(&mut c);
+        c.handle_frame(&frame(&Message::BarrierReply, 0x06, xid), now)
+            .unwrap();
+        assert_eq!(
+            events(&mut c),
+            vec![Event::Reply {
+                xid,
+                result: Ok(Reply::Barrier)
+            }]
+        );
+    }
+
+    #[test]
+    fn an_error_for_nothing_pending_is_unsolicited() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of15, now);
+        let error = ErrorMsg {
+            err_type: 1,
+            code: 6,
+            data: Bytes::new(),
+        };
+        c.handle_frame(&frame(&Message::Error(error.clone()), 0x06, 4242), now)
+            .unwrap();
+        assert_eq!(
+            events(&mut c),
+            vec![Event::UnsolicitedError { xid: 4242, error }]
+        );
+    }
+
+    #[test]
+    fn a_message_in_another_version_after_negotiation_is_fatal() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of15, now);
+        let ps = PortStatus {
+            reason: PortReason::Add,
+            port: Port::new(1, "p"),
+        };
+        let err = c
+            .handle_frame(&frame(&Message::PortStatus(ps), 0x04, 0), now)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ConnError::VersionMismatch {
+                expected: Version::Of15,
+                got: "1.3".into()
+            }
+        );
+        assert_eq!(
+            c.request_barrier(),
+            Err(RequestError::Closed),
+            "closed after a fatal error"
+        );
+    }
+
+    #[test]
+    fn bad_bytes_are_a_typed_error_not_a_panic() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        // A PORT_STATUS whose ofp_port is cut short.
+        let mut f = frame(
+            &Message::PortStatus(PortStatus {
+                reason: PortReason::Add,
+                port: Port::new(1, "p"),
+            }),
+            0x04,
+            0,
+        );
+        f.truncate(40);
+        f[2..4].copy_from_slice(&40u16.to_be_bytes());
+        let err = c.handle_frame(&f, now).unwrap_err();
+        assert!(
+            matches!(err, ConnError::Decode { ref msg, .. } if msg == "PORT_STATUS"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_messages_are_skipped() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        let unknown = Message::Unknown {
+            msg_type: 99,
+            body: Bytes::from_static(&[1, 2, 3]),
+        };
+        c.handle_frame(&frame(&unknown, 0x04, 5), now).unwrap();
+        assert!(events(&mut c).is_empty());
+        assert!(c.is_ready());
+    }
+
+    #[test]
+    fn xids_are_never_zero_and_wrap() {
+        let now = Instant::now();
+        let mut c = ready(Version::Of13, now);
+        c.next_xid = u32::MAX;
+        assert_eq!(c.request_barrier().unwrap(), u32::MAX);
+        assert_eq!(c.request_barrier().unwrap(), 1);
     }
 }

@@ -37,9 +37,9 @@ pub use flow::{
 };
 pub use framer::{FrameError, OfFramer};
 pub use message::{
-    bitmap_names, decode, encode, encode_into, msg_type, negotiate, ErrorMsg, FeaturesReply,
-    Header, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, SwitchConfig,
-    HEADER_LEN, MPF_MORE, MP_PORT_DESC,
+    bitmap_names, decode, encode, encode_into, msg_type, msg_type_name, negotiate, ErrorMsg,
+    FeaturesReply, Header, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest,
+    SwitchConfig, HEADER_LEN, MPF_MORE, MP_PORT_DESC,
 };
 pub use podport_transport::Endpoint;
 pub use port::{EthernetProps, Port, PortReason, PortStatus, MAX_PORT_NAME_LEN};

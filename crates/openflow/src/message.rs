@@ -34,6 +34,29 @@ pub mod msg_type {
     pub const BARRIER_REPLY: u8 = 21;
 }
 
+/// The name of a message type, for logs and errors.
+pub fn msg_type_name(t: u8) -> Option<&'static str> {
+    use msg_type::*;
+    Some(match t {
+        HELLO => "HELLO",
+        ERROR => "ERROR",
+        ECHO_REQUEST => "ECHO_REQUEST",
+        ECHO_REPLY => "ECHO_REPLY",
+        FEATURES_REQUEST => "FEATURES_REQUEST",
+        FEATURES_REPLY => "FEATURES_REPLY",
+        GET_CONFIG_REQUEST => "GET_CONFIG_REQUEST",
+        GET_CONFIG_REPLY => "GET_CONFIG_REPLY",
+        SET_CONFIG => "SET_CONFIG",
+        PORT_STATUS => "PORT_STATUS",
+        FLOW_MOD => "FLOW_MOD",
+        MULTIPART_REQUEST => "MULTIPART_REQUEST",
+        MULTIPART_REPLY => "MULTIPART_REPLY",
+        BARRIER_REQUEST => "BARRIER_REQUEST",
+        BARRIER_REPLY => "BARRIER_REPLY",
+        _ => return None,
+    })
+}
+
 /// `ofp_header`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
@@ -338,24 +361,7 @@ impl Message {
 
     /// A short name for logs.
     pub fn name(&self) -> &'static str {
-        match self {
-            Message::Hello(_) => "HELLO",
-            Message::Error(_) => "ERROR",
-            Message::EchoRequest(_) => "ECHO_REQUEST",
-            Message::EchoReply(_) => "ECHO_REPLY",
-            Message::FeaturesRequest => "FEATURES_REQUEST",
-            Message::FeaturesReply(_) => "FEATURES_REPLY",
-            Message::GetConfigRequest => "GET_CONFIG_REQUEST",
-            Message::GetConfigReply(_) => "GET_CONFIG_REPLY",
-            Message::SetConfig(_) => "SET_CONFIG",
-            Message::PortStatus(_) => "PORT_STATUS",
-            Message::FlowMod(_) => "FLOW_MOD",
-            Message::MultipartRequest(_) => "MULTIPART_REQUEST",
-            Message::MultipartReply(_) => "MULTIPART_REPLY",
-            Message::BarrierRequest => "BARRIER_REQUEST",
-            Message::BarrierReply => "BARRIER_REPLY",
-            Message::Unknown { .. } => "UNKNOWN",
-        }
+        msg_type_name(self.msg_type()).unwrap_or("UNKNOWN")
     }
 }
 

@@ -65,7 +65,7 @@ impl Port {
     pub(crate) fn decode(r: &mut Reader<'_>, version: Version) -> Result<Port, DecodeError> {
         match version {
             Version::Of13 => {
-                let mut p = r.sub(PORT_LEN_OF13, PORT_LEN_OF13, "ofp_port (1.3)")?;
+                let mut p = r.fixed(PORT_LEN_OF13, "ofp_port (1.3)")?;
                 let port_no = PortNo(p.u32()?);
                 p.skip(4)?;
                 let hw_addr = MacAddr(p.array()?);

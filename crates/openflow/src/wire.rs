@@ -71,6 +71,22 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// Splits off a fixed-size structure of `len` bytes; too few bytes is `Truncated`.
+    pub(crate) fn fixed(
+        &mut self,
+        len: usize,
+        what: &'static str,
+    ) -> Result<Reader<'a>, DecodeError> {
+        if self.remaining() < len {
+            return Err(DecodeError::Truncated {
+                what,
+                need: len,
+                have: self.remaining(),
+            });
+        }
+        Ok(Reader::new(self.bytes(len)?, what))
+    }
+
     /// Splits off a nested structure whose declared length `len` must be at least `min` and fit
     /// in what is left.
     pub(crate) fn sub(

@@ -1,0 +1,269 @@
+//! Fault cases a real OVS cannot produce (malformed bytes, a switch that vanishes mid-request),
+//! against a fake switch on a Unix socket. Everything a real OVS can do is tested against a real
+//! OVS in the workspace's `tests/` package.
+#![cfg(unix)]
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use podport_openflow::{
+    decode, encode, ClientError, ClientEvent, ClientOptions, ConnError, DisconnectReason, Endpoint,
+    EventReceiver, FeaturesReply, FlowMod, Header, Hello, Message, OfClient, OfFramer, Version,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::codec::Decoder;
+
+const BOUND: Duration = Duration::from_secs(10);
+
+struct FakeSwitch {
+    stream: UnixStream,
+    buf: BytesMut,
+}
+
+impl FakeSwitch {
+    async fn accept(listener: &UnixListener) -> FakeSwitch {
+        let (stream, _) = tokio::time::timeout(BOUND, listener.accept())
+            .await
+            .expect("client did not (re)connect in time")
+            .unwrap();
+        FakeSwitch {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn recv(&mut self) -> Option<(Header, Message)> {
+        loop {
+            if let Some(frame) = OfFramer.decode(&mut self.buf).unwrap() {
+                return Some(decode(&frame).unwrap());
+            }
+            let n = tokio::time::timeout(BOUND, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("client sent nothing")
+                .unwrap();
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    async fn send(&mut self, msg: &Message, version: Version, xid: u32) {
+        let f = encode(msg, version.wire(), xid).unwrap();
+        self.stream.write_all(&f).await.unwrap();
+    }
+
+    /// Plays OVS's side of the handshake in `v`.
+    async fn handshake(&mut self, v: Version) {
+        self.send(&Message::Hello(Hello { versions: None }), v, 1)
+            .await;
+        loop {
+            let (h, m) = self.recv().await.expect("client closed during handshake");
+            if m == Message::FeaturesRequest {
+                let reply = Message::FeaturesReply(FeaturesReply {
+                    datapath_id: 42,
+                    n_buffers: 0,
+                    n_tables: 254,
+                    auxiliary_id: 0,
+                    capabilities: 0,
+                });
+                self.send(&reply, v, h.xid).await;
+                return;
+            }
+        }
+    }
+
+    /// Reads until the client closes the connection; panics if it does not within the bound.
+    async fn expect_closed(&mut self) {
+        let mut sink = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(BOUND, self.stream.read(&mut sink)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(_)) => {}
+                Err(_) => panic!("client kept the connection open after bad bytes"),
+            }
+        }
+    }
+}
+
+fn listener(name: &str) -> (tempfile::TempDir, UnixListener, Endpoint) {
+    let dir = tempfile::Builder::new()
+        .prefix("pp-fake-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join(format!("{name}.mgmt"));
+    let l = UnixListener::bind(&path).unwrap();
+    (dir, l, Endpoint::Unix(path))
+}
+
+fn fast_options() -> ClientOptions {
+    ClientOptions {
+        backoff_initial: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(50),
+        ..ClientOptions::default()
+    }
+}
+
+async fn next(rx: &mut EventReceiver) -> ClientEvent {
+    tokio::time::timeout(BOUND, rx.recv())
+        .await
+        .expect("no client event in time")
+        .expect("event stream ended")
+}
+
+async fn connected(rx: &mut EventReceiver) {
+    match next(rx).await {
+        ClientEvent::Connected { datapath_id, .. } => assert_eq!(datapath_id, 42),
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+async fn disconnected(rx: &mut EventReceiver) -> DisconnectReason {
+    match next(rx).await {
+        ClientEvent::Disconnected { reason } => reason,
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_frame_shorter_than_its_header_ends_the_connection_and_the_client_reconnects() {
+    let (_dir, l, ep) = listener("short");
+    let (_client, mut rx) = OfClient::start(ep, fast_options());
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+    // Declared length 3: a naive length-delimited codec would spin or desynchronise here.
+    sw.stream
+        .write_all(&[0x06, 12, 0, 3, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let reason = disconnected(&mut rx).await;
+    assert!(
+        matches!(reason, DisconnectReason::Protocol(ConnError::Frame(_))),
+        "{reason:?}"
+    );
+    sw.expect_closed().await;
+    let mut sw2 = FakeSwitch::accept(&l).await;
+    sw2.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+}
+
+#[tokio::test]
+async fn a_malformed_port_status_is_a_decode_error_then_a_reconnect() {
+    let (_dir, l, ep) = listener("badps");
+    let (_client, mut rx) = OfClient::start(ep, fast_options());
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of13).await;
+    connected(&mut rx).await;
+    // A PORT_STATUS of 40 bytes: its 64-byte ofp_port is cut short.
+    let mut bad = vec![0x04, 12, 0, 40, 0, 0, 0, 0];
+    bad.resize(40, 0xee);
+    sw.stream.write_all(&bad).await.unwrap();
+    let reason = disconnected(&mut rx).await;
+    match &reason {
+        DisconnectReason::Protocol(ConnError::Decode { msg, .. }) => assert_eq!(msg, "PORT_STATUS"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert!(reason.to_string().contains("truncated"), "{reason}");
+    FakeSwitch::accept(&l).await.handshake(Version::Of13).await;
+    connected(&mut rx).await;
+}
+
+#[tokio::test]
+async fn garbage_before_the_handshake_is_rejected() {
+    let (_dir, l, ep) = listener("garbage");
+    let (_client, mut rx) = OfClient::start(ep, fast_options());
+    let mut sw = FakeSwitch::accept(&l).await;
+    // An HTTP request is not OpenFlow: "GE" is version 0x47, type 0x45, length 0x5420.
+    sw.stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    sw.stream.shutdown().await.unwrap();
+    let reason = disconnected(&mut rx).await;
+    // The declared length (21536) is more than was sent, so the client waits for the rest
+    // and then sees the peer close: no huge allocation, no panic.
+    assert_eq!(reason, DisconnectReason::PeerClosed);
+    FakeSwitch::accept(&l).await.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+}
+
+#[tokio::test]
+async fn echo_requests_from_the_switch_are_answered() {
+    let (_dir, l, ep) = listener("echo");
+    let (_client, mut rx) = OfClient::start(ep, fast_options());
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+    let data = Bytes::from_static(b"are you there");
+    sw.send(&Message::EchoRequest(data.clone()), Version::Of15, 0x1234)
+        .await;
+    loop {
+        let (h, m) = sw.recv().await.expect("client closed");
+        if let Message::EchoReply(d) = m {
+            assert_eq!(h.xid, 0x1234);
+            assert_eq!(d, data);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_silent_switch_is_probed_then_dropped() {
+    let (_dir, l, ep) = listener("silent");
+    let mut opts = fast_options();
+    opts.conn.echo_interval = Duration::from_millis(100);
+    opts.conn.echo_timeout = Duration::from_millis(200);
+    let (_client, mut rx) = OfClient::start(ep, opts);
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of13).await;
+    connected(&mut rx).await;
+    // The fake switch reads the probe but never answers.
+    loop {
+        let (_, m) = sw.recv().await.expect("client closed before probing");
+        if matches!(m, Message::EchoRequest(_)) {
+            break;
+        }
+    }
+    let reason = disconnected(&mut rx).await;
+    assert!(
+        matches!(
+            reason,
+            DisconnectReason::Protocol(ConnError::EchoTimeout(_))
+        ),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn requests_fail_clearly_when_disconnected_or_when_the_switch_vanishes() {
+    let (_dir, l, ep) = listener("vanish");
+    let (client, mut rx) = OfClient::start(ep, fast_options());
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+    // The switch reads the request, then goes away without answering.
+    let pending = tokio::spawn({
+        let client = client.clone();
+        async move { client.port_desc().await }
+    });
+    loop {
+        let (_, m) = sw.recv().await.expect("client closed");
+        if matches!(m, Message::MultipartRequest(_)) {
+            break;
+        }
+    }
+    drop(sw);
+    drop(l);
+    let result = tokio::time::timeout(BOUND, pending).await.unwrap().unwrap();
+    assert_eq!(
+        result,
+        Err(ClientError::Disconnected(DisconnectReason::PeerClosed))
+    );
+    assert_eq!(disconnected(&mut rx).await, DisconnectReason::PeerClosed);
+    // Nothing listens any more: requests fail at once instead of queueing.
+    assert_eq!(
+        client.flow_mod(FlowMod::add(0)).await,
+        Err(ClientError::NotConnected)
+    );
+}
