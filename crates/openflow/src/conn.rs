@@ -496,15 +496,13 @@ impl Connection {
             Phase::AwaitFeatures {
                 features_xid,
                 config_xid,
-            } => {
-                if xid == features_xid || xid == config_xid {
-                    let request = if xid == features_xid {
-                        "FEATURES_REQUEST"
-                    } else {
-                        "SET_CONFIG"
-                    };
-                    return self.fail(ConnError::HandshakeRejected { request, error });
-                }
+            } if xid == features_xid || xid == config_xid => {
+                let request = if xid == features_xid {
+                    "FEATURES_REQUEST"
+                } else {
+                    "SET_CONFIG"
+                };
+                return self.fail(ConnError::HandshakeRejected { request, error });
             }
             _ => {}
         }

@@ -229,6 +229,13 @@ impl OxmField {
                     what: "OXM field",
                     len: value.len(),
                 })?;
+                // The field number has 7 bits on the wire; decode never yields more.
+                if *field > 0x7f {
+                    return Err(EncodeError::TooLong {
+                        what: "OXM field number (7 bits)",
+                        len: usize::from(*field),
+                    });
+                }
                 buf.put_u16(*class);
                 buf.put_u8(field << 1 | u8::from(*has_mask));
                 buf.put_u8(len);

@@ -40,7 +40,8 @@ pub struct EthernetProps {
 pub struct Port {
     pub port_no: PortNo,
     pub hw_addr: MacAddr,
-    /// The name as the switch sent it: cut to 15 bytes (see [`MAX_PORT_NAME_LEN`]).
+    /// The name as the switch sent it: cut to 15 bytes (see [`MAX_PORT_NAME_LEN`]). Bytes
+    /// that are not UTF-8 (a multi-byte name cut by the switch) decode as U+FFFD.
     pub name: String,
     pub config: PortConfig,
     pub state: PortState,
@@ -197,6 +198,9 @@ fn flags_or_none(names: &[String]) -> String {
 }
 
 fn decode_name(raw: &[u8; 16]) -> String {
+    // The 16th byte is the terminator: a switch that fills all 16 bytes gets read as 15, as
+    // OVS reads it, so `name` never exceeds what `encode_name` can put back.
+    let raw = &raw[..MAX_PORT_NAME_LEN];
     let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
@@ -204,7 +208,11 @@ fn decode_name(raw: &[u8; 16]) -> String {
 fn encode_name(name: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     let bytes = name.as_bytes();
-    let n = bytes.len().min(MAX_PORT_NAME_LEN);
+    // Cut at a character boundary so the wire never carries half a UTF-8 character.
+    let mut n = bytes.len().min(MAX_PORT_NAME_LEN);
+    while !name.is_char_boundary(n) {
+        n -= 1;
+    }
     out[..n].copy_from_slice(&bytes[..n]);
     out
 }
@@ -316,4 +324,21 @@ pub(crate) fn decode_port_list(body: &[u8], version: Version) -> Result<Vec<Port
         ports.push(Port::decode(&mut r, version)?);
     }
     Ok(ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_to_15_bytes_at_a_character_boundary() {
+        assert_eq!(
+            &encode_name("abcdefghijklmnopqrst")[..16],
+            b"abcdefghijklmno\0"
+        );
+        // 'é' is two bytes: 14 ASCII bytes + 'é' would end at byte 16, so it is left out.
+        let n = encode_name("abcdefghijklmné");
+        assert_eq!(&n[..], b"abcdefghijklmn\0\0");
+        assert_eq!(decode_name(&n), "abcdefghijklmn");
+    }
 }
