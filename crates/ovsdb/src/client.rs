@@ -1,0 +1,703 @@
+//! The async OVSDB client: one task owns the transport, the [`Session`], the schema and the
+//! monitor [`Replica`]; cloneable [`OvsdbClient`] handles send it requests.
+//!
+//! On every (re)connect the task fetches the schema, checks that the tables and columns podport
+//! needs exist, sets up `monitor_cond` (or `monitor` where the server lacks it) on the rows
+//! podport uses, and delivers the full typed [`Snapshot`] before any change, so a consumer can
+//! reconcile what changed while it was away. Requests fail at once with
+//! [`OvsdbError::NotConnected`] while no session is up; pending ones fail with
+//! [`OvsdbError::Disconnected`] when it drops.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use podport_transport::{connect, BoxStream, Endpoint};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::conn::{Session, SessionConfig, SessionError, SessionEvent};
+use crate::datum::Uuid;
+use crate::replica::{ChangeKind, Replica, RowChange};
+use crate::rows::{BridgeRow, InterfaceRow, PortRow, RowError};
+use crate::schema::{DbSchema, SchemaError, REQUIRED};
+use crate::splitter::{JsonSplitter, SplitError};
+
+/// The monitor id podport uses.
+const MONITOR_ID: &str = "podport";
+
+/// Settings of a client.
+#[derive(Clone, Debug)]
+pub struct OvsdbOptions {
+    /// The database: `Open_vSwitch`.
+    pub db: String,
+    pub session: SessionConfig,
+    /// First reconnect delay; doubles up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// The largest JSON message accepted from the server.
+    pub max_message_len: usize,
+    /// A write that makes no progress for this long ends the connection.
+    pub write_timeout: Duration,
+}
+
+impl Default for OvsdbOptions {
+    fn default() -> Self {
+        OvsdbOptions {
+            db: "Open_vSwitch".into(),
+            session: SessionConfig::default(),
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            max_message_len: JsonSplitter::DEFAULT_MAX_LEN,
+            write_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DisconnectReason {
+    #[error("cannot connect: {0}")]
+    ConnectFailed(String),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("bad bytes from the OVSDB server: {0}")]
+    Framing(String),
+    #[error("the OVSDB server closed the connection")]
+    PeerClosed,
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("a write made no progress for {0:?}")]
+    WriteStalled(Duration),
+    #[error("the server's schema does not fit podport: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("setting up the monitor failed: {0}")]
+    Monitor(String),
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OvsdbError {
+    #[error("not connected to the OVSDB server")]
+    NotConnected,
+    #[error("connection lost before the reply: {0}")]
+    Disconnected(DisconnectReason),
+    #[error("the OVSDB server answered with an error: {0}")]
+    Server(Value),
+    #[error("operation #{index} ({op}) failed: {error}{}", details.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    OpFailed {
+        index: usize,
+        op: String,
+        error: String,
+        details: Option<String>,
+    },
+    #[error("OVSDB \"wait\" for {what} timed out after {after:?}: {details}")]
+    WaitTimedOut {
+        what: String,
+        after: Duration,
+        details: String,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("interface {name} failed: ofport -1, error {error:?}")]
+    InterfaceFailed { name: String, error: Option<String> },
+    #[error("{name} is already used by another Pod (container {owner})")]
+    NameTaken { name: String, owner: String },
+    #[error(transparent)]
+    Row(#[from] RowError),
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+    #[error("the client task has stopped")]
+    Stopped,
+}
+
+/// The monitored rows podport uses, typed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub bridges: Vec<BridgeRow>,
+    pub ports: Vec<PortRow>,
+    pub interfaces: Vec<InterfaceRow>,
+    /// `Open_vSwitch.cur_cfg`: the last configuration ovs-vswitchd applied.
+    pub cur_cfg: i64,
+    pub next_cfg: i64,
+}
+
+/// A change of an Interface row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InterfaceChange {
+    pub uuid: Uuid,
+    pub kind: ChangeKind,
+    pub old: Option<InterfaceRow>,
+    pub new: Option<InterfaceRow>,
+}
+
+/// What the client reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OvsdbEvent {
+    /// Schema checked, monitor set up; the full snapshot follows at once.
+    Connected {
+        schema_version: String,
+    },
+    /// Every monitored row, after each (re)connect.
+    Snapshot(Snapshot),
+    /// An Interface row was inserted, modified or deleted (an `ofport` of -1 with `error` set
+    /// is a failed interface; see [`InterfaceRow::is_failed`]).
+    InterfaceChanged(Box<InterfaceChange>),
+    Disconnected {
+        reason: DisconnectReason,
+    },
+}
+
+enum Command {
+    Call {
+        method: &'static str,
+        params: Value,
+        reply: oneshot::Sender<Result<Value, OvsdbError>>,
+    },
+    Snapshot(oneshot::Sender<Result<Snapshot, OvsdbError>>),
+    WaitCfg {
+        target: i64,
+        reply: oneshot::Sender<Result<i64, OvsdbError>>,
+    },
+    CancelMonitor(oneshot::Sender<Result<(), OvsdbError>>),
+}
+
+/// A handle to the client task. Cloneable; the task stops when every handle is dropped.
+#[derive(Clone)]
+pub struct OvsdbClient {
+    tx: mpsc::UnboundedSender<Command>,
+    pub(crate) db: String,
+}
+
+/// The receiving end of the client's events.
+pub type OvsdbEventReceiver = mpsc::UnboundedReceiver<OvsdbEvent>;
+
+impl OvsdbClient {
+    /// Starts a client task for `endpoint` on the current tokio runtime.
+    pub fn start(endpoint: Endpoint, options: OvsdbOptions) -> (OvsdbClient, OvsdbEventReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let db = options.db.clone();
+        let span = info_span!("ovsdb", endpoint = %endpoint);
+        tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
+        (OvsdbClient { tx, db }, ev_rx)
+    }
+
+    /// Sends a raw JSON-RPC request and returns its result.
+    pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, OvsdbError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Call {
+            method,
+            params,
+            reply,
+        })?;
+        rx.await.map_err(|_| OvsdbError::Stopped)?
+    }
+
+    /// `echo`: a round trip to the server.
+    pub async fn echo(&self) -> Result<(), OvsdbError> {
+        self.call("echo", json!(["podport"])).await.map(drop)
+    }
+
+    /// `list_dbs`.
+    pub async fn list_dbs(&self) -> Result<Vec<String>, OvsdbError> {
+        let v = self.call("list_dbs", json!([])).await?;
+        serde_json::from_value(v.clone())
+            .map_err(|_| OvsdbError::Unexpected(format!("list_dbs result {v}")))
+    }
+
+    /// `get_schema` of `db`.
+    pub async fn get_schema(&self, db: &str) -> Result<DbSchema, OvsdbError> {
+        let v = self.call("get_schema", json!([db])).await?;
+        DbSchema::from_json(&v).map_err(|e| OvsdbError::Unexpected(e.to_string()))
+    }
+
+    /// `transact` with `ops`; returns one result per operation, or the first operation's
+    /// error (a timed-out `wait` is [`OvsdbError::WaitTimedOut`]).
+    pub async fn transact(&self, ops: Vec<Value>) -> Result<Vec<Value>, OvsdbError> {
+        let mut params = vec![json!(self.db)];
+        params.extend(ops.iter().cloned());
+        let v = self.call("transact", Value::Array(params)).await?;
+        check_transact(&ops, v)
+    }
+
+    /// The monitored rows as the client's replica holds them now.
+    pub async fn snapshot(&self) -> Result<Snapshot, OvsdbError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Snapshot(tx))?;
+        rx.await.map_err(|_| OvsdbError::Stopped)?
+    }
+
+    /// Waits until the monitor shows `Open_vSwitch.cur_cfg >= target`; returns `cur_cfg`.
+    /// No timeout of its own: wrap it in one.
+    pub async fn wait_cfg(&self, target: i64) -> Result<i64, OvsdbError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::WaitCfg { target, reply })?;
+        rx.await.map_err(|_| OvsdbError::Stopped)?
+    }
+
+    /// `monitor_cancel` of podport's monitor: no more updates until the next reconnect.
+    pub async fn monitor_cancel(&self) -> Result<(), OvsdbError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::CancelMonitor(tx))?;
+        rx.await.map_err(|_| OvsdbError::Stopped)?
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), OvsdbError> {
+        self.tx.send(cmd).map_err(|_| OvsdbError::Stopped)
+    }
+}
+
+/// Maps a `transact` result array to per-operation results or the first error.
+fn check_transact(ops: &[Value], result: Value) -> Result<Vec<Value>, OvsdbError> {
+    let Value::Array(results) = result else {
+        return Err(OvsdbError::Unexpected(format!("transact result {result}")));
+    };
+    for (index, r) in results.iter().enumerate() {
+        let Some(error) = r.get("error").and_then(Value::as_str) else {
+            continue;
+        };
+        let details = r.get("details").and_then(Value::as_str).map(str::to_string);
+        let op = ops
+            .get(index)
+            .and_then(|o| o.get("op"))
+            .and_then(Value::as_str)
+            .unwrap_or("commit")
+            .to_string();
+        if error == "timed out" && op == "wait" {
+            let what = ops[index]
+                .get("table")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string();
+            let after = Duration::from_millis(
+                ops[index]
+                    .get("timeout")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0),
+            );
+            return Err(OvsdbError::WaitTimedOut {
+                what,
+                after,
+                details: details.unwrap_or_else(|| error.to_string()),
+            });
+        }
+        return Err(OvsdbError::OpFailed {
+            index,
+            op,
+            error: error.to_string(),
+            details,
+        });
+    }
+    if results.len() < ops.len() {
+        return Err(OvsdbError::Unexpected(format!(
+            "{} results for {} operations",
+            results.len(),
+            ops.len()
+        )));
+    }
+    Ok(results)
+}
+
+/// The columns podport monitors.
+fn monitor_requests() -> Value {
+    let mut m = serde_json::Map::new();
+    for (table, columns) in REQUIRED {
+        m.insert(table.to_string(), json!([{ "columns": columns }]));
+    }
+    Value::Object(m)
+}
+
+enum Phase {
+    AwaitSchema(u64),
+    AwaitMonitor { id: u64, v1: bool },
+    Ready,
+}
+
+enum Waiter {
+    Call(oneshot::Sender<Result<Value, OvsdbError>>),
+    Cancel(oneshot::Sender<Result<(), OvsdbError>>),
+}
+
+/// The state of one live session, besides the protocol core.
+struct Live {
+    session: Session,
+    phase: Phase,
+    schema: Option<DbSchema>,
+    replica: Replica,
+    waiters: HashMap<u64, Waiter>,
+    cfg_waiters: Vec<(i64, oneshot::Sender<Result<i64, OvsdbError>>)>,
+}
+
+enum SessionEnd {
+    Stop,
+    Lost(DisconnectReason),
+}
+
+async fn run(
+    endpoint: Endpoint,
+    options: OvsdbOptions,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<OvsdbEvent>,
+) {
+    let mut backoff = options.backoff_initial;
+    let mut announced_down = false;
+    loop {
+        let attempt = tokio::select! {
+            r = connect(&endpoint) => r,
+            () = refuse_while_down(&mut commands) => return,
+        };
+        match attempt {
+            Ok(stream) => {
+                let mut reached_ready = false;
+                match session(stream, &options, &mut commands, &events, &mut reached_ready).await {
+                    SessionEnd::Stop => return,
+                    SessionEnd::Lost(reason) => {
+                        if reached_ready {
+                            backoff = options.backoff_initial;
+                        }
+                        warn!(%reason, "OVSDB connection ended");
+                        let _ = events.send(OvsdbEvent::Disconnected { reason });
+                        announced_down = true;
+                    }
+                }
+            }
+            Err(e) => {
+                let reason = DisconnectReason::ConnectFailed(format!("{endpoint}: {e}"));
+                if !announced_down {
+                    warn!(%reason, "cannot reach the OVSDB server; retrying with backoff");
+                    let _ = events.send(OvsdbEvent::Disconnected { reason });
+                    announced_down = true;
+                } else {
+                    debug!(%reason, "reconnect attempt failed");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            () = refuse_while_down(&mut commands) => return,
+        }
+        backoff = (backoff * 2).min(options.backoff_max);
+    }
+}
+
+async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
+    while let Some(cmd) = commands.recv().await {
+        refuse(cmd, OvsdbError::NotConnected);
+    }
+}
+
+fn refuse(cmd: Command, err: OvsdbError) {
+    match cmd {
+        Command::Call { reply, .. } => drop(reply.send(Err(err))),
+        Command::Snapshot(tx) => drop(tx.send(Err(err))),
+        Command::WaitCfg { reply, .. } => drop(reply.send(Err(err))),
+        Command::CancelMonitor(tx) => drop(tx.send(Err(err))),
+    }
+}
+
+async fn session(
+    stream: BoxStream,
+    options: &OvsdbOptions,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    events: &mpsc::UnboundedSender<OvsdbEvent>,
+    reached_ready: &mut bool,
+) -> SessionEnd {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut session = Session::new(options.session.clone(), Instant::now().into_std());
+    let schema_id = session.call("get_schema", json!([options.db]));
+    let mut live = Live {
+        session,
+        phase: Phase::AwaitSchema(schema_id),
+        schema: None,
+        // Only the monitored columns: rows stay small (see docs/benchmarks.md).
+        replica: Replica::with_columns(REQUIRED),
+        waiters: HashMap::new(),
+        cfg_waiters: Vec::new(),
+    };
+    let mut splitter = JsonSplitter::new(options.max_message_len);
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let end = loop {
+        // Events first: the startup chain answers replies with new requests, which the
+        // write below must carry before the loop waits again.
+        if let Err(reason) = drain_events(&mut live, options, events, reached_ready) {
+            break reason;
+        }
+        let mut out = Vec::new();
+        while let Some(msg) = live.session.poll_transmit() {
+            out.extend_from_slice(&msg);
+        }
+        if !out.is_empty() {
+            match tokio::time::timeout(options.write_timeout, wr.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => break DisconnectReason::Io(e.to_string()),
+                Err(_) => break DisconnectReason::WriteStalled(options.write_timeout),
+            }
+        }
+        let deadline = Instant::from_std(live.session.poll_timeout());
+        tokio::select! {
+            read = rd.read_buf(&mut rbuf) => {
+                match read {
+                    Ok(0) => break DisconnectReason::PeerClosed,
+                    Ok(_) => {}
+                    Err(e) => break DisconnectReason::Io(e.to_string()),
+                }
+                if let Err(reason) = handle_input(&mut live.session, &mut splitter, &mut rbuf) {
+                    break reason;
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else {
+                    fail_live(&mut live, &DisconnectReason::Io("client stopped".into()));
+                    return SessionEnd::Stop;
+                };
+                handle_command(&mut live, cmd);
+                while let Ok(cmd) = commands.try_recv() {
+                    handle_command(&mut live, cmd);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Err(e) = live.session.handle_timeout(Instant::now().into_std()) {
+                    break DisconnectReason::Session(e);
+                }
+            }
+        }
+    };
+    fail_live(&mut live, &end);
+    SessionEnd::Lost(end)
+}
+
+fn handle_input(
+    session: &mut Session,
+    splitter: &mut JsonSplitter,
+    rbuf: &mut BytesMut,
+) -> Result<(), DisconnectReason> {
+    loop {
+        match splitter.decode(rbuf) {
+            Ok(Some(msg)) => session.handle_message(&msg, Instant::now().into_std())?,
+            Ok(None) => return Ok(()),
+            Err(SplitError::Io(e)) => return Err(DisconnectReason::Io(e.to_string())),
+            Err(e) => return Err(DisconnectReason::Framing(e.to_string())),
+        }
+    }
+}
+
+fn fail_live(live: &mut Live, reason: &DisconnectReason) {
+    for (_, w) in live.waiters.drain() {
+        let err = Err(OvsdbError::Disconnected(reason.clone()));
+        match w {
+            Waiter::Call(tx) => drop(tx.send(err)),
+            Waiter::Cancel(tx) => drop(tx.send(Err(OvsdbError::Disconnected(reason.clone())))),
+        }
+    }
+    for (_, tx) in live.cfg_waiters.drain(..) {
+        let _ = tx.send(Err(OvsdbError::Disconnected(reason.clone())));
+    }
+}
+
+fn handle_command(live: &mut Live, cmd: Command) {
+    if !matches!(live.phase, Phase::Ready) {
+        return refuse(cmd, OvsdbError::NotConnected);
+    }
+    match cmd {
+        Command::Call {
+            method,
+            params,
+            reply,
+        } => {
+            let id = live.session.call(method, params);
+            live.waiters.insert(id, Waiter::Call(reply));
+        }
+        Command::Snapshot(tx) => {
+            let _ = tx.send(snapshot_of(&live.replica));
+        }
+        Command::WaitCfg { target, reply } => {
+            let cur = cfg_of(&live.replica).0;
+            if cur >= target {
+                let _ = reply.send(Ok(cur));
+            } else {
+                live.cfg_waiters.push((target, reply));
+            }
+        }
+        Command::CancelMonitor(tx) => {
+            let id = live.session.call("monitor_cancel", json!([MONITOR_ID]));
+            live.waiters.insert(id, Waiter::Cancel(tx));
+        }
+    }
+}
+
+/// Processes the session's events: the startup chain (schema, monitor), replies, updates.
+fn drain_events(
+    live: &mut Live,
+    options: &OvsdbOptions,
+    events: &mpsc::UnboundedSender<OvsdbEvent>,
+    reached_ready: &mut bool,
+) -> Result<(), DisconnectReason> {
+    while let Some(ev) = live.session.poll_event() {
+        match ev {
+            SessionEvent::Reply { id, result } => match live.phase {
+                Phase::AwaitSchema(sid) if sid == id => {
+                    let v = result.map_err(|e| {
+                        DisconnectReason::Monitor(format!("get_schema failed: {e}"))
+                    })?;
+                    let schema = DbSchema::from_json(&v)?;
+                    schema.check(REQUIRED)?;
+                    debug!(version = %schema.version, "schema checked");
+                    live.schema = Some(schema);
+                    let id = live.session.call(
+                        "monitor_cond",
+                        json!([options.db, MONITOR_ID, monitor_requests()]),
+                    );
+                    live.phase = Phase::AwaitMonitor { id, v1: false };
+                }
+                Phase::AwaitMonitor { id: mid, v1 } if mid == id => match result {
+                    Ok(initial) => {
+                        let schema = live
+                            .schema
+                            .as_ref()
+                            .ok_or_else(|| DisconnectReason::Monitor("no schema".into()))?;
+                        live.replica.clear();
+                        let applied = if v1 {
+                            live.replica.apply_update(schema, &initial)
+                        } else {
+                            live.replica.apply_update2(schema, &initial)
+                        };
+                        applied.map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
+                        live.phase = Phase::Ready;
+                        *reached_ready = true;
+                        info!(version = %schema.version, monitor = if v1 { "monitor" } else { "monitor_cond" }, "connected to OVSDB");
+                        let _ = events.send(OvsdbEvent::Connected {
+                            schema_version: schema.version.clone(),
+                        });
+                        let snap = snapshot_of(&live.replica)
+                            .map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
+                        let _ = events.send(OvsdbEvent::Snapshot(snap));
+                        check_cfg_waiters(live);
+                    }
+                    Err(e) if !v1 && is_unknown_method(&e) => {
+                        info!("server lacks monitor_cond; using monitor");
+                        let id = live.session.call(
+                            "monitor",
+                            json!([options.db, MONITOR_ID, monitor_requests()]),
+                        );
+                        live.phase = Phase::AwaitMonitor { id, v1: true };
+                    }
+                    Err(e) => return Err(DisconnectReason::Monitor(e.to_string())),
+                },
+                _ => match live.waiters.remove(&id) {
+                    Some(Waiter::Call(tx)) => {
+                        let _ = tx.send(result.map_err(OvsdbError::Server));
+                    }
+                    Some(Waiter::Cancel(tx)) => {
+                        let _ = tx.send(result.map(drop).map_err(OvsdbError::Server));
+                    }
+                    None => debug!(id, "reply nobody waits for"),
+                },
+            },
+            SessionEvent::Notification { method, params } => {
+                let v1 = match (&live.phase, method.as_str()) {
+                    (Phase::Ready, "update2") => false,
+                    (Phase::Ready, "update") => true,
+                    _ => {
+                        debug!(%method, "ignoring notification");
+                        continue;
+                    }
+                };
+                let Some(updates) = params.get(1) else {
+                    return Err(DisconnectReason::Framing(format!(
+                        "{method} notification without table updates"
+                    )));
+                };
+                let Some(schema) = live.schema.as_ref() else {
+                    continue;
+                };
+                let changes = if v1 {
+                    live.replica.apply_update(schema, updates)
+                } else {
+                    live.replica.apply_update2(schema, updates)
+                }
+                .map_err(|e| DisconnectReason::Framing(format!("bad {method}: {e}")))?;
+                for change in changes {
+                    if let Some(ev) = interface_change(&change) {
+                        let _ = events.send(OvsdbEvent::InterfaceChanged(ev));
+                    }
+                }
+                check_cfg_waiters(live);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_unknown_method(e: &Value) -> bool {
+    e.to_string().contains("unknown method")
+}
+
+fn interface_change(change: &RowChange) -> Option<Box<InterfaceChange>> {
+    if change.table != "Interface" {
+        return None;
+    }
+    let typed = |row: &Option<crate::replica::Row>| {
+        row.as_ref()
+            .and_then(|r| match InterfaceRow::from_row(change.uuid, r) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    warn!(error = %e, "Interface row does not convert; change skipped");
+                    None
+                }
+            })
+    };
+    Some(Box::new(InterfaceChange {
+        uuid: change.uuid,
+        kind: change.kind.clone(),
+        old: typed(&change.old),
+        new: typed(&change.new),
+    }))
+}
+
+fn cfg_of(replica: &Replica) -> (i64, i64) {
+    replica
+        .table("Open_vSwitch")
+        .next()
+        .map(|(_, row)| {
+            let get = |c: &str| row.get(c).and_then(|d| d.as_integer()).unwrap_or(0);
+            (get("cur_cfg"), get("next_cfg"))
+        })
+        .unwrap_or((0, 0))
+}
+
+fn check_cfg_waiters(live: &mut Live) {
+    let cur = cfg_of(&live.replica).0;
+    let (done, waiting): (Vec<_>, Vec<_>) = live
+        .cfg_waiters
+        .drain(..)
+        .partition(|(target, _)| cur >= *target);
+    live.cfg_waiters = waiting;
+    for (_, tx) in done {
+        let _ = tx.send(Ok(cur));
+    }
+}
+
+fn snapshot_of(replica: &Replica) -> Result<Snapshot, OvsdbError> {
+    let (cur_cfg, next_cfg) = cfg_of(replica);
+    Ok(Snapshot {
+        bridges: replica
+            .table("Bridge")
+            .map(|(u, r)| BridgeRow::from_row(*u, r))
+            .collect::<Result<_, _>>()?,
+        ports: replica
+            .table("Port")
+            .map(|(u, r)| PortRow::from_row(*u, r))
+            .collect::<Result<_, _>>()?,
+        interfaces: replica
+            .table("Interface")
+            .map(|(u, r)| InterfaceRow::from_row(*u, r))
+            .collect::<Result<_, _>>()?,
+        cur_cfg,
+        next_cfg,
+    })
+}
