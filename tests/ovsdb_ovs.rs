@@ -22,6 +22,7 @@ fn spec(ifname: &str, container: &str) -> PodPortSpec {
         ifname: ifname.into(),
         ips: vec!["10.0.0.5/24".into()],
         mac: "02:00:00:00:00:05".into(),
+        initial_type: String::new(),
     }
 }
 
@@ -321,14 +322,11 @@ async fn a_failed_interface_reaches_the_consumer_with_its_error() {
         .wait_for_ofport("vnic-f", Duration::from_secs(5))
         .await
     {
-        Err(OvsdbError::InterfaceFailed {
-            name,
-            error: Some(e),
-        }) => {
-            assert_eq!(name, "vnic-f");
-            assert_eq!(e, error);
+        Err(OvsdbError::WaitTimedOut { details, .. }) => {
+            assert!(details.contains("ofport -1"), "{details}");
+            assert!(details.contains(&error), "{details}");
         }
-        other => panic!("expected InterfaceFailed, got {other:?}"),
+        other => panic!("expected WaitTimedOut naming the failure, got {other:?}"),
     }
 }
 

@@ -337,17 +337,17 @@ async fn session(
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut wbuf = BytesMut::new();
     let mut framer = OfFramer;
+    // Frames not yet written are written while reading goes on: ovs-vswitchd stops reading a
+    // connection that has many replies queued, so a client that waited for its own write
+    // before reading again could deadlock with it under a burst of flow mods.
+    let mut write_progress = Instant::now();
     let end = loop {
         // Outputs first: frames to write, then events, as the core's contract asks.
+        if wbuf.is_empty() {
+            write_progress = Instant::now();
+        }
         while let Some(frame) = conn.poll_transmit() {
             wbuf.extend_from_slice(&frame);
-        }
-        if !wbuf.is_empty() {
-            match tokio::time::timeout(options.write_timeout, wr.write_all(&wbuf)).await {
-                Ok(Ok(())) => wbuf.clear(),
-                Ok(Err(e)) => break DisconnectReason::Io(e.to_string()),
-                Err(_) => break DisconnectReason::WriteStalled(options.write_timeout),
-            }
         }
         while let Some(ev) = conn.poll_event() {
             match ev {
@@ -373,6 +373,19 @@ async fn session(
         }
         let deadline = conn.poll_timeout().map(Instant::from_std);
         tokio::select! {
+            written = wr.write(&wbuf), if !wbuf.is_empty() => {
+                match written {
+                    Ok(0) => break DisconnectReason::Io("the socket accepted no bytes".into()),
+                    Ok(n) => {
+                        let _ = wbuf.split_to(n);
+                        write_progress = Instant::now();
+                    }
+                    Err(e) => break DisconnectReason::Io(e.to_string()),
+                }
+            }
+            _ = tokio::time::sleep_until(write_progress + options.write_timeout), if !wbuf.is_empty() => {
+                break DisconnectReason::WriteStalled(options.write_timeout);
+            }
             read = rd.read_buf(&mut rbuf) => {
                 match read {
                     Ok(0) => break DisconnectReason::PeerClosed,
@@ -382,8 +395,9 @@ async fn session(
                 if let Err(reason) = handle_input(&mut conn, &mut framer, &mut rbuf) {
                     // Best effort: let the switch see why (HELLO_FAILED) before we hang up.
                     while let Some(frame) = conn.poll_transmit() {
-                        let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all(&frame)).await;
+                        wbuf.extend_from_slice(&frame);
                     }
+                    let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all(&wbuf)).await;
                     break reason;
                 }
             }

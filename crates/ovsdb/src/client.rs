@@ -421,25 +421,39 @@ async fn session(
     };
     let mut splitter = JsonSplitter::new(options.max_message_len);
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    // Requests not yet written. They are written while reading goes on: ovsdb-server reads
+    // no request from a session while it has output queued for it, so a client that stopped
+    // reading until its own write finished would deadlock with it under a burst (1000
+    // create transactions did: "a write made no progress for 30s").
+    let mut wbuf = BytesMut::new();
+    let mut write_progress = Instant::now();
     let end = loop {
         // Events first: the startup chain answers replies with new requests, which the
         // write below must carry before the loop waits again.
         if let Err(reason) = drain_events(&mut live, options, events, reached_ready) {
             break reason;
         }
-        let mut out = Vec::new();
-        while let Some(msg) = live.session.poll_transmit() {
-            out.extend_from_slice(&msg);
+        if wbuf.is_empty() {
+            write_progress = Instant::now();
         }
-        if !out.is_empty() {
-            match tokio::time::timeout(options.write_timeout, wr.write_all(&out)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => break DisconnectReason::Io(e.to_string()),
-                Err(_) => break DisconnectReason::WriteStalled(options.write_timeout),
-            }
+        while let Some(msg) = live.session.poll_transmit() {
+            wbuf.extend_from_slice(&msg);
         }
         let deadline = Instant::from_std(live.session.poll_timeout());
         tokio::select! {
+            written = wr.write(&wbuf), if !wbuf.is_empty() => {
+                match written {
+                    Ok(0) => break DisconnectReason::Io("the socket accepted no bytes".into()),
+                    Ok(n) => {
+                        let _ = wbuf.split_to(n);
+                        write_progress = Instant::now();
+                    }
+                    Err(e) => break DisconnectReason::Io(e.to_string()),
+                }
+            }
+            _ = tokio::time::sleep_until(write_progress + options.write_timeout), if !wbuf.is_empty() => {
+                break DisconnectReason::WriteStalled(options.write_timeout);
+            }
             read = rd.read_buf(&mut rbuf) => {
                 match read {
                     Ok(0) => break DisconnectReason::PeerClosed,

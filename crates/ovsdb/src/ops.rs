@@ -30,6 +30,9 @@ pub struct PodPortSpec {
     /// IP addresses, CIDR or plain.
     pub ips: Vec<String>,
     pub mac: String,
+    /// The Interface type at creation: empty (`system`) as agents create it before the Pod's
+    /// vNIC exists.
+    pub initial_type: String,
 }
 
 impl PodPortSpec {
@@ -105,7 +108,7 @@ impl OvsdbClient {
             json!({"op": "wait", "table": "Port", "timeout": 0, "where": [eq("name", json!(spec.ifname))],
                    "columns": ["name"], "until": "==", "rows": []}),
             json!({"op": "insert", "table": "Interface", "uuid-name": "iface",
-                   "row": {"name": spec.ifname, "type": "", "external_ids": ids}}),
+                   "row": {"name": spec.ifname, "type": spec.initial_type, "external_ids": ids}}),
             json!({"op": "insert", "table": "Port", "uuid-name": "port",
                    "row": {"name": spec.ifname, "interfaces": ["named-uuid", "iface"], "external_ids": ids}}),
             json!({"op": "mutate", "table": "Bridge", "where": [eq("name", json!(bridge))],
@@ -321,44 +324,52 @@ impl OvsdbClient {
         }
     }
 
-    /// The legacy strategy, exactly as agents did it before PortStatus: one transaction whose
-    /// OVSDB `wait` blocks until the Interface's `ofport` is set, with `timeout`. Returns the
-    /// port number; -1 (OVS could not open the device) is `InterfaceFailed`.
+    /// The legacy strategy, as agents did it before PortStatus: one transaction whose OVSDB
+    /// `wait` blocks, up to `timeout`, until the Interface has a usable `ofport` (set, and not
+    /// -1), then reads it. On timeout an `ofport` of -1 is `InterfaceFailed` with OVS's error
+    /// text; anything else is `WaitTimedOut` with the server's `"wait" timed out after N ms`.
     pub async fn wait_for_ofport(
         &self,
         ifname: &str,
         timeout: Duration,
     ) -> Result<i64, OvsdbError> {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let select = json!({"op": "select", "table": "Interface", "where": [eq("name", json!(ifname))],
+                            "columns": ["ofport", "error"]});
         let r = self
             .transact(vec![
                 json!({"op": "wait", "table": "Interface", "timeout": ms,
-                       "where": [eq("name", json!(ifname))], "columns": ["ofport"],
-                       "until": "!=", "rows": [{"ofport": ["set", []]}]}),
-                json!({"op": "select", "table": "Interface", "where": [eq("name", json!(ifname))],
-                       "columns": ["ofport", "error"]}),
+                       "where": [eq("name", json!(ifname)), json!(["ofport", "!=", ["set", []]]),
+                                 json!(["ofport", "excludes", -1])],
+                       "columns": ["name"], "until": "!=", "rows": []}),
+                select.clone(),
             ])
-            .await
-            .map_err(|e| match e {
-                OvsdbError::WaitTimedOut { after, details, .. } => OvsdbError::WaitTimedOut {
+            .await;
+        let r = match r {
+            Ok(r) => r,
+            Err(OvsdbError::WaitTimedOut { after, details, .. }) => {
+                // Say what the Interface shows now: -1 may be an old failure that the
+                // (still unapplied) type change will clear, so it stays a timeout.
+                let now = self.transact(vec![select]).await?;
+                let shown = rows(&now[0])
+                    .first()
+                    .map(|row| match row["error"].as_str() {
+                        Some(e) => format!("; ofport {} ({e})", row["ofport"]),
+                        None => format!("; ofport {}", row["ofport"]),
+                    });
+                return Err(OvsdbError::WaitTimedOut {
                     what: format!("ofport of {ifname}"),
                     after,
-                    details,
-                },
-                other => other,
-            })?;
+                    details: format!("{details}{}", shown.unwrap_or_default()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let Some(row) = rows(&r[1]).first() else {
             return Err(OvsdbError::NotFound(format!("interface {ifname}")));
         };
-        let ofport = row["ofport"]
+        row["ofport"]
             .as_i64()
-            .ok_or_else(|| OvsdbError::Unexpected(format!("ofport {}", row["ofport"])))?;
-        if ofport == -1 {
-            return Err(OvsdbError::InterfaceFailed {
-                name: ifname.to_string(),
-                error: row["error"].as_str().map(str::to_string),
-            });
-        }
-        Ok(ofport)
+            .ok_or_else(|| OvsdbError::Unexpected(format!("ofport {}", row["ofport"])))
     }
 }

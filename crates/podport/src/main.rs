@@ -1,5 +1,10 @@
 //! `podport`: the command-line front of the podport engine.
 
+mod agent;
+mod bench;
+mod client;
+mod control;
+mod demo;
 mod ofwatch;
 
 use anyhow::Result;
@@ -22,14 +27,34 @@ enum Command {
     /// Print every port of a bridge, then stream its PortStatus messages (like
     /// `ovs-ofctl monitor`, for ports only).
     Ofwatch(ofwatch::Args),
+    /// Run the engine: attach Pods to OVS, driven through the control socket.
+    Agent(agent::Args),
+    /// CNI-side requests to a running agent.
+    Cni {
+        #[command(subcommand)]
+        cmd: client::CniCmd,
+    },
+    /// Every Pod port the running agent tracks.
+    Status(client::StatusArgs),
+    /// Start a private OVS, run the engine, add Pods (optionally stalling the switch), and
+    /// report time to ready.
+    Demo(demo::Args),
+    /// The end-to-end benchmark; writes its table to docs/benchmarks.md.
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The demo and the bench count the engine's per-Pod reports ("not ready yet", "step
+    // failed") and print a summary; logged too, they would bury it. RUST_LOG still wins.
+    let default_filter = match cli.command {
+        Command::Demo(_) | Command::Bench(_) => "warn,podport_engine=error",
+        _ => "info",
+    };
     // Logs go to stderr so stdout stays machine-readable (--json).
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -41,6 +66,11 @@ fn main() -> Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Ofwatch(args) => ofwatch::run(args).await,
+            Command::Agent(args) => agent::run(args).await,
+            Command::Cni { cmd } => client::run_cni(cmd).await,
+            Command::Status(args) => client::run_status(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }

@@ -141,6 +141,139 @@ async fn connect_pipe(name: &str) -> io::Result<BoxStream> {
     ))
 }
 
+/// A listening endpoint: the agent's control socket.
+pub struct Listener {
+    inner: ListenerInner,
+    endpoint: Endpoint,
+}
+
+enum ListenerInner {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener, PathBuf),
+    #[cfg(windows)]
+    Pipe(
+        std::sync::Mutex<Option<tokio::net::windows::named_pipe::NamedPipeServer>>,
+        String,
+    ),
+}
+
+/// Listens on `endpoint`. A Unix socket is created with mode 0600 (only its owner may
+/// connect), replacing a stale socket file that no one listens on; a live one is an error.
+pub async fn listen(endpoint: &Endpoint) -> io::Result<Listener> {
+    let inner = match endpoint {
+        Endpoint::Tcp(addr) => {
+            ListenerInner::Tcp(tokio::net::TcpListener::bind(addr.as_str()).await?)
+        }
+        Endpoint::Unix(path) => listen_unix(path).await?,
+        Endpoint::NamedPipe(name) => listen_pipe(name)?,
+    };
+    Ok(Listener {
+        inner,
+        endpoint: endpoint.clone(),
+    })
+}
+
+#[cfg(unix)]
+async fn listen_unix(path: &std::path::Path) -> io::Result<ListenerInner> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running process", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    // Created with a umask that leaves nothing to others, then tightened explicitly.
+    let l = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(ListenerInner::Unix(l, path.to_path_buf()))
+}
+
+#[cfg(not(unix))]
+async fn listen_unix(path: &std::path::Path) -> io::Result<ListenerInner> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "unix:{} : Unix sockets are not available on this platform",
+            path.display()
+        ),
+    ))
+}
+
+#[cfg(windows)]
+fn listen_pipe(name: &str) -> io::Result<ListenerInner> {
+    use tokio::net::windows::named_pipe::ServerOptions;
+    // Remote clients are rejected: the control pipe is for this machine only.
+    let server = ServerOptions::new()
+        .first_pipe_instance(true)
+        .reject_remote_clients(true)
+        .create(name)?;
+    Ok(ListenerInner::Pipe(
+        std::sync::Mutex::new(Some(server)),
+        name.to_string(),
+    ))
+}
+
+#[cfg(not(windows))]
+fn listen_pipe(name: &str) -> io::Result<ListenerInner> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("npipe:{name} : named pipes exist only on Windows"),
+    ))
+}
+
+impl Listener {
+    /// The endpoint listened on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The next connection.
+    pub async fn accept(&self) -> io::Result<BoxStream> {
+        match &self.inner {
+            ListenerInner::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                s.set_nodelay(true)?;
+                Ok(Box::pin(s))
+            }
+            #[cfg(unix)]
+            ListenerInner::Unix(l, _) => Ok(Box::pin(l.accept().await?.0)),
+            #[cfg(windows)]
+            ListenerInner::Pipe(slot, name) => {
+                use tokio::net::windows::named_pipe::ServerOptions;
+                let server = {
+                    let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+                    match g.take() {
+                        Some(s) => s,
+                        None => ServerOptions::new()
+                            .reject_remote_clients(true)
+                            .create(name)?,
+                    }
+                };
+                server.connect().await?;
+                // The next client needs a fresh instance, created before this one is handed out.
+                let next = ServerOptions::new()
+                    .reject_remote_clients(true)
+                    .create(name)?;
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
+                Ok(Box::pin(server))
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let ListenerInner::Unix(_, path) = &self.inner {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +317,32 @@ mod tests {
                 .unwrap();
             assert_eq!(e.kind(), io::ErrorKind::Unsupported);
         }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn listens_with_mode_0600_and_refuses_a_live_socket() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("pp-listen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let ep = Endpoint::Unix(path.clone());
+        let l = listen(&ep).await.unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            listen(&ep).await.err().unwrap().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let (a, c) = tokio::join!(l.accept(), connect(&ep));
+        a.unwrap();
+        c.unwrap();
+        drop(l);
+        assert!(!path.exists(), "socket file removed on drop");
+        // A stale file (nobody listening) is replaced.
+        std::fs::write(&path, b"").unwrap();
+        let _l = listen(&ep).await.unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[cfg(unix)]

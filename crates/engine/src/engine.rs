@@ -1,0 +1,273 @@
+//! The library API: [`Engine::start`] and the handle's methods, async and blocking.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use actix::prelude::*;
+use crossbeam_channel::Receiver;
+use podport_journal::{Event, Journal, JournalConfig, JournalError};
+use podport_openflow::{ClientOptions, Endpoint, OfClient};
+use podport_ovsdb::client::{OvsdbClient, OvsdbOptions};
+use tracing::info;
+
+use crate::actors::{
+    AddPod, DeletePod, EngineActor, FlowProgrammer, GetStatus, HostInterfaceCreated, OpenFlowActor,
+    OvsdbActor, Subscribe,
+};
+use crate::core::{Core, CoreConfig, PodEvent, PortStatusView};
+use crate::flows::{DefaultFlows, FlowProvider};
+use crate::metrics::Metrics;
+use crate::spec::{AddPodError, PodSpec};
+
+/// Everything the engine needs.
+#[derive(Clone)]
+pub struct EngineConfig {
+    pub ovsdb: Endpoint,
+    pub openflow: Endpoint,
+    pub bridge: String,
+    pub journal_dir: PathBuf,
+    pub core: CoreConfig,
+    pub journal: JournalConfig,
+    pub ovsdb_options: OvsdbOptions,
+    pub openflow_options: ClientOptions,
+    pub flows: Arc<dyn FlowProvider>,
+    /// Recorded in the journal's AgentStarted record.
+    pub config_digest: String,
+}
+
+impl EngineConfig {
+    /// Defaults for everything but the endpoints, bridge and journal.
+    pub fn new(ovsdb: Endpoint, openflow: Endpoint, bridge: &str, journal_dir: PathBuf) -> Self {
+        EngineConfig {
+            ovsdb,
+            openflow,
+            bridge: bridge.to_string(),
+            journal_dir,
+            core: CoreConfig::default(),
+            journal: JournalConfig::default(),
+            ovsdb_options: OvsdbOptions::default(),
+            openflow_options: ClientOptions::default(),
+            flows: Arc::new(DefaultFlows),
+            config_digest: String::new(),
+        }
+    }
+}
+
+/// Errors of the engine's API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    AddPod(#[from] AddPodError),
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("the engine could not start: {0}")]
+    Start(String),
+}
+
+/// A running engine. Cheap to share by reference; [`Engine::shutdown`] stops it and flushes
+/// the journal (dropping it does the same).
+pub struct Engine {
+    addr: Addr<EngineActor>,
+    system: actix::System,
+    thread: Option<JoinHandle<()>>,
+    journal: Arc<Journal>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+}
+
+impl Engine {
+    /// Opens the journal (failing at once if another agent holds it), rebuilds the state of
+    /// existing ports from it, and starts the actors on a dedicated thread.
+    pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let journal = Arc::new(Journal::open(&config.journal_dir, config.journal.clone())?);
+        let recovered = journal.recovered().clone();
+        if let Some(bad) = &recovered.stopped_at {
+            tracing::warn!(%bad, last_good = recovered.last_seq, "journal replay stopped early");
+        }
+        let (core, initial) = Core::restore(config.core.clone(), &recovered.state, Instant::now());
+        info!(
+            restored = recovered.state.ports.len(),
+            last_seq = recovered.last_seq,
+            "engine state rebuilt from the journal"
+        );
+        // Not awaited: the writer's group commit makes it durable with what follows.
+        drop(journal.append(Event::AgentStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_digest: config.config_digest.clone(),
+        }));
+        let metrics = Arc::new(Metrics::default());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let j = journal.clone();
+        let m = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("podport-engine".into())
+            .spawn(move || {
+                let sys = actix::System::new();
+                sys.block_on(async move {
+                    let ctx = Context::<EngineActor>::new();
+                    let engine_addr = ctx.address();
+                    let (ovsdb_client, ovsdb_events) =
+                        OvsdbClient::start(config.ovsdb.clone(), config.ovsdb_options.clone());
+                    let (of_client, of_events) =
+                        OfClient::start(config.openflow.clone(), config.openflow_options.clone());
+                    let bridge = config.bridge.clone();
+                    let initial_type = config.core.initial_type.clone();
+                    let ea = engine_addr.clone();
+                    let ovsdb = Supervisor::start(move |_| {
+                        OvsdbActor::new(ovsdb_client, ovsdb_events, bridge, initial_type, ea)
+                    });
+                    let (c, ea, mm) = (of_client.clone(), engine_addr.clone(), m.clone());
+                    let endpoint = config.openflow.to_string();
+                    Supervisor::start(move |_| OpenFlowActor::new(c, of_events, endpoint, ea, mm));
+                    let (c, ea, mm, fp) = (
+                        of_client,
+                        engine_addr.clone(),
+                        m.clone(),
+                        config.flows.clone(),
+                    );
+                    let flows = Supervisor::start(move |_| FlowProgrammer::new(c, fp, ea, mm));
+                    let mut actor = EngineActor::new(core, initial, j, m);
+                    actor.connect(ovsdb, flows);
+                    ctx.run(actor);
+                    let _ = tx.send((engine_addr, actix::System::current()));
+                });
+                sys.run().ok();
+            })
+            .map_err(|e| EngineError::Start(e.to_string()))?;
+        let (addr, system) = rx
+            .recv()
+            .map_err(|_| EngineError::Start("the engine thread died while starting".into()))?;
+        Ok(Engine {
+            addr,
+            system,
+            thread: Some(thread),
+            journal,
+            metrics,
+            started: Instant::now(),
+        })
+    }
+
+    /// Starts tracking a Pod: creates its Port and Interface (type empty) in OVSDB. Rejects an
+    /// interface name over 15 bytes or one whose wire name collides with a tracked port.
+    pub async fn add_pod(&self, spec: PodSpec) -> Result<(), EngineError> {
+        self.addr
+            .send(AddPod(spec))
+            .await
+            .map_err(|_| EngineError::Stopped)??;
+        Ok(())
+    }
+
+    /// The Pod's host interface exists: switch the Interface type and wait for the port.
+    pub async fn host_interface_created(&self, ifname: &str) -> Result<(), EngineError> {
+        self.addr
+            .send(HostInterfaceCreated(ifname.to_string()))
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Refused)
+    }
+
+    /// Removes the Pod's flows and port.
+    pub async fn delete_pod(&self, ifname: &str) -> Result<(), EngineError> {
+        self.addr
+            .send(DeletePod(ifname.to_string()))
+            .await
+            .map_err(|_| EngineError::Stopped)?
+            .map_err(EngineError::Refused)
+    }
+
+    /// Every tracked port.
+    pub async fn status(&self) -> Result<Vec<PortStatusView>, EngineError> {
+        self.addr
+            .send(GetStatus)
+            .await
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    /// A stream of Pod events (Ready, NotReady, Failed, Removed) from now on.
+    pub fn subscribe(&self) -> Receiver<PodEvent> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.addr.do_send(Subscribe(tx));
+        rx
+    }
+
+    /// The journal (to subscribe to its records, or snapshot it).
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The Prometheus text of the engine's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// The metrics themselves.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// A blocking facade for callers without an async runtime.
+    pub fn blocking(&self) -> BlockingEngine<'_> {
+        BlockingEngine { engine: self }
+    }
+
+    /// Stops the actors and flushes the journal.
+    pub fn shutdown(mut self) -> Result<(), EngineError> {
+        self.stop();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        self.system.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The engine's API for threads that may block (not for use inside an async runtime).
+pub struct BlockingEngine<'a> {
+    engine: &'a Engine,
+}
+
+impl BlockingEngine<'_> {
+    fn run<T>(&self, fut: impl std::future::Future<Output = T>) -> T {
+        // A private current-thread runtime just to wait on the actor's reply channel.
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime without drivers always builds")
+            .block_on(fut)
+    }
+
+    pub fn add_pod(&self, spec: PodSpec) -> Result<(), EngineError> {
+        self.run(self.engine.add_pod(spec))
+    }
+
+    pub fn host_interface_created(&self, ifname: &str) -> Result<(), EngineError> {
+        self.run(self.engine.host_interface_created(ifname))
+    }
+
+    pub fn delete_pod(&self, ifname: &str) -> Result<(), EngineError> {
+        self.run(self.engine.delete_pod(ifname))
+    }
+
+    pub fn status(&self) -> Result<Vec<PortStatusView>, EngineError> {
+        self.run(self.engine.status())
+    }
+}

@@ -1,0 +1,819 @@
+//! The engine core without sockets: given inputs, then commands and phases.
+
+use std::time::{Duration, Instant};
+
+use podport_engine::core::{
+    Command, Core, CoreConfig, Input, Phase, PodEvent, Readiness, Strategy, STATE_LINK_DOWN,
+    STATE_LIVE,
+};
+use podport_engine::spec::{AddPodError, PodSpec};
+use podport_journal::{Event, PortDesc, PortReason};
+
+fn spec(ifname: &str) -> PodSpec {
+    PodSpec {
+        namespace: "default".into(),
+        name: format!("pod-{ifname}"),
+        container_id: format!("c-{ifname}"),
+        ifname: ifname.into(),
+        ips: vec!["10.0.0.5/24".into()],
+        mac: "02:00:00:00:00:05".parse().unwrap(),
+    }
+}
+
+fn port(no: u32, name: &str, state: u32) -> PortDesc {
+    PortDesc {
+        port_no: no,
+        name: name.into(),
+        state,
+        config: 0,
+        hw_addr: [0xaa, 0x55, 0xaa, 0x55, 0, 1],
+    }
+}
+
+fn ps(reason: PortReason, no: u32, name: &str, state: u32) -> Input {
+    Input::PortStatus {
+        reason,
+        port: port(no, name, state),
+    }
+}
+
+/// Drives a core like the actors would: results of commands are fed back at once (unless
+/// disabled), and everything emitted is kept for assertions.
+struct Harness {
+    core: Core,
+    now: Instant,
+    auto_flows: bool,
+    commands: Vec<Command>,
+}
+
+impl Harness {
+    fn new(config: CoreConfig) -> Harness {
+        Harness {
+            core: Core::new(config),
+            now: Instant::now(),
+            auto_flows: true,
+            commands: Vec::new(),
+        }
+    }
+
+    fn feed(&mut self, input: Input) -> Vec<Command> {
+        let mut queue = vec![input];
+        let mut all = Vec::new();
+        while let Some(i) = queue.pop() {
+            let cmds = self.core.handle(i, self.now);
+            for c in &cmds {
+                match c {
+                    Command::CreatePort(s) => queue.push(Input::PortCreated {
+                        ifname: s.ifname.clone(),
+                        port_uuid: "p-uuid".into(),
+                        interface_uuid: "i-uuid".into(),
+                    }),
+                    Command::SetInterfaceType { ifname, .. } => queue.push(Input::TypeChanged {
+                        ifname: ifname.clone(),
+                        result: Ok(()),
+                    }),
+                    Command::InstallFlows { spec, port_no, .. } if self.auto_flows => {
+                        queue.push(Input::FlowsInstalled {
+                            ifname: spec.ifname.clone(),
+                            port_no: *port_no,
+                            result: Ok(4),
+                        })
+                    }
+                    _ => {}
+                }
+            }
+            all.extend(cmds);
+        }
+        self.commands.extend(all.clone());
+        all
+    }
+
+    fn advance(&mut self, d: Duration) -> Vec<Command> {
+        self.now += d;
+        self.feed(Input::Tick)
+    }
+
+    fn connect(&mut self, ports: Vec<PortDesc>) -> Vec<Command> {
+        let mut out = self.feed(Input::SwitchConnected {
+            endpoint: "unix:/x".into(),
+            datapath_id: 1,
+            of_version: "1.5".into(),
+        });
+        out.extend(self.feed(Input::PortDesc { ports }));
+        out
+    }
+
+    fn phase(&self, ifname: &str) -> Phase {
+        self.core.phase(ifname).expect("tracked")
+    }
+}
+
+fn emitted(cmds: &[Command]) -> Vec<PodEvent> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Emit(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn journaled(cmds: &[Command]) -> Vec<Event> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Journal(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn installs(cmds: &[Command]) -> Vec<u32> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::InstallFlows { port_no, .. } => Some(*port_no),
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_ready_event(cmds: &[Command], want_port: u32) -> bool {
+    emitted(cmds)
+        .iter()
+        .any(|e| matches!(e, PodEvent::Ready { port_no, .. } if *port_no == want_port))
+}
+
+#[test]
+fn the_whole_path_to_ready() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.auto_flows = false;
+    h.connect(vec![port(0xffff_fffe, "br-int", STATE_LIVE)]);
+    let c = h.feed(Input::AddPod(spec("vnic-a")));
+    assert!(matches!(&c[0], Command::CreatePort(s) if s.ifname == "vnic-a"));
+    assert!(
+        matches!(&journaled(&c)[..], [Event::PodPortCreated { ifname, .. }] if ifname == "vnic-a")
+    );
+    assert_eq!(h.phase("vnic-a"), Phase::WaitingInterface);
+
+    h.feed(Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: "".into(),
+        ofport: Some(-1),
+        error: Some("no device yet".into()),
+    });
+    let c = h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    assert!(c.iter().any(
+        |c| matches!(c, Command::SetInterfaceType { iface_type, .. } if iface_type == "internal")
+    ));
+    assert_eq!(h.phase("vnic-a"), Phase::TypeChangeRequested);
+
+    let c = h.feed(ps(PortReason::Add, 5, "vnic-a", 0));
+    assert!(installs(&c).is_empty(), "ADD without LIVE is not usable");
+    assert_eq!(h.phase("vnic-a"), Phase::Allocated);
+
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(installs(&c), vec![5]);
+    assert_eq!(h.phase("vnic-a"), Phase::Usable);
+    // A duplicate changes nothing.
+    assert!(installs(&h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE))).is_empty());
+
+    let c = h.feed(Input::FlowsInstalled {
+        ifname: "vnic-a".into(),
+        port_no: 5,
+        result: Ok(4),
+    });
+    assert!(is_ready_event(&c, 5));
+    assert!(journaled(&c).iter().any(|e| matches!(
+        e,
+        Event::FlowsInstalled {
+            port_no: 5,
+            count: 4,
+            ..
+        }
+    )));
+    assert!(journaled(&c)
+        .iter()
+        .any(|e| matches!(e, Event::PodReady { port_no: 5, .. })));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    let st = h.core.status(h.now);
+    assert!(st[0].ready && st[0].port_no == Some(5));
+}
+
+#[test]
+fn the_type_change_is_journaled_with_the_type_before_it() {
+    let now = Instant::now();
+    let mut core = Core::new(CoreConfig::default());
+    let iface = |ty: &str| Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: ty.into(),
+        ofport: None,
+        error: None,
+    };
+    core.handle(Input::AddPod(spec("vnic-a")), now);
+    core.handle(
+        Input::PortCreated {
+            ifname: "vnic-a".into(),
+            port_uuid: "p".into(),
+            interface_uuid: "i".into(),
+        },
+        now,
+    );
+    core.handle(iface(""), now);
+    core.handle(
+        Input::HostInterfaceCreated {
+            ifname: "vnic-a".into(),
+        },
+        now,
+    );
+    // The monitor shows the new type before the transaction's reply arrives.
+    core.handle(iface("internal"), now);
+    let c = core.handle(
+        Input::TypeChanged {
+            ifname: "vnic-a".into(),
+            result: Ok(()),
+        },
+        now,
+    );
+    assert!(
+        journaled(&c).contains(&Event::InterfaceTypeChanged {
+            ifname: "vnic-a".into(),
+            from: "".into(),
+            to: "internal".into(),
+            outcome: podport_journal::Outcome::Ok,
+        }),
+        "{c:#?}"
+    );
+}
+
+#[test]
+fn port_status_before_the_attach_or_ovsdb_is_kept_but_nothing_is_programmed_early() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    // The switch announces the port before OVSDB shows its number and before the attach.
+    let c = h.feed(ps(PortReason::Add, 7, "vnic-a", 0));
+    let c2 = h.feed(ps(PortReason::Modify, 7, "vnic-a", STATE_LIVE));
+    assert!(installs(&c).is_empty() && installs(&c2).is_empty());
+    assert_eq!(h.phase("vnic-a"), Phase::WaitingInterface);
+    let c = h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    assert_eq!(installs(&c), vec![7]);
+    assert!(is_ready_event(&c, 7));
+}
+
+#[test]
+fn the_type_change_sequence_ends_ready_on_the_same_port() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Add, 5, "vnic-a", 0));
+    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    // The type change's DELETE, ADD, MODIFY with the same number.
+    h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    assert_ne!(h.phase("vnic-a"), Phase::Ready);
+    h.feed(ps(PortReason::Add, 5, "vnic-a", 0));
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert!(is_ready_event(&c, 5));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+}
+
+#[test]
+fn a_port_recreated_with_another_number_moves_its_flows() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(ps(PortReason::Add, 9, "vnic-a", STATE_LIVE));
+    assert_eq!(installs(&c), vec![9]);
+    assert!(is_ready_event(&c, 9));
+    // A stale DELETE of the old number changes nothing.
+    h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+}
+
+#[test]
+fn reserved_numbers_are_never_programmed() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    for n in [0, 0xffff_fffe, 0xffff_ff00, 0xffff_ffff] {
+        let c = h.feed(ps(PortReason::Modify, n, "vnic-a", STATE_LIVE));
+        assert!(installs(&c).is_empty(), "port {n:#x} was programmed");
+    }
+    let c = h.feed(Input::PortDesc {
+        ports: vec![port(0xffff_fffe, "vnic-a", STATE_LIVE)],
+    });
+    assert!(installs(&c).is_empty());
+}
+
+#[test]
+fn unknown_ports_are_journaled_and_otherwise_ignored() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    let c = h.feed(ps(PortReason::Add, 3, "stranger", STATE_LIVE));
+    assert_eq!(c.len(), 1);
+    assert!(matches!(
+        &c[0],
+        Command::Journal(Event::PortStatusReceived { .. })
+    ));
+    assert_eq!(h.core.foreign_port_status(), 1);
+}
+
+#[test]
+fn a_stale_port_status_after_deletion_changes_nothing() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(Input::DeletePod {
+        ifname: "vnic-a".into(),
+    });
+    assert!(c.iter().any(|c| matches!(c, Command::RemoveFlows { .. })));
+    assert!(c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
+    assert_eq!(h.phase("vnic-a"), Phase::Removing);
+    let c = h.feed(Input::PortDeleted {
+        ifname: "vnic-a".into(),
+        result: Ok(()),
+    });
+    assert!(journaled(&c).contains(&Event::PodDeleted {
+        ifname: "vnic-a".into()
+    }));
+    assert!(matches!(&emitted(&c)[..], [PodEvent::Removed { .. }]));
+    assert!(h.core.phase("vnic-a").is_none());
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(c.len(), 1, "only journaled: {c:?}");
+}
+
+#[test]
+fn add_pod_rejects_long_names_and_other_owners() {
+    let mut h = Harness::new(CoreConfig::default());
+    let long = spec("abcdefghijklmnopq");
+    assert!(matches!(
+        h.core.check_new_pod(&long),
+        Err(AddPodError::IfnameTooLong { len: 17, .. })
+    ));
+    let msg = h.core.check_new_pod(&long).unwrap_err().to_string();
+    assert!(msg.contains("15"), "{msg}");
+    h.feed(Input::AddPod(spec("vnic-a")));
+    assert_eq!(
+        h.core.check_new_pod(&spec("vnic-a")),
+        Ok(()),
+        "same Pod again is fine"
+    );
+    let mut other = spec("vnic-a");
+    other.container_id = "someone-else".into();
+    assert!(matches!(
+        h.core.check_new_pod(&other),
+        Err(AddPodError::AlreadyTracked { .. })
+    ));
+    let mut bad_ip = spec("vnic-b");
+    bad_ip.ips = vec!["fe80::1".into()];
+    assert!(matches!(
+        h.core.check_new_pod(&bad_ip),
+        Err(AddPodError::BadIp { .. })
+    ));
+}
+
+#[test]
+fn readiness_policies() {
+    for (readiness, state, usable) in [
+        (Readiness::Live, STATE_LINK_DOWN, false),
+        (Readiness::Live, STATE_LIVE | 2, true),
+        (Readiness::LiveOrLinkDown, STATE_LINK_DOWN, true),
+        (Readiness::LiveOrLinkDown, 0, false),
+        (Readiness::Allocated, 0, true),
+    ] {
+        let mut h = Harness::new(CoreConfig {
+            readiness,
+            ..CoreConfig::default()
+        });
+        h.connect(vec![]);
+        h.feed(Input::AddPod(spec("vnic-a")));
+        h.feed(Input::HostInterfaceCreated {
+            ifname: "vnic-a".into(),
+        });
+        let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", state));
+        assert_eq!(
+            is_ready_event(&c, 5),
+            usable,
+            "{readiness:?} with state {state:#x}"
+        );
+    }
+}
+
+#[test]
+fn a_slow_port_gets_not_ready_events_forever_and_then_becomes_ready() {
+    let every = Duration::from_secs(30);
+    let mut h = Harness::new(CoreConfig {
+        not_ready_every: every,
+        ..CoreConfig::default()
+    });
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    assert!(emitted(&h.advance(Duration::from_secs(29))).is_empty());
+    for i in 1..=10u32 {
+        let c = h.advance(if i == 1 {
+            Duration::from_secs(1)
+        } else {
+            every
+        });
+        match &emitted(&c)[..] {
+            [PodEvent::NotReady { phase, waited, .. }] => {
+                assert_eq!(*phase, Phase::TypeChangeRequested);
+                assert_eq!(*waited, every * i);
+            }
+            other => panic!("interval {i}: {other:?}"),
+        }
+        assert_eq!(h.core.poll_timeout(), Some(h.now + every));
+    }
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    match &emitted(&c)[..] {
+        [PodEvent::Ready { waited, .. }] => assert_eq!(*waited, every * 10),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_interface_is_reported_and_watched() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    let c = h.feed(Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: "internal".into(),
+        ofport: Some(-1),
+        error: Some("could not open network device vnic-a (No such device)".into()),
+    });
+    match &emitted(&c)[..] {
+        [PodEvent::Failed { error, .. }] => assert!(error.contains("No such device"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(journaled(&c).iter().any(|e| matches!(
+        e,
+        Event::OvsdbInterfaceUpdate {
+            ofport: Some(-1),
+            ..
+        }
+    )));
+    // OVS retries; the port appears later and the Pod becomes ready.
+    h.feed(Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: "internal".into(),
+        ofport: Some(5),
+        error: None,
+    });
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert!(is_ready_event(&c, 5));
+}
+
+#[test]
+fn after_a_switch_restart_numbers_are_relearned_before_any_flow() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    h.feed(Input::SwitchDisconnected {
+        endpoint: "unix:/x".into(),
+        reason: "closed".into(),
+    });
+    assert_ne!(h.phase("vnic-a"), Phase::Ready);
+    let c = h.feed(Input::SwitchConnected {
+        endpoint: "unix:/x".into(),
+        datapath_id: 1,
+        of_version: "1.5".into(),
+    });
+    assert!(installs(&c).is_empty(), "nothing before PORT_DESC");
+    // Even a PortStatus does not program before the list is known.
+    assert!(installs(&h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE))).is_empty());
+    let c = h.feed(Input::PortDesc {
+        ports: vec![port(8, "vnic-a", STATE_LIVE)],
+    });
+    assert_eq!(installs(&c), vec![8]);
+    assert!(c.contains(&Command::InstallBridgeDefaults));
+    assert!(is_ready_event(&c, 8));
+}
+
+#[test]
+fn the_legacy_strategy_fails_on_timeout_and_retries() {
+    let cfg = CoreConfig {
+        strategy: Strategy::OvsdbWait {
+            timeout: Duration::from_secs(5),
+            retry_every: Duration::from_secs(5),
+        },
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(cfg);
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    let c = h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    assert!(c.contains(&Command::WaitOfport {
+        ifname: "vnic-a".into(),
+        timeout: Duration::from_secs(5)
+    }));
+    // PortStatus does not count for this strategy.
+    assert!(installs(&h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE))).is_empty());
+    let c = h.feed(Input::OfportWaited {
+        ifname: "vnic-a".into(),
+        result: Err("\"wait\" timed out after 5000 ms".into()),
+    });
+    assert!(
+        matches!(&emitted(&c)[..], [PodEvent::Failed { error, .. }] if error.contains("timed out"))
+    );
+    assert!(h
+        .advance(Duration::from_secs(4))
+        .iter()
+        .all(|c| !matches!(c, Command::WaitOfport { .. })));
+    let c = h.advance(Duration::from_secs(1));
+    assert!(
+        c.iter().any(|c| matches!(c, Command::WaitOfport { .. })),
+        "retried after 5 s"
+    );
+    let c = h.feed(Input::OfportWaited {
+        ifname: "vnic-a".into(),
+        result: Ok(5),
+    });
+    assert!(is_ready_event(&c, 5));
+    assert_eq!(h.core.status(h.now)[0].attach_failures, 1);
+}
+
+#[test]
+fn failed_flows_are_retried() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.auto_flows = false;
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(Input::FlowsInstalled {
+        ifname: "vnic-a".into(),
+        port_no: 5,
+        result: Err("switch said BAD_MATCH".into()),
+    });
+    assert!(matches!(&emitted(&c)[..], [PodEvent::Failed { .. }]));
+    assert!(installs(&h.advance(Duration::from_millis(500))).is_empty());
+    assert_eq!(installs(&h.advance(Duration::from_millis(500))), vec![5]);
+}
+
+#[test]
+fn restart_reconciles_the_journal_with_the_switch() {
+    // A journal with three ready Pods.
+    let mut state = podport_journal::State::default();
+    let mut seq = 0;
+    let mut rec = |state: &mut podport_journal::State, event: Event| {
+        seq += 1;
+        podport_journal::apply(
+            state,
+            &podport_journal::Record {
+                seq,
+                ts_micros: seq * 1000,
+                event,
+            },
+        );
+    };
+    for (name, no) in [("vnic-a", 5), ("vnic-b", 6), ("vnic-c", 7)] {
+        rec(
+            &mut state,
+            Event::PodPortCreated {
+                pod: podport_journal::PodRef {
+                    namespace: "default".into(),
+                    name: name.into(),
+                },
+                container_id: format!("c-{name}"),
+                ifname: name.into(),
+                port_uuid: "p".into(),
+                interface_uuid: "i".into(),
+                ips: vec!["10.0.0.5/24".into()],
+                mac: "02:00:00:00:00:05".into(),
+            },
+        );
+        rec(
+            &mut state,
+            Event::HostInterfaceCreated {
+                ifname: name.into(),
+            },
+        );
+        rec(
+            &mut state,
+            Event::InterfaceTypeChanged {
+                ifname: name.into(),
+                from: "".into(),
+                to: "internal".into(),
+                outcome: podport_journal::Outcome::Ok,
+            },
+        );
+        rec(
+            &mut state,
+            Event::PortStatusReceived {
+                reason: PortReason::Modify,
+                port: port(no, name, STATE_LIVE),
+            },
+        );
+        rec(
+            &mut state,
+            Event::PodReady {
+                ifname: name.into(),
+                port_no: no,
+                waited_ms: 1,
+            },
+        );
+    }
+    let now = Instant::now();
+    let (core, cmds) = Core::restore(CoreConfig::default(), &state, now);
+    assert!(cmds.is_empty(), "{cmds:?}");
+    let mut h = Harness {
+        core,
+        now,
+        auto_flows: true,
+        commands: vec![],
+    };
+    // OVSDB no longer has vnic-c: deleted while the engine was down.
+    let c = h.feed(Input::OvsdbSnapshot {
+        interfaces: vec![
+            ("vnic-a".into(), "internal".into(), Some(5), None),
+            ("vnic-b".into(), "internal".into(), Some(9), None),
+        ],
+    });
+    assert!(journaled(&c).contains(&Event::Reconciled {
+        ifname: "vnic-c".into(),
+        finding: "vanished".into()
+    }));
+    assert!(matches!(&emitted(&c)[..], [PodEvent::Removed { ifname, .. }] if ifname == "vnic-c"));
+    // The switch: vnic-a kept 5, vnic-b renumbered to 9. No PortStatus at all.
+    let c = h.connect(vec![
+        port(5, "vnic-a", STATE_LIVE),
+        port(9, "vnic-b", STATE_LIVE),
+    ]);
+    let j = journaled(&c);
+    assert!(j.contains(&Event::Reconciled {
+        ifname: "vnic-a".into(),
+        finding: "present".into()
+    }));
+    assert!(j.contains(&Event::Reconciled {
+        ifname: "vnic-b".into(),
+        finding: "renumbered 6 -> 9".into()
+    }));
+    let mut ports = installs(&c);
+    ports.sort();
+    assert_eq!(ports, vec![5, 9]);
+    assert!(is_ready_event(&c, 5) && is_ready_event(&c, 9));
+}
+
+mod convergence {
+    //! Any interleaving of one port's OVSDB updates with its PortStatus stream (each keeping
+    //! its own order), with duplicates and with bursts coalesced to their last message,
+    //! converges to what the switch last said.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn switch_stream(n1: u32, n2: u32) -> Vec<Input> {
+        vec![
+            ps(PortReason::Add, n1, "vnic-a", 0),
+            ps(PortReason::Modify, n1, "vnic-a", STATE_LIVE),
+            // The type change, then a renumbering (ofport_request changed).
+            ps(PortReason::Delete, n1, "vnic-a", STATE_LIVE),
+            ps(PortReason::Add, n1, "vnic-a", 0),
+            ps(PortReason::Modify, n1, "vnic-a", STATE_LIVE),
+            ps(PortReason::Delete, n1, "vnic-a", STATE_LIVE),
+            ps(PortReason::Add, n2, "vnic-a", 0),
+            ps(PortReason::Modify, n2, "vnic-a", STATE_LIVE),
+        ]
+    }
+
+    fn ovsdb_stream(n1: u32, n2: u32) -> Vec<Input> {
+        let u = |ty: &str, ofport: Option<i64>| Input::OvsdbInterface {
+            ifname: "vnic-a".into(),
+            iface_type: ty.into(),
+            ofport,
+            error: None,
+        };
+        vec![
+            u("", None),
+            u("", Some(n1.into())),
+            u("internal", Some(n1.into())),
+            u("internal", Some(n2.into())),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn converges(
+            choices in proptest::collection::vec(any::<bool>(), 12),
+            dups in proptest::collection::vec(0usize..3, 12),
+            coalesce in proptest::collection::vec(any::<bool>(), 12),
+            attach_at in 0usize..12,
+        ) {
+            let (n1, n2) = (5u32, 11u32);
+            let (mut sw, mut db) = (switch_stream(n1, n2), ovsdb_stream(n1, n2));
+            sw.reverse();
+            db.reverse();
+            let mut merged = Vec::new();
+            let mut i = 0;
+            while !sw.is_empty() || !db.is_empty() {
+                let take_sw = db.is_empty() || (!sw.is_empty() && choices[i % choices.len()]);
+                let from = if take_sw { &mut sw } else { &mut db };
+                // Coalesce: drop this PortStatus when the next one of the burst follows.
+                let item = from.pop().unwrap();
+                let skip = take_sw && coalesce[i % coalesce.len()] && !from.is_empty();
+                if !skip {
+                    for _ in 0..=dups[i % dups.len()] {
+                        merged.push(item.clone());
+                    }
+                }
+                i += 1;
+            }
+            let mut h = Harness::new(CoreConfig::default());
+            h.connect(vec![]);
+            h.feed(Input::AddPod(spec("vnic-a")));
+            for (k, input) in merged.into_iter().enumerate() {
+                if k == attach_at {
+                    h.feed(Input::HostInterfaceCreated { ifname: "vnic-a".into() });
+                }
+                h.feed(input);
+            }
+            h.feed(Input::HostInterfaceCreated { ifname: "vnic-a".into() });
+            prop_assert_eq!(h.phase("vnic-a"), Phase::Ready);
+            let st = h.core.status(h.now);
+            prop_assert_eq!(st[0].port_no, Some(n2));
+            prop_assert_eq!(installs(&h.commands).last().copied(), Some(n2));
+        }
+    }
+}
+
+#[test]
+fn failed_ovsdb_steps_are_asked_again() {
+    let mut core = Core::new(CoreConfig::default());
+    let now = Instant::now();
+    core.handle(Input::AddPod(spec("vnic-a")), now);
+    let c = core.handle(
+        Input::PortCreateFailed {
+            ifname: "vnic-a".into(),
+            error: "server busy".into(),
+        },
+        now,
+    );
+    assert!(matches!(&emitted(&c)[..], [PodEvent::Failed { .. }]));
+    assert_eq!(core.poll_timeout(), Some(now + Duration::from_secs(1)));
+    let c = core.handle(Input::Tick, now + Duration::from_secs(1));
+    assert!(
+        matches!(&c[..], [Command::CreatePort(s)] if s.ifname == "vnic-a"),
+        "{c:?}"
+    );
+    core.handle(
+        Input::PortCreated {
+            ifname: "vnic-a".into(),
+            port_uuid: "p".into(),
+            interface_uuid: "i".into(),
+        },
+        now,
+    );
+    core.handle(
+        Input::HostInterfaceCreated {
+            ifname: "vnic-a".into(),
+        },
+        now,
+    );
+    core.handle(
+        Input::TypeChanged {
+            ifname: "vnic-a".into(),
+            result: Err("constraint violation".into()),
+        },
+        now,
+    );
+    let c = core.handle(Input::Tick, now + Duration::from_secs(1));
+    assert!(
+        c.iter()
+            .any(|c| matches!(c, Command::SetInterfaceType { .. })),
+        "{c:?}"
+    );
+}

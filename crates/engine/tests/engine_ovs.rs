@@ -1,0 +1,511 @@
+//! The engine against a real OVS: flows checked with `ovs-ofctl dump-flows` and
+//! `ofproto/trace`, ports with `ovs-vsctl`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use podport_engine::core::{CoreConfig, Phase, Strategy};
+use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
+use podport_journal::Event;
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn spec(i: u32) -> PodSpec {
+    PodSpec {
+        namespace: "default".into(),
+        name: format!("pod-{i}"),
+        container_id: format!("ctr-{i}"),
+        ifname: format!("vnic-{i}"),
+        ips: vec![format!("10.1.{}.{}/16", i / 250, i % 250 + 1)],
+        mac: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
+            .parse()
+            .unwrap(),
+    }
+}
+
+fn ip(i: u32) -> String {
+    format!("10.1.{}.{}", i / 250, i % 250 + 1)
+}
+
+fn mac(i: u32) -> String {
+    format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
+}
+
+/// Tests emulate a Windows node: the port cannot be opened until its vNIC exists.
+fn core_config() -> CoreConfig {
+    CoreConfig {
+        initial_type: "podport-pending".into(),
+        not_ready_every: Duration::from_secs(1),
+        ..CoreConfig::default()
+    }
+}
+
+fn config(sb: &Sandbox, journal: &std::path::Path, core: CoreConfig) -> EngineConfig {
+    let mut c = EngineConfig::new(
+        sb.ovsdb_endpoint().parse().unwrap(),
+        sb.openflow_endpoint().parse().unwrap(),
+        sb.bridge(),
+        journal.to_path_buf(),
+    );
+    c.core = core;
+    c
+}
+
+/// Waits for Ready of `ifname`, returning its port; panics with everything seen otherwise.
+fn wait_ready(events: &Receiver<PodEvent>, ifname: &str) -> u32 {
+    let deadline = Instant::now() + BOUND;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match events.recv_timeout(left) {
+            Ok(PodEvent::Ready {
+                ifname: n, port_no, ..
+            }) if n == ifname => return port_no,
+            Ok(e) => seen.push(e),
+            Err(_) => panic!("{ifname} not ready within {BOUND:?}; events: {seen:#?}"),
+        }
+    }
+}
+
+/// Waits until every name in `names` was Ready (in any order).
+fn wait_all_ready(events: &Receiver<PodEvent>, names: &[String]) {
+    let mut missing: BTreeSet<&String> = names.iter().collect();
+    let deadline = Instant::now() + BOUND;
+    while !missing.is_empty() {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Ready { ifname, .. }) => {
+                missing.remove(&ifname);
+            }
+            Ok(_) => {}
+            Err(_) => panic!("not ready within {BOUND:?}: {missing:?}"),
+        }
+    }
+}
+
+fn ofport(sb: &Sandbox, name: &str) -> u32 {
+    let n = sb.wait_for_ofport(name, BOUND).unwrap();
+    u32::try_from(n).unwrap_or_else(|_| panic!("{name} has ofport {n}"))
+}
+
+fn flows(sb: &Sandbox) -> Vec<String> {
+    sb.dump_flows("OpenFlow15").unwrap()
+}
+
+fn flows_of(sb: &Sandbox, cookie_hex: &str) -> Vec<String> {
+    flows(sb)
+        .into_iter()
+        .filter(|f| f.starts_with(&format!("cookie={cookie_hex},")))
+        .collect()
+}
+
+fn attach(engine: &Engine, events: &Receiver<PodEvent>, i: u32) -> u32 {
+    let e = engine.blocking();
+    e.add_pod(spec(i)).unwrap();
+    e.host_interface_created(&format!("vnic-{i}")).unwrap();
+    wait_ready(events, &format!("vnic-{i}"))
+}
+
+#[test]
+fn one_pod_gets_exactly_the_specified_flows() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    let n = attach(&engine, &events, 1);
+    assert_eq!(n, ofport(&sb, "vnic-1"), "ready on the number OVSDB shows");
+    assert_eq!(
+        sb.vsctl(&["get", "interface", "vnic-1", "type"])
+            .unwrap()
+            .trim(),
+        "internal"
+    );
+    let (ip, mac) = (ip(1), mac(1));
+    let mut want: Vec<String> = vec![
+        format!("cookie=0xa0000000000001, priority=200,ip,in_port={n},dl_src={mac},nw_src={ip} actions=goto_table:1"),
+        format!("cookie=0xa0000000000001, priority=200,arp,in_port={n},dl_src={mac},arp_spa={ip} actions=goto_table:1"),
+        format!("cookie=0xb0000000000001, priority=0 actions=drop"),
+        format!("cookie=0xa0000000000001, table=1, priority=200,ip,nw_dst={ip} actions=set_field:{mac}->eth_dst,output:{n}"),
+        format!("cookie=0xa0000000000001, table=1, priority=200,arp,arp_tpa={ip} actions=output:{n}"),
+        format!("cookie=0xa0000000000001, table=1, priority=100,dl_dst={mac} actions=output:{n}"),
+        format!("cookie=0xb0000000000001, table=1, priority=0 actions=drop"),
+    ];
+    let mut got = flows(&sb);
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+    // The journal tells the same story.
+    let (_, state) = engine.journal().state().unwrap();
+    let p = &state.ports["vnic-1"];
+    assert_eq!((p.port_no, p.phase.as_str()), (Some(n), "ready"));
+    assert_eq!(p.flows.map(|f| f.1), Some(5));
+    let metrics = engine.metrics_text();
+    assert!(metrics.contains("podport_pods_ready 1"), "{metrics}");
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn two_pods_reach_each_other_and_spoofing_is_dropped() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    let a = attach(&engine, &events, 1);
+    let b = attach(&engine, &events, 2);
+    let trace = sb
+        .trace(&format!(
+            "in_port={a},dl_src={},dl_dst=02:aa:aa:aa:aa:aa,ip,nw_src={},nw_dst={}",
+            mac(1),
+            ip(1),
+            ip(2)
+        ))
+        .unwrap();
+    assert!(trace.contains(&format!("output:{b}")), "{trace}");
+    assert!(
+        trace.contains(&format!("set_field:{}->eth_dst", mac(2))),
+        "{trace}"
+    );
+    let spoofed = sb
+        .trace(&format!(
+            "in_port={a},dl_src={},ip,nw_src=10.9.9.9,nw_dst={}",
+            mac(1),
+            ip(2)
+        ))
+        .unwrap();
+    assert!(spoofed.contains("Datapath actions: drop"), "{spoofed}");
+    let wrong_mac = sb
+        .trace(&format!(
+            "in_port={a},dl_src=02:66:66:66:66:66,ip,nw_src={},nw_dst={}",
+            ip(1),
+            ip(2)
+        ))
+        .unwrap();
+    assert!(wrong_mac.contains("Datapath actions: drop"), "{wrong_mac}");
+}
+
+#[test]
+fn a_stalled_switch_gives_not_ready_then_ready_while_the_legacy_wait_fails() {
+    let Some(sb) = sandbox_for_test() else { return };
+    // A second bridge for the legacy engine, so the two do not share flows.
+    sb.vsctl(&[
+        "add-br",
+        "br-legacy",
+        "--",
+        "set",
+        "bridge",
+        "br-legacy",
+        "datapath_type=dummy",
+    ])
+    .unwrap();
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let engine = Engine::start(config(&sb, d1.path(), core_config())).unwrap();
+    let mut legacy_cfg = config(
+        &sb,
+        d2.path(),
+        CoreConfig {
+            strategy: Strategy::OvsdbWait {
+                timeout: Duration::from_secs(5),
+                retry_every: Duration::from_secs(5),
+            },
+            ..core_config()
+        },
+    );
+    legacy_cfg.bridge = "br-legacy".into();
+    legacy_cfg.openflow = format!("unix:{}/br-legacy.mgmt", sb.dir().display())
+        .parse()
+        .unwrap();
+    let legacy = Engine::start(legacy_cfg).unwrap();
+    let (ev, lev) = (engine.subscribe(), legacy.subscribe());
+    engine.blocking().add_pod(spec(1)).unwrap();
+    legacy.blocking().add_pod(spec(2)).unwrap();
+    // Both ports exist and are waiting for their vNIC.
+    for (e, name) in [(&engine, "vnic-1"), (&legacy, "vnic-2")] {
+        let deadline = Instant::now() + BOUND;
+        while e
+            .blocking()
+            .status()
+            .unwrap()
+            .iter()
+            .any(|p| p.ifname == name && p.phase == Phase::Creating)
+        {
+            assert!(Instant::now() < deadline, "{name} never created");
+            std::thread::yield_now();
+        }
+    }
+    let frozen = sb.freeze_vswitchd().unwrap();
+    let frozen_at = Instant::now();
+    engine.blocking().host_interface_created("vnic-1").unwrap();
+    legacy.blocking().host_interface_created("vnic-2").unwrap();
+    // While frozen: "not ready yet" events, no Ready, and the legacy wait times out.
+    let mut not_ready = 0;
+    let mut legacy_failed = None;
+    while frozen_at.elapsed() < Duration::from_secs(8) {
+        if let Ok(e) = ev.recv_timeout(Duration::from_millis(50)) {
+            match e {
+                PodEvent::NotReady { .. } => not_ready += 1,
+                PodEvent::Ready { .. } => panic!("ready while the switch is frozen"),
+                _ => {}
+            }
+        }
+        while let Ok(e) = lev.try_recv() {
+            if let PodEvent::Failed { error, .. } = e {
+                legacy_failed.get_or_insert((frozen_at.elapsed(), error));
+            }
+        }
+    }
+    frozen.thaw();
+    assert!(not_ready >= 5, "only {not_ready} not-ready events in 8 s");
+    let (after, error) = legacy_failed.expect("the legacy wait did not fail while frozen");
+    assert!(error.contains("timed out"), "{error}");
+    assert!(after >= Duration::from_secs(5), "failed after {after:?}");
+    wait_ready(&ev, "vnic-1");
+    wait_ready(&lev, "vnic-2");
+    // Ready on the numbers the switch holds now (the type change may add a transient step).
+    let deadline = Instant::now() + BOUND;
+    for (e, name) in [(&engine, "vnic-1"), (&legacy, "vnic-2")] {
+        loop {
+            let st = e.blocking().status().unwrap();
+            if st[0].ready && st[0].port_no == Some(ofport(&sb, name)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name}: {st:?}");
+            std::thread::yield_now();
+        }
+    }
+    let st = legacy.blocking().status().unwrap();
+    assert!(st[0].attach_failures >= 1);
+}
+
+#[test]
+fn deleting_a_pod_removes_its_flows_and_port() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    attach(&engine, &events, 1);
+    attach(&engine, &events, 2);
+    engine.blocking().delete_pod("vnic-1").unwrap();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Removed { ifname, .. }) if ifname == "vnic-1" => break,
+            Ok(_) => {}
+            Err(_) => panic!("no Removed event"),
+        }
+    }
+    assert!(
+        flows_of(&sb, "0xa0000000000001").is_empty(),
+        "{:#?}",
+        flows(&sb)
+    );
+    assert_eq!(flows_of(&sb, "0xa0000000000002").len(), 5);
+    let ports = sb.vsctl(&["list-ports", "br-int"]).unwrap();
+    assert_eq!(ports.trim(), "vnic-2");
+    assert!(engine
+        .blocking()
+        .status()
+        .unwrap()
+        .iter()
+        .all(|p| p.ifname != "vnic-1"));
+}
+
+#[test]
+fn after_a_vswitchd_restart_every_ready_pod_has_its_flows_again() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    for i in 1..=4 {
+        attach(&engine, &events, i);
+    }
+    let before = flows(&sb).len();
+    sb.restart_vswitchd().unwrap();
+    let names: Vec<String> = (1..=4).map(|i| format!("vnic-{i}")).collect();
+    wait_all_ready(&events, &names);
+    for p in engine.blocking().status().unwrap() {
+        assert_eq!(p.port_no, Some(ofport(&sb, &p.ifname)), "{p:?}");
+    }
+    assert_eq!(flows(&sb).len(), before, "{:#?}", flows(&sb));
+    for i in 1..=4 {
+        assert_eq!(flows_of(&sb, &format!("0xa000000000000{i}")).len(), 5);
+    }
+}
+
+#[test]
+fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+        let events = engine.subscribe();
+        for i in 1..=3 {
+            attach(&engine, &events, i);
+        }
+        engine.shutdown().unwrap();
+    }
+    let flows_before: BTreeSet<String> = flows(&sb).into_iter().collect();
+    // While the engine is down, vnic-3 is deleted from OVS by someone else.
+    sb.del_port("vnic-3").unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    let mut ready = BTreeSet::new();
+    let mut removed = Vec::new();
+    let deadline = Instant::now() + BOUND;
+    while ready.len() < 2 || removed.is_empty() {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Ready { ifname, .. }) => {
+                ready.insert(ifname);
+            }
+            Ok(PodEvent::Removed { ifname, reason }) => removed.push((ifname, reason)),
+            Ok(_) => {}
+            Err(_) => panic!("after the restart: ready {ready:?}, removed {removed:?}"),
+        }
+    }
+    assert_eq!(
+        ready,
+        BTreeSet::from(["vnic-1".to_string(), "vnic-2".to_string()])
+    );
+    assert_eq!(removed[0].0, "vnic-3");
+    // Same flows, no duplicates (vnic-3's stay until someone deletes them: its cookie).
+    let after: Vec<String> = flows(&sb);
+    let unique: BTreeSet<String> = after.iter().cloned().collect();
+    assert_eq!(after.len(), unique.len(), "duplicate flows: {after:#?}");
+    for f in flows_before
+        .iter()
+        .filter(|f| !f.contains("0xa0000000000003"))
+    {
+        assert!(unique.contains(f), "missing after restart: {f}");
+    }
+    // No PortStatus was needed: since the restart the journal holds none for these ports,
+    // and the reconciliation's findings are there.
+    let since = engine.journal().recovered().last_seq;
+    let records = engine.journal().subscribe(since + 1).unwrap();
+    let (_, state) = engine.journal().state().unwrap(); // orders after the history is sent
+    assert!(state.ports.contains_key("vnic-1") && !state.ports.contains_key("vnic-3"));
+    let events: Vec<Event> = records.try_iter().map(|r| r.event).collect();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::PortStatusReceived { .. })),
+        "{events:#?}"
+    );
+    for (ifname, finding) in [
+        ("vnic-1", "present"),
+        ("vnic-2", "present"),
+        ("vnic-3", "vanished"),
+    ] {
+        assert!(
+            events.contains(&Event::Reconciled {
+                ifname: ifname.into(),
+                finding: finding.into()
+            }),
+            "no Reconciled {ifname} {finding} in {events:#?}"
+        );
+    }
+}
+
+#[test]
+fn two_hundred_pods_added_concurrently_all_become_ready() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let engine = &engine;
+            s.spawn(move || {
+                for i in (t * 50 + 1)..=(t * 50 + 50) {
+                    engine.blocking().add_pod(spec(i)).unwrap();
+                    engine
+                        .blocking()
+                        .host_interface_created(&format!("vnic-{i}"))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let mut ready = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ready.len() < 200 {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Ready { ifname, .. }) => {
+                ready.insert(ifname);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let stuck: Vec<_> = engine
+                    .blocking()
+                    .status()
+                    .unwrap()
+                    .into_iter()
+                    .filter(|p| !p.ready)
+                    .collect();
+                panic!(
+                    "only {} of 200 ready; not ready: {stuck:#?}\n{}",
+                    ready.len(),
+                    sb.log_tail(30)
+                )
+            }
+        }
+    }
+    let st = engine.blocking().status().unwrap();
+    assert_eq!(st.iter().filter(|p| p.ready).count(), 200);
+    // Each Pod's flows: 5, plus the bridge's 2.
+    assert_eq!(flows(&sb).len(), 200 * 5 + 2);
+}
+
+#[test]
+fn a_vswitchd_restart_while_ports_are_added_ends_with_every_pod_on_its_current_number() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
+    let events = engine.subscribe();
+    for i in 1..=4 {
+        attach(&engine, &events, i);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 5..=12 {
+                engine.blocking().add_pod(spec(i)).unwrap();
+                engine
+                    .blocking()
+                    .host_interface_created(&format!("vnic-{i}"))
+                    .unwrap();
+            }
+        });
+        sb.restart_vswitchd().unwrap();
+    });
+    // Every Pod ends ready on the number the switch reports now.
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let st = engine.blocking().status().unwrap();
+        let settled = st.len() == 12
+            && st
+                .iter()
+                .all(|p| p.ready && p.port_no == Some(ofport(&sb, &p.ifname)));
+        if settled {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not settled: {st:#?}");
+        let _ = events.recv_timeout(Duration::from_millis(100));
+    }
+    for (a, b) in [(1u32, 12u32), (12, 5), (7, 3)] {
+        let (pa, pb) = (
+            ofport(&sb, &format!("vnic-{a}")),
+            ofport(&sb, &format!("vnic-{b}")),
+        );
+        let trace = sb
+            .trace(&format!(
+                "in_port={pa},dl_src={},ip,nw_src={},nw_dst={}",
+                mac(a),
+                ip(a),
+                ip(b)
+            ))
+            .unwrap();
+        assert!(
+            trace.contains(&format!("output:{pb}")),
+            "{a} -> {b}: {trace}"
+        );
+    }
+}

@@ -1,0 +1,612 @@
+//! `podport agent`: the engine behind a control socket, until SIGTERM or Ctrl-C.
+//!
+//! Options come from flags and, with `--config FILE`, from a TOML file whose keys are named
+//! like the flags (`not_ready_every` or `not-ready-every`); a flag wins over the file. The
+//! agent starts the engine first (so a journal held by another agent fails fast, before any
+//! socket is taken), then listens on the control socket and, with `--metrics`, serves
+//! Prometheus text on a loopback address. Shutdown closes the sockets, ends every connection,
+//! then stops the engine, which drains and flushes the journal.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use podport_engine::{Engine, EngineConfig, Readiness, Strategy};
+use podport_transport::Endpoint;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::control::ControlServer;
+
+#[derive(clap::Args, Debug, Default)]
+pub struct Args {
+    /// OVSDB endpoint: unix:PATH (e.g. unix:/var/run/openvswitch/db.sock), tcp:HOST:PORT or
+    /// npipe:NAME. Required (flag or config file).
+    #[arg(long, value_name = "ENDPOINT")]
+    ovsdb: Option<String>,
+    /// OpenFlow endpoint of the bridge (OVS's service socket is unix:<rundir>/<bridge>.mgmt).
+    /// Required.
+    #[arg(long, value_name = "ENDPOINT")]
+    openflow: Option<String>,
+    /// The integration bridge the Pods' ports go on. Required.
+    #[arg(long, value_name = "NAME")]
+    bridge: Option<String>,
+    /// The journal directory (created if missing; one agent at a time). Required.
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+    /// Where to listen for `podport cni`/`status` and `podport-journal --control`: unix:PATH
+    /// (created with mode 0600), npipe:NAME or tcp:HOST:PORT. Required.
+    #[arg(long, value_name = "ENDPOINT")]
+    control: Option<String>,
+    /// How to learn that a port is usable: portstatus (react to PortStatus, never give up) or
+    /// ovsdb-wait (the legacy OVSDB wait with --wait-timeout) [default: portstatus].
+    #[arg(long, value_name = "STRATEGY")]
+    strategy: Option<String>,
+    /// With --strategy ovsdb-wait: how long one OVSDB wait may take (also the retry interval)
+    /// [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    wait_timeout: Option<String>,
+    /// When a port counts as ready: live, live-or-link-down (Windows OVS) or allocated
+    /// [default: live].
+    #[arg(long, value_name = "POLICY")]
+    readiness: Option<String>,
+    /// Report a port that is not ready yet after this long, and again at every interval
+    /// (e.g. 500ms, 30s, 2m) [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    not_ready_every: Option<String>,
+    /// The Interface type a port is created with, before its vNIC exists [default: empty].
+    #[arg(long, value_name = "TYPE")]
+    initial_type: Option<String>,
+    /// Serve Prometheus metrics over HTTP on this loopback address (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Read options from this TOML file (keys named like the flags); flags win.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Every option a config file may set, by its canonical (underscore) name.
+const KEYS: [&str; 11] = [
+    "ovsdb",
+    "openflow",
+    "bridge",
+    "journal",
+    "control",
+    "strategy",
+    "wait_timeout",
+    "readiness",
+    "not_ready_every",
+    "initial_type",
+    "metrics",
+];
+
+/// The options, from a flag or the file, each with where it came from.
+struct Merged {
+    values: BTreeMap<&'static str, (String, String)>,
+}
+
+impl Merged {
+    fn build(args: &Args) -> Result<Merged> {
+        let mut values = BTreeMap::new();
+        if let Some(file) = &args.config {
+            for (key, value) in read_config(file)? {
+                values.insert(key, (value, format!("{key} in {}", file.display())));
+            }
+        }
+        let flags: [(&'static str, Option<String>); 11] = [
+            ("ovsdb", args.ovsdb.clone()),
+            ("openflow", args.openflow.clone()),
+            ("bridge", args.bridge.clone()),
+            (
+                "journal",
+                args.journal.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("control", args.control.clone()),
+            ("strategy", args.strategy.clone()),
+            ("wait_timeout", args.wait_timeout.clone()),
+            ("readiness", args.readiness.clone()),
+            ("not_ready_every", args.not_ready_every.clone()),
+            ("initial_type", args.initial_type.clone()),
+            ("metrics", args.metrics.clone()),
+        ];
+        for (key, value) in flags {
+            if let Some(v) = value {
+                values.insert(key, (v, format!("--{}", key.replace('_', "-"))));
+            }
+        }
+        Ok(Merged { values })
+    }
+
+    /// The value and where it came from (for messages).
+    fn get(&self, key: &str) -> Option<(&str, &str)> {
+        self.values
+            .get(key)
+            .map(|(v, from)| (v.as_str(), from.as_str()))
+    }
+
+    fn required(&self, key: &str) -> Result<(&str, &str)> {
+        self.get(key).ok_or_else(|| {
+            anyhow!(
+                "missing required option --{} (give the flag, or `{key} = \"...\"` in the --config file)",
+                key.replace('_', "-")
+            )
+        })
+    }
+
+    /// A parsed option: `Ok(None)` when absent, an error naming the option when bad.
+    fn parsed<T>(&self, key: &str, parse: impl Fn(&str) -> Result<T, String>) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((v, from)) => parse(v).map(Some).map_err(|e| anyhow!("{from}: {e}")),
+        }
+    }
+
+    fn parsed_required<T>(
+        &self,
+        key: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T> {
+        let (v, from) = self.required(key)?;
+        parse(v).map_err(|e| anyhow!("{from}: {e}"))
+    }
+}
+
+/// The `--config` file's options, keys normalised to their underscore names.
+fn read_config(file: &Path) -> Result<Vec<(&'static str, String)>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the config file {}", file.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("the config file {} is not valid TOML", file.display()))?;
+    let mut out: Vec<(&'static str, String)> = Vec::new();
+    for (raw, value) in table {
+        let name = raw.replace('-', "_");
+        let Some(key) = KEYS.iter().copied().find(|k| *k == name) else {
+            bail!(
+                "{}: unknown option {raw:?} (known: {})",
+                file.display(),
+                KEYS.join(", ")
+            );
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            bail!("{}: option {key} is given twice", file.display());
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            other => bail!(
+                "{}: {raw} must be a string (e.g. {raw} = \"...\"), not {}",
+                file.display(),
+                other.type_str()
+            ),
+        };
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// A duration such as `500ms`, `5s`, `1.5s`, `2m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = |why: &str| {
+        format!(
+            "bad duration {s:?}: {why}; expected a number and a unit (ms, s, m or h), e.g. 500ms, 5s, 2m"
+        )
+    };
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    if number.is_empty() {
+        return Err(bad("no number"));
+    }
+    let secs_per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "" => return Err(bad("no unit")),
+        other => return Err(bad(&format!("unknown unit {other:?}"))),
+    };
+    let n: f64 = number.parse().map_err(|_| bad("not a number"))?;
+    Duration::try_from_secs_f64(n * secs_per_unit).map_err(|_| bad("out of range"))
+}
+
+/// A duration that must be more than zero (a zero interval would spin).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok(d)
+}
+
+/// A loopback socket address: the metrics endpoint has no authentication.
+fn loopback_addr(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|_| format!("bad address {s:?}: expected IP:PORT, e.g. 127.0.0.1:9464"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: metrics are served without authentication, \
+             so only 127.0.0.1, ::1 and the like are allowed (scrape through a local proxy \
+             to expose them)"
+        ));
+    }
+    Ok(addr)
+}
+
+fn endpoint(s: &str) -> Result<Endpoint, String> {
+    s.parse()
+        .map_err(|e: podport_transport::EndpointParseError| e.to_string())
+}
+
+/// What the options resolve to.
+struct Settings {
+    engine: EngineConfig,
+    control: Endpoint,
+    metrics: Option<SocketAddr>,
+}
+
+fn settings(args: &Args) -> Result<Settings> {
+    let m = Merged::build(args)?;
+    let ovsdb = m.parsed_required("ovsdb", endpoint)?;
+    let openflow = m.parsed_required("openflow", endpoint)?;
+    let (bridge, _) = m.required("bridge")?;
+    let (journal, _) = m.required("journal")?;
+    let control = m.parsed_required("control", endpoint)?;
+    let wait_timeout = m.parsed("wait_timeout", positive_duration)?;
+    let strategy = m
+        .parsed("strategy", |s| match s {
+            "portstatus" | "port-status" => Ok(Strategy::PortStatus),
+            "ovsdb-wait" => {
+                let t = wait_timeout.unwrap_or(Duration::from_secs(5));
+                Ok(Strategy::OvsdbWait {
+                    timeout: t,
+                    retry_every: t,
+                })
+            }
+            other => Err(format!(
+                "unknown strategy {other:?} (portstatus or ovsdb-wait)"
+            )),
+        })?
+        .unwrap_or(Strategy::PortStatus);
+    if let (Strategy::PortStatus, Some((_, from))) = (strategy, m.get("wait_timeout")) {
+        warn!("{from} is ignored: it applies to --strategy ovsdb-wait only");
+    }
+    let readiness = m.parsed("readiness", |s| s.parse::<Readiness>())?;
+    let not_ready_every = m.parsed("not_ready_every", positive_duration)?;
+    let metrics = m.parsed("metrics", loopback_addr)?;
+
+    let mut engine = EngineConfig::new(ovsdb, openflow, bridge, PathBuf::from(journal));
+    engine.core.strategy = strategy;
+    if let Some(r) = readiness {
+        engine.core.readiness = r;
+    }
+    if let Some(d) = not_ready_every {
+        engine.core.not_ready_every = d;
+    }
+    if let Some((t, _)) = m.get("initial_type") {
+        engine.core.initial_type = t.to_string();
+    }
+    // Recorded in AgentStarted, so a journal shows when the effective options changed.
+    let canonical: String = m
+        .values
+        .iter()
+        .map(|(k, (v, _))| format!("{k}={v}\n"))
+        .collect();
+    engine.config_digest = format!("fnv1a64:{:016x}", fnv1a64(canonical.as_bytes()));
+    Ok(Settings {
+        engine,
+        control,
+        metrics,
+    })
+}
+
+/// FNV-1a, 64 bits: stable across Rust versions, unlike `DefaultHasher`.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Resolves when the process is asked to stop; returns the signal's name.
+async fn stop_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+    // Installed before anything else starts, so a SIGTERM never meets the default action
+    // (which would kill the agent without flushing the journal).
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch for SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot watch for SIGINT")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        })
+    }
+}
+
+pub async fn run(args: Args) -> Result<()> {
+    let settings = settings(&args)?;
+    let stop = stop_signal().await?;
+    let control_ep = settings.control.clone();
+    let metrics_addr = settings.metrics;
+    let journal_dir = settings.engine.journal_dir.clone();
+    info!(
+        ovsdb = %settings.engine.ovsdb,
+        openflow = %settings.engine.openflow,
+        bridge = %settings.engine.bridge,
+        journal = %journal_dir.display(),
+        strategy = ?settings.engine.core.strategy,
+        readiness = ?settings.engine.core.readiness,
+        not_ready_every = ?settings.engine.core.not_ready_every,
+        initial_type = %settings.engine.core.initial_type,
+        "agent starting"
+    );
+    let cfg = settings.engine;
+    // Opening the journal and spawning the engine's thread block.
+    let engine = tokio::task::spawn_blocking(move || Engine::start(cfg))
+        .await
+        .context("the engine's start-up task failed")?
+        .map_err(|e| anyhow!("cannot start the engine: {e}"))?;
+    let engine = Arc::new(engine);
+
+    let sockets = async {
+        let control = podport_transport::listen(&control_ep)
+            .await
+            .with_context(|| format!("cannot listen on the control socket {control_ep}"))?;
+        let metrics = match metrics_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+        };
+        anyhow::Ok((control, metrics))
+    }
+    .await;
+    let (control, metrics) = match sockets {
+        Ok(s) => s,
+        Err(e) => {
+            stop_engine(engine).await;
+            return Err(e);
+        }
+    };
+    info!(control = %control_ep, "listening on the control socket");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let metrics_task = metrics.map(|listener| {
+        match listener.local_addr() {
+            Ok(a) => info!(address = %a, "serving metrics at http://{a}/metrics"),
+            Err(e) => debug!(error = %e, "metrics listener has no local address"),
+        }
+        tokio::spawn(serve_metrics(
+            listener,
+            engine.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    });
+    let server = tokio::spawn(
+        ControlServer::new(control, engine.clone()).run_until(stopped(stop_rx.clone())),
+    );
+
+    let signal = stop.await;
+    info!(
+        signal,
+        "shutting down: closing the sockets, then stopping the engine"
+    );
+    let _ = stop_tx.send(true);
+    if let Err(e) = server.await {
+        warn!(error = %e, "the control server task failed");
+    }
+    if let Some(t) = metrics_task {
+        if let Err(e) = t.await {
+            warn!(error = %e, "the metrics server task failed");
+        }
+    }
+    stop_engine(engine).await;
+    info!(journal = %journal_dir.display(), "agent stopped; journal flushed");
+    Ok(())
+}
+
+/// Stops the engine and flushes the journal (both block, so off the runtime's workers).
+async fn stop_engine(engine: Arc<Engine>) {
+    let stopped = tokio::task::spawn_blocking(move || match Arc::try_unwrap(engine) {
+        Ok(engine) => engine.shutdown().map_err(|e| e.to_string()),
+        Err(shared) => {
+            // Every task holding it has ended by now; should one linger, dropping our
+            // reference still stops the engine (and flushes) when the last one goes.
+            warn!(
+                references = Arc::strong_count(&shared),
+                "the engine is still shared at shutdown; it stops when the last user ends"
+            );
+            drop(shared);
+            Ok(())
+        }
+    })
+    .await;
+    match stopped {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "the engine did not stop cleanly"),
+        Err(e) => warn!(error = %e, "stopping the engine failed"),
+    }
+}
+
+/// The longest HTTP request head the metrics server reads.
+const MAX_HTTP_HEAD: usize = 8 * 1024;
+
+/// How long a metrics client may take to send its request.
+const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET /metrics` → the engine's Prometheus text; anything else → 404. One request per
+/// connection (`Connection: close`): scrapers are fine with that and it keeps this small.
+async fn serve_metrics(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut conns = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let engine = engine.clone();
+                    conns.spawn(async move {
+                        if let Err(e) = serve_http(stream, &engine).await {
+                            debug!(%peer, error = %e, "metrics request failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a metrics connection failed; retrying shortly");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+async fn serve_http(mut stream: TcpStream, engine: &Engine) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let read = async {
+        loop {
+            let n = stream.read_buf(&mut head).await?;
+            let complete =
+                head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n");
+            if n == 0 || complete || head.len() >= MAX_HTTP_HEAD {
+                return std::io::Result::Ok(());
+            }
+        }
+    };
+    tokio::time::timeout(HTTP_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "request head too slow")
+        })??;
+    let text = String::from_utf8_lossy(&head);
+    let request_line = text.lines().next().unwrap_or_default();
+    let mut parts = request_line.split_whitespace();
+    let (method, target) = (parts.next(), parts.next());
+    let path = target.map(|t| t.split('?').next().unwrap_or(t));
+    let (status, content_type, body) = if method == Some("GET") && path == Some("/metrics") {
+        (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            engine.metrics_text(),
+        )
+    } else {
+        (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: metrics are at GET /metrics\n".to_string(),
+        )
+    };
+    debug!(request = %request_line, status, "metrics request");
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_or_say_why_not() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for (bad, why) in [
+            ("5", "no unit"),
+            ("s", "no number"),
+            ("5x", "unknown unit \"x\""),
+            ("1.2.3s", "not a number"),
+            ("-1s", "no number"),
+            ("", "no number"),
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(positive_duration("0s")
+            .unwrap_err()
+            .contains("more than zero"));
+    }
+
+    #[test]
+    fn only_loopback_metrics_addresses() {
+        assert!(loopback_addr("127.0.0.1:9000").is_ok());
+        assert!(loopback_addr("[::1]:9000").is_ok());
+        assert!(loopback_addr("0.0.0.0:9000")
+            .unwrap_err()
+            .contains("not a loopback"));
+        assert!(loopback_addr("localhost").unwrap_err().contains("IP:PORT"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_missing_options_are_named() {
+        let dir = std::env::temp_dir().join(format!("podport-agent-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("agent.toml");
+        std::fs::write(
+            &file,
+            "ovsdb = \"unix:/run/db.sock\"\nopenflow = \"unix:/run/br-int.mgmt\"\n\
+             bridge = \"br-file\"\nnot-ready-every = \"2s\"\njournal = \"/tmp/j\"\n",
+        )
+        .unwrap();
+        let args = Args {
+            config: Some(file.clone()),
+            bridge: Some("br-flag".into()),
+            ..Args::default()
+        };
+        let e = settings(&args).err().unwrap().to_string();
+        assert!(e.contains("missing required option --control"), "{e}");
+        let args = Args {
+            control: Some("unix:/tmp/c.sock".into()),
+            ..args
+        };
+        let s = settings(&args).unwrap();
+        assert_eq!(s.engine.bridge, "br-flag");
+        assert_eq!(s.engine.core.not_ready_every, Duration::from_secs(2));
+        std::fs::write(&file, "ovsdb = 5\n").unwrap();
+        let e = settings(&args).err().unwrap().to_string();
+        assert!(e.contains("ovsdb must be a string"), "{e}");
+        std::fs::write(&file, "ovsbd = \"x\"\n").unwrap();
+        let e = settings(&args).err().unwrap().to_string();
+        assert!(e.contains("unknown option \"ovsbd\""), "{e}");
+        let base = "ovsdb = \"unix:/a\"\nopenflow = \"unix:/b\"\njournal = \"/tmp/j\"\n";
+        std::fs::write(&file, format!("{base}not_ready_every = \"soon\"\n")).unwrap();
+        let e = format!("{:#}", settings(&args).err().unwrap());
+        assert!(
+            e.contains("not_ready_every in") && e.contains("bad duration"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

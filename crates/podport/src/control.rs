@@ -1,0 +1,807 @@
+//! The control socket: how `podport cni`, `podport status` and `podport-journal --control`
+//! talk to a running agent.
+//!
+//! JSON lines: one request per line, each answered on the same connection, and a connection
+//! may carry several requests. A line is at most [`MAX_REQUEST_LINE`] bytes.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `{"op":"add","namespace","name","container_id","ifname","ips":[..],"mac"}` | `{"ok":true}` |
+//! | `{"op":"attach","ifname"}` | `{"ok":true}` |
+//! | `{"op":"del","ifname"}` | `{"ok":true}` |
+//! | `{"op":"status"}` | `{"ok":true,"ports":[`[`PortInfo`]`..]}` |
+//! | `{"op":"subscribe"}` | `{"ok":true}`, then one [`EventLine`] per Pod event until the client hangs up |
+//! | `{"op":"journal","from":SEQ,"follow":BOOL}` | the record stream of `podport_journal::remote` |
+//!
+//! Any failure is `{"ok":false,"error":"..."}` and the connection carries on, except after a
+//! line over the limit (the rest of that line cannot be told from the next request, so the
+//! connection is closed after the answer). The `{"ok":true}` that opens a subscription tells
+//! the client that every event after its point of subscription will reach it, so a status
+//! taken afterwards and the events together miss nothing.
+//!
+//! The server serves each connection on its own task; a stream's buffers are bounded, and a
+//! subscriber that falls too far behind is dropped with a log line and an error line.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use podport_engine::{Engine, PodEvent, PodSpec, PortStatusView};
+use podport_journal::remote;
+use podport_openflow::{flag_names, MacAddr, PortState};
+use podport_transport::{BoxStream, Listener};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+/// The longest request line the agent reads.
+pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+
+/// Connections served at once.
+const MAX_CONNECTIONS: usize = 256;
+
+/// Pod events buffered per subscriber before it counts as too slow and is dropped.
+const EVENT_BUFFER: usize = 1024;
+
+/// Journal records buffered per stream between the journal's channel and the socket.
+const RECORD_BUFFER: usize = 256;
+
+/// How long one write may stall before the client counts as gone.
+const WRITE_STALL: Duration = Duration::from_secs(30);
+
+/// How often a bridge thread checks whether its connection is still there.
+const BRIDGE_POLL: Duration = Duration::from_millis(250);
+
+/// A request, as the `op` field names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    Add {
+        namespace: String,
+        name: String,
+        container_id: String,
+        ifname: String,
+        ips: Vec<String>,
+        mac: String,
+    },
+    Attach {
+        ifname: String,
+    },
+    Del {
+        ifname: String,
+    },
+    Status,
+    Subscribe,
+    Journal {
+        #[serde(default)]
+        from: u64,
+        #[serde(default)]
+        follow: bool,
+    },
+}
+
+/// The op names, for error messages.
+const OPS: &str = "add, attach, del, status, subscribe, journal";
+
+impl Request {
+    /// The op's name, for logs.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Add { .. } => "add",
+            Request::Attach { .. } => "attach",
+            Request::Del { .. } => "del",
+            Request::Status => "status",
+            Request::Subscribe => "subscribe",
+            Request::Journal { .. } => "journal",
+        }
+    }
+
+    /// The request as one line, newline included.
+    pub fn to_line(&self) -> String {
+        // A request holds only strings, numbers and booleans: it always serialises.
+        let mut s = serde_json::to_string(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+}
+
+/// Parses one request line, with a message a person can act on when it is not one.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| format!("the request is not JSON: {e}"))?;
+    let Some(obj) = value.as_object() else {
+        return Err("a request is a JSON object with an \"op\" field".into());
+    };
+    let op = match obj.get("op") {
+        None => return Err(format!("the request has no \"op\" (one of {OPS})")),
+        Some(Value::String(op)) => op.clone(),
+        Some(other) => {
+            return Err(format!(
+                "\"op\" must be a string (one of {OPS}), not {other}"
+            ))
+        }
+    };
+    if !OPS.split(", ").any(|o| o == op) {
+        return Err(format!("unknown op {op:?} (one of {OPS})"));
+    }
+    serde_json::from_value(value).map_err(|e| format!("bad {op} request: {e}"))
+}
+
+/// One port in a status answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortInfo {
+    pub ifname: String,
+    /// `namespace/name`.
+    pub pod: String,
+    /// The OpenFlow port number, when the switch gave one.
+    pub ofport: Option<u32>,
+    pub phase: String,
+    pub ready: bool,
+    pub ready_for_ms: Option<u64>,
+    /// How long the port waited (or has been waiting) to become ready.
+    pub waited_ms: u64,
+    /// The switch's port state bits as names (`LIVE`, `LINK_DOWN`, ...).
+    pub state: Vec<String>,
+    pub last_error: Option<String>,
+    pub attach_failures: u32,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl From<&PortStatusView> for PortInfo {
+    fn from(v: &PortStatusView) -> Self {
+        PortInfo {
+            ifname: v.ifname.clone(),
+            pod: v.pod.clone(),
+            ofport: v.port_no,
+            phase: v.phase.name().to_string(),
+            ready: v.ready,
+            ready_for_ms: v.ready_for.map(millis),
+            waited_ms: millis(v.waited),
+            state: flag_names(&PortState::from_bits_retain(v.state)),
+            last_error: v.last_error.clone(),
+            attach_failures: v.attach_failures,
+        }
+    }
+}
+
+/// One line of a subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventLine {
+    Ready {
+        ifname: String,
+        port_no: u32,
+        waited_ms: u64,
+    },
+    NotReady {
+        ifname: String,
+        phase: String,
+        waited_ms: u64,
+    },
+    Failed {
+        ifname: String,
+        error: String,
+    },
+    Removed {
+        ifname: String,
+        reason: String,
+    },
+}
+
+impl From<PodEvent> for EventLine {
+    fn from(e: PodEvent) -> Self {
+        match e {
+            PodEvent::Ready {
+                ifname,
+                port_no,
+                waited,
+            } => EventLine::Ready {
+                ifname,
+                port_no,
+                waited_ms: millis(waited),
+            },
+            PodEvent::NotReady {
+                ifname,
+                phase,
+                waited,
+            } => EventLine::NotReady {
+                ifname,
+                phase: phase.name().to_string(),
+                waited_ms: millis(waited),
+            },
+            PodEvent::Failed { ifname, error } => EventLine::Failed { ifname, error },
+            PodEvent::Removed { ifname, reason } => EventLine::Removed { ifname, reason },
+        }
+    }
+}
+
+/// `{"ok":true}`
+pub fn ok_line() -> String {
+    json!({"ok": true}).to_string()
+}
+
+/// `{"ok":false,"error":MSG}`
+pub fn error_line(msg: &str) -> String {
+    json!({"ok": false, "error": msg}).to_string()
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    /// A line (in the buffer, without its `\n` or `\r\n`).
+    Line,
+    /// The peer closed the stream with no partial line pending.
+    Eof,
+    /// The line is longer than the limit; what was read of it is discarded.
+    TooLong,
+}
+
+/// Reads one line into `buf` (cleared first), never holding more than `max` bytes of it. A
+/// last line without its newline counts as a line.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<LineRead> {
+    buf.clear();
+    loop {
+        let avail = r.fill_buf().await?;
+        if avail.is_empty() {
+            return Ok(if buf.is_empty() {
+                LineRead::Eof
+            } else {
+                LineRead::Line
+            });
+        }
+        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
+            Some(i) => (&avail[..i], i + 1, true),
+            None => (avail, avail.len(), false),
+        };
+        if buf.len() + chunk.len() > max {
+            r.consume(used);
+            buf.clear();
+            return Ok(LineRead::TooLong);
+        }
+        buf.extend_from_slice(chunk);
+        r.consume(used);
+        if done {
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+/// Writes one line; gives up when the client stops reading for too long, so a client that
+/// sends requests and never reads the answers holds no task forever.
+async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    let write = async {
+        w.write_all(&bytes).await?;
+        w.flush().await
+    };
+    match tokio::time::timeout(WRITE_STALL, write).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the client read nothing for {WRITE_STALL:?}"),
+        )),
+    }
+}
+
+/// The control server: accepts connections and serves each on its own task.
+pub struct ControlServer {
+    listener: Listener,
+    engine: Arc<Engine>,
+}
+
+impl ControlServer {
+    pub fn new(listener: Listener, engine: Arc<Engine>) -> Self {
+        ControlServer { listener, engine }
+    }
+
+    /// Serves until `stop` resolves, then closes the listener (removing a Unix socket file)
+    /// and ends every connection. When this returns, no task holds the engine any more.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        let ControlServer { listener, engine } = self;
+        let endpoint = listener.endpoint().to_string();
+        let mut conns = JoinSet::new();
+        let mut next_id: u64 = 0;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                // At the cap, new clients wait in the listen backlog until a connection ends.
+                accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
+                    Ok(stream) => {
+                        next_id += 1;
+                        let id = next_id;
+                        debug!(conn = id, "control connection accepted");
+                        conns.spawn(serve_connection(stream, engine.clone(), id));
+                        if conns.len() == MAX_CONNECTIONS {
+                            warn!(%endpoint, open = MAX_CONNECTIONS, "control connections at their cap; new ones wait until one ends");
+                        }
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: the condition may pass, and
+                        // retrying at once would spin.
+                        warn!(%endpoint, error = %e, "accepting a control connection failed; retrying shortly");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(done) = conns.join_next(), if !conns.is_empty() => {
+                    if let Err(e) = done {
+                        if e.is_panic() {
+                            warn!(error = %e, "a control connection task panicked");
+                        }
+                    }
+                }
+            }
+        }
+        drop(listener);
+        let open = conns.len();
+        conns.shutdown().await;
+        info!(%endpoint, closed_connections = open, "control socket closed");
+    }
+}
+
+/// What the request loop does after a request.
+enum Next {
+    Continue,
+    Close,
+}
+
+async fn serve_connection(stream: BoxStream, engine: Arc<Engine>, id: u64) {
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = BufReader::new(rd);
+    let mut buf = Vec::new();
+    loop {
+        match read_line(&mut rd, &mut buf, MAX_REQUEST_LINE).await {
+            Err(e) => {
+                debug!(conn = id, error = %e, "control connection read failed");
+                break;
+            }
+            Ok(LineRead::Eof) => break,
+            Ok(LineRead::TooLong) => {
+                let msg = format!(
+                    "request line longer than {MAX_REQUEST_LINE} bytes; closing the connection"
+                );
+                warn!(conn = id, "{msg}");
+                if write_line(&mut wr, &error_line(&msg)).await.is_ok() {
+                    linger(&mut rd, &mut wr).await;
+                }
+                break;
+            }
+            Ok(LineRead::Line) => {}
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let request = match parse_request(&buf) {
+            Ok(r) => r,
+            Err(msg) => {
+                warn!(conn = id, error = %msg, "bad control request");
+                if write_line(&mut wr, &error_line(&msg)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        match serve_request(request, &engine, &mut rd, &mut wr, id).await {
+            Ok(Next::Continue) => {}
+            Ok(Next::Close) => break,
+            Err(e) => {
+                debug!(conn = id, error = %e, "control connection write failed");
+                break;
+            }
+        }
+    }
+    debug!(conn = id, "control connection closed");
+}
+
+/// How much of an abandoned request a closing connection still reads, and for how long.
+const LINGER_BYTES: usize = 1024 * 1024;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// Closes our side, then reads (and drops) what the client is still sending, for a bounded
+/// time and amount. Closing a socket with unread input makes the kernel reset the
+/// connection, and the client could lose the error line that explains the close.
+async fn linger<R, W>(rd: &mut R, wr: &mut W)
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _ = wr.shutdown().await;
+    let drain = async {
+        let mut n = 0;
+        while n < LINGER_BYTES {
+            match rd.fill_buf().await {
+                Ok([]) | Err(_) => return,
+                Ok(b) => {
+                    let len = b.len();
+                    rd.consume(len);
+                    n += len;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+async fn serve_request<R, W>(
+    request: Request,
+    engine: &Arc<Engine>,
+    rd: &mut R,
+    wr: &mut W,
+    id: u64,
+) -> io::Result<Next>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let op = request.op();
+    let answer = match request {
+        Request::Add {
+            namespace,
+            name,
+            container_id,
+            ifname,
+            ips,
+            mac,
+        } => match mac.parse::<MacAddr>() {
+            Err(e) => Err(e),
+            Ok(mac) => {
+                let spec = PodSpec {
+                    namespace,
+                    name,
+                    container_id,
+                    ifname: ifname.clone(),
+                    ips,
+                    mac,
+                };
+                let pod = spec.pod();
+                engine
+                    .add_pod(spec)
+                    .await
+                    .map(|()| (json!({"ok": true}), format!("{ifname} ({pod})")))
+                    .map_err(|e| e.to_string())
+            }
+        },
+        Request::Attach { ifname } => engine
+            .host_interface_created(&ifname)
+            .await
+            .map(|()| (json!({"ok": true}), ifname))
+            .map_err(|e| e.to_string()),
+        Request::Del { ifname } => engine
+            .delete_pod(&ifname)
+            .await
+            .map(|()| (json!({"ok": true}), ifname))
+            .map_err(|e| e.to_string()),
+        Request::Status => engine
+            .status()
+            .await
+            .map(|ports| {
+                let ports: Vec<PortInfo> = ports.iter().map(PortInfo::from).collect();
+                let n = ports.len();
+                (json!({"ok": true, "ports": ports}), format!("{n} ports"))
+            })
+            .map_err(|e| e.to_string()),
+        Request::Subscribe => {
+            stream_events(engine, rd, wr, id).await?;
+            return Ok(Next::Close);
+        }
+        Request::Journal { from, follow } => {
+            return stream_journal(engine, from, follow, rd, wr, id).await;
+        }
+    };
+    match answer {
+        Ok((reply, about)) => {
+            info!(conn = id, op, about = %about, "request served");
+            write_line(wr, &reply.to_string()).await?;
+        }
+        Err(msg) => {
+            warn!(conn = id, op, error = %msg, "request refused");
+            write_line(wr, &error_line(&msg)).await?;
+        }
+    }
+    Ok(Next::Continue)
+}
+
+/// Resolves when the client hangs up (or its stream fails); anything it sends meanwhile is
+/// read and ignored, so a chatty client cannot fill a buffer.
+async fn client_gone<R: AsyncBufRead + Unpin>(rd: &mut R) {
+    loop {
+        match rd.fill_buf().await {
+            Ok([]) | Err(_) => return,
+            Ok(b) => {
+                let n = b.len();
+                rd.consume(n);
+            }
+        }
+    }
+}
+
+/// Pod events until the client hangs up, it falls too far behind, or the engine stops.
+async fn stream_events<R, W>(engine: &Engine, rd: &mut R, wr: &mut W, id: u64) -> io::Result<()>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let events = engine.subscribe();
+    // The engine's channel is unbounded; this thread moves its events into a bounded one and
+    // drops the subscription when that one is full, so a slow client costs at most
+    // EVENT_BUFFER events (the engine forgets a subscriber whose receiver is gone).
+    let (tx, mut rx) = mpsc::channel::<EventLine>(EVENT_BUFFER);
+    let bridge = std::thread::Builder::new()
+        .name(format!("podport-events-{id}"))
+        .spawn(move || loop {
+            match events.recv_timeout(BRIDGE_POLL) {
+                Ok(ev) => match tx.try_send(EventLine::from(ev)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        warn!(
+                            conn = id,
+                            buffered = EVENT_BUFFER,
+                            "dropping a Pod event subscriber that fell behind"
+                        );
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                },
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) if tx.is_closed() => return,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            }
+        });
+    if let Err(e) = bridge {
+        let msg = format!("cannot start the subscription: {e}");
+        warn!(conn = id, "{msg}");
+        return write_line(wr, &error_line(&msg)).await;
+    }
+    info!(
+        conn = id,
+        op = "subscribe",
+        "request served; streaming Pod events"
+    );
+    write_line(wr, &ok_line()).await?;
+    let mut sent = 0u64;
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => {
+                    // Plain data: it always serialises.
+                    let line = serde_json::to_string(&ev).unwrap_or_default();
+                    if let Err(e) = write_line(wr, &line).await {
+                        info!(conn = id, sent, error = %e, "Pod event subscriber hung up");
+                        return Ok(());
+                    }
+                    sent += 1;
+                }
+                None => {
+                    let msg = format!(
+                        "subscription ended: this client fell more than {EVENT_BUFFER} events behind, or the engine stopped"
+                    );
+                    info!(conn = id, sent, "{msg}");
+                    let _ = write_line(wr, &error_line(&msg)).await;
+                    return Ok(());
+                }
+            },
+            () = client_gone(rd) => {
+                info!(conn = id, sent, "Pod event subscriber hung up");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// What a journal stream's bridge thread hands over.
+enum Streamed {
+    Record(String),
+    /// The history up to the bound was sent (non-following streams).
+    End(u64),
+    /// The journal dropped this subscriber (it fell behind) or stopped.
+    Lost,
+}
+
+/// The journal's records from `from`: up to the last record stored when the request came
+/// (then `end_line`), or with `follow` every new one until the client hangs up.
+async fn stream_journal<R, W>(
+    engine: &Arc<Engine>,
+    from: u64,
+    follow: bool,
+    rd: &mut R,
+    wr: &mut W,
+    id: u64,
+) -> io::Result<Next>
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Both calls wait on the journal's writer thread.
+    let e = engine.clone();
+    let subscribed = tokio::task::spawn_blocking(move || {
+        let records = e.journal().subscribe(from)?;
+        // The writer hands a subscriber every stored record before it answers any later
+        // command, so once this returns every record up to `bound` is already queued.
+        let (bound, _) = e.journal().state()?;
+        Ok::<_, podport_journal::JournalError>((records, bound))
+    })
+    .await;
+    let (records, bound) = match subscribed {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            let msg = format!("cannot read the journal: {e}");
+            warn!(conn = id, "{msg}");
+            write_line(wr, &error_line(&msg)).await?;
+            return Ok(Next::Continue);
+        }
+        Err(e) => {
+            let msg = format!("cannot read the journal: {e}");
+            warn!(conn = id, "{msg}");
+            write_line(wr, &error_line(&msg)).await?;
+            return Ok(Next::Continue);
+        }
+    };
+    info!(
+        conn = id,
+        op = "journal",
+        from,
+        follow,
+        bound,
+        "request served; streaming records"
+    );
+    let (tx, mut rx) = mpsc::channel::<Streamed>(RECORD_BUFFER);
+    // Blocking sends give back-pressure: a slow reader slows this thread, and the journal's
+    // own bound (`subscriber_buffer`) drops the subscription if it falls too far behind.
+    let bridge = std::thread::Builder::new()
+        .name(format!("podport-journal-{id}"))
+        .spawn(move || {
+            if !follow {
+                loop {
+                    match records.try_recv() {
+                        Ok(r) if r.seq <= bound => {
+                            let line = podport_journal::dump::record_json(&r);
+                            if tx.blocking_send(Streamed::Record(line)).is_err() {
+                                return;
+                            }
+                        }
+                        // A record after the bound, or none left: the history is complete.
+                        Ok(_)
+                        | Err(crossbeam_channel::TryRecvError::Empty)
+                        | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                            let _ = tx.blocking_send(Streamed::End(bound));
+                            return;
+                        }
+                    }
+                }
+            }
+            loop {
+                match records.recv_timeout(BRIDGE_POLL) {
+                    Ok(r) => {
+                        let line = podport_journal::dump::record_json(&r);
+                        if tx.blocking_send(Streamed::Record(line)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) if tx.is_closed() => return,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        let _ = tx.blocking_send(Streamed::Lost);
+                        return;
+                    }
+                }
+            }
+        });
+    if let Err(e) = bridge {
+        let msg = format!("cannot start the journal stream: {e}");
+        warn!(conn = id, "{msg}");
+        write_line(wr, &error_line(&msg)).await?;
+        return Ok(Next::Continue);
+    }
+    let mut sent = 0u64;
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(Streamed::Record(line)) => {
+                    if let Err(e) = write_line(wr, &line).await {
+                        info!(conn = id, sent, error = %e, "journal reader hung up");
+                        return Ok(Next::Close);
+                    }
+                    sent += 1;
+                }
+                Some(Streamed::End(last)) => {
+                    write_line(wr, &remote::end_line(last)).await?;
+                    info!(conn = id, sent, last_seq = last, "journal history sent");
+                    return Ok(Next::Continue);
+                }
+                Some(Streamed::Lost) | None => {
+                    let msg = "journal stream ended: this reader fell too far behind, or the journal stopped";
+                    info!(conn = id, sent, "{msg}");
+                    let _ = write_line(wr, &error_line(msg)).await;
+                    return Ok(Next::Close);
+                }
+            },
+            // Only a following stream waits on the client; a bounded one ends by itself (and a
+            // client pipelining its next request must not have it swallowed).
+            () = client_gone(rd), if follow => {
+                info!(conn = id, sent, "journal reader hung up");
+                return Ok(Next::Close);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_request_and_explains_bad_ones() {
+        assert_eq!(
+            parse_request(br#"{"op":"attach","ifname":"vnic-1"}"#),
+            Ok(Request::Attach {
+                ifname: "vnic-1".into()
+            })
+        );
+        assert_eq!(parse_request(br#"{"op":"status"}"#), Ok(Request::Status));
+        assert_eq!(
+            parse_request(br#"{"op":"journal"}"#),
+            Ok(Request::Journal {
+                from: 0,
+                follow: false
+            })
+        );
+        let add = Request::Add {
+            namespace: "default".into(),
+            name: "web".into(),
+            container_id: "c1".into(),
+            ifname: "vnic-1".into(),
+            ips: vec!["10.0.0.5/24".into()],
+            mac: "02:00:00:00:00:01".into(),
+        };
+        assert_eq!(parse_request(add.to_line().trim_end().as_bytes()), Ok(add));
+        let cases: [(&[u8], &str); 6] = [
+            (b"garbage", "not JSON"),
+            (b"{}", "has no \"op\""),
+            (b"[1]", "JSON object"),
+            (br#"{"op":"explode"}"#, "unknown op \"explode\""),
+            (br#"{"op":7}"#, "must be a string"),
+            (
+                br#"{"op":"attach"}"#,
+                "bad attach request: missing field `ifname`",
+            ),
+        ];
+        for (line, want) in cases {
+            let e = parse_request(line).unwrap_err();
+            assert!(e.contains(want), "{e:?} lacks {want:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_lines_within_the_limit() {
+        let input: &[u8] = b"one\r\ntwo\nthree-is-long\nfour";
+        let mut r = BufReader::with_capacity(3, input);
+        let mut buf = Vec::new();
+        let mut got = Vec::new();
+        loop {
+            match read_line(&mut r, &mut buf, 8).await.unwrap() {
+                LineRead::Line => got.push(String::from_utf8(buf.clone()).unwrap()),
+                LineRead::TooLong => got.push("<too long>".into()),
+                LineRead::Eof => break,
+            }
+        }
+        // The long line's remainder is read as what follows it: which is why the server
+        // closes the connection after a too-long line.
+        assert_eq!(got[..3], ["one", "two", "<too long>"]);
+        assert_eq!(got.last().unwrap(), "four");
+    }
+}

@@ -1,0 +1,778 @@
+//! `podport agent` end to end, as an operator and a CNI plugin use it: the real binaries
+//! (`podport agent`, `podport cni`, `podport status`, `podport-journal`) against a real OVS.
+//!
+//! The agent runs with `--initial-type podport-pending` (a type OVS cannot open), so a Pod's
+//! port has no OpenFlow number until the attach switches it to `internal`, as on a Windows
+//! node before the vNIC exists.
+//!
+//! `podport-journal` belongs to another package, so Cargo gives no `CARGO_BIN_EXE_` for it;
+//! it is taken from next to the `podport` binary. `cargo test --workspace` builds every
+//! binary before it runs any test; a bare `cargo test -p podport` does not, and then the
+//! test says to build it first.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+use serde_json::Value;
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn podport_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podport"))
+}
+
+fn journal_tool() -> PathBuf {
+    let path = podport_bin().with_file_name("podport-journal");
+    assert!(
+        path.exists(),
+        "{} is missing: this test runs the podport-journal binary of the podport-journal \
+         package, which `cargo test --workspace` builds first; with a narrower command, run \
+         `cargo build -p podport-journal` before it",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to its end within [`BOUND`], killing it past that.
+fn run_bounded(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = wait_exit(&mut child, BOUND).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {BOUND:?}")
+    });
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// The child's exit status, or `None` if it is still running after `bound`.
+fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs `podport ARGS`, expecting success; returns stdout.
+fn podport_ok(args: &[&str]) -> String {
+    let out = run_bounded(Command::new(podport_bin()).args(args));
+    assert!(
+        out.status.success(),
+        "podport {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Runs `podport ARGS`, expecting failure; returns stderr.
+fn podport_fails(args: &[&str]) -> String {
+    let out = run_bounded(
+        Command::new(podport_bin())
+            .args(args)
+            .env("RUST_BACKTRACE", "0"),
+    );
+    assert!(
+        !out.status.success(),
+        "podport {args:?} should fail; stdout:\n{}",
+        text(&out.stdout)
+    );
+    text(&out.stderr)
+}
+
+fn journal_tool_run(args: &[&str]) -> Output {
+    run_bounded(Command::new(journal_tool()).args(args))
+}
+
+/// A running `podport agent`; killed on drop, its log printed if the test failed.
+struct Agent {
+    child: Child,
+    control: String,
+    journal: PathBuf,
+    log: Arc<Mutex<Vec<String>>>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    /// Starts the agent on the sandbox and waits until its control socket answers.
+    fn start(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Agent {
+        let control = format!("unix:{}", dir.join("ctl.sock").display());
+        let journal = dir.join("journal");
+        let mut cmd = Command::new(podport_bin());
+        cmd.args(["agent", "--ovsdb", &sb.ovsdb_endpoint()])
+            .args(["--openflow", &sb.openflow_endpoint()])
+            .args(["--bridge", sb.bridge()])
+            .arg("--journal")
+            .arg(&journal)
+            .args(["--control", &control])
+            .args([
+                "--initial-type",
+                "podport-pending",
+                "--not-ready-every",
+                "1s",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn podport agent");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, lines) = mpsc::channel();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                l.lock().unwrap().push(line.clone());
+                let _ = tx.send(line);
+            }
+        });
+        let mut agent = Agent {
+            child,
+            control,
+            journal,
+            log,
+            lines,
+        };
+        agent.wait_up();
+        agent
+    }
+
+    fn socket(&self) -> PathBuf {
+        PathBuf::from(self.control.strip_prefix("unix:").unwrap())
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Polls the control socket until a status request is answered.
+    fn wait_up(&mut self) {
+        let deadline = Instant::now() + BOUND;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the agent exited early ({status}):\n{}", self.log_text());
+            }
+            if let Ok(mut c) = Raw::connect(&self.socket()) {
+                if c.request(r#"{"op":"status"}"#)["ok"] == true {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent's control socket did not answer within {BOUND:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for a log line containing `needle` (from now on or already logged).
+    fn wait_log(&self, needle: &str) {
+        if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            return;
+        }
+        let deadline = Instant::now() + BOUND;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(l) if l.contains(needle) => return,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {BOUND:?}:\n{}",
+                    self.log_text()
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the agent");
+    }
+
+    /// Sends `sig` and waits for the agent to exit.
+    fn stop(&mut self, sig: Signal) -> ExitStatus {
+        self.signal(sig);
+        wait_exit(&mut self.child, BOUND).unwrap_or_else(|| {
+            panic!(
+                "the agent did not exit within {BOUND:?} of {sig}:\n{}",
+                self.log_text()
+            )
+        })
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("the agent died ({status}):\n{}", self.log_text());
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- agent log ----\n{}\n-------------------",
+                self.log_text()
+            );
+        }
+    }
+}
+
+/// A raw control connection, every read bounded.
+struct Raw {
+    rd: BufReader<UnixStream>,
+    wr: UnixStream,
+}
+
+impl Raw {
+    fn connect(path: &Path) -> std::io::Result<Raw> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(BOUND))?;
+        s.set_write_timeout(Some(BOUND))?;
+        Ok(Raw {
+            rd: BufReader::new(s.try_clone()?),
+            wr: s,
+        })
+    }
+
+    fn send(&mut self, line: &str) {
+        self.wr.write_all(line.as_bytes()).unwrap();
+        self.wr.write_all(b"\n").unwrap();
+    }
+
+    /// The next line, or `None` at EOF.
+    fn line(&mut self) -> Option<String> {
+        let mut l = String::new();
+        match self.rd.read_line(&mut l) {
+            Ok(0) => None,
+            Ok(_) => Some(l.trim_end().to_string()),
+            // The agent closed with our input unread: as good as an end of stream.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("reading from the agent: {e}"),
+        }
+    }
+
+    fn value(&mut self) -> Value {
+        let l = self.line().expect("the agent closed the connection");
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))
+    }
+
+    fn request(&mut self, line: &str) -> Value {
+        self.send(line);
+        self.value()
+    }
+}
+
+fn pod_args(control: &str, i: u32) -> Vec<String> {
+    [
+        "cni",
+        "add",
+        "--control",
+        control,
+        "--pod",
+        &format!("default/pod-{i}"),
+        "--container-id",
+        &format!("ctr-{i}"),
+        "--ifname",
+        &format!("vnic-{i}"),
+        "--ip",
+        &format!("10.1.0.{i}/16"),
+        "--mac",
+        &format!("02:00:00:00:00:{i:02x}"),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn add_and_attach(control: &str, i: u32) {
+    let args = pod_args(control, i);
+    let out = podport_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains(&format!("added vnic-{i}")), "{out}");
+    podport_ok(&[
+        "cni",
+        "attach",
+        "--control",
+        control,
+        "--ifname",
+        &format!("vnic-{i}"),
+    ]);
+}
+
+/// Flow counts by cookie.
+fn flows_by_cookie(sb: &Sandbox) -> BTreeMap<String, usize> {
+    let mut by = BTreeMap::new();
+    for f in sb.dump_flows("OpenFlow15").unwrap() {
+        let cookie = f
+            .split(',')
+            .next()
+            .and_then(|c| c.strip_prefix("cookie="))
+            .unwrap_or("none")
+            .to_string();
+        *by.entry(cookie).or_default() += 1;
+    }
+    by
+}
+
+/// Five flows per Pod cookie (0xa0...) and the two bridge defaults (0xb0...), nothing else.
+fn assert_flows(sb: &Sandbox, pods: usize) {
+    let by = flows_by_cookie(sb);
+    let pod_cookies: Vec<_> = by.iter().filter(|(c, _)| c.starts_with("0xa0")).collect();
+    assert_eq!(pod_cookies.len(), pods, "{by:?}");
+    for (cookie, n) in &pod_cookies {
+        assert_eq!(**n, 5, "cookie {cookie}: {by:?}");
+    }
+    let bridge: usize = by
+        .iter()
+        .filter(|(c, _)| c.starts_with("0xb0"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(bridge, 2, "{by:?}");
+    assert_eq!(by.values().sum::<usize>(), pods * 5 + 2, "{by:?}");
+}
+
+fn status_json(control: &str) -> Vec<Value> {
+    let out = podport_ok(&["status", "--control", control, "--json"]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
+    v.as_array().expect("a JSON list").clone()
+}
+
+/// The agent's journal through its control socket, as `podport-journal dump --json` prints it.
+fn journal_records(control: &str) -> Vec<Value> {
+    let out = journal_tool_run(&["dump", "--control", control, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn tempdir() -> tempfile::TempDir {
+    // Short: a unix socket path has at most 107 bytes.
+    tempfile::Builder::new().prefix("pa-").tempdir().unwrap()
+}
+
+fn free_loopback_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let metrics = format!("127.0.0.1:{}", free_loopback_port());
+    let mut agent = Agent::start(&sb, dir.path(), &["--metrics", &metrics]);
+    let ctl = agent.control.clone();
+    agent.wait_log("listening on the control socket");
+
+    for i in 1..=3 {
+        add_and_attach(&ctl, i);
+    }
+    let out = podport_ok(&[
+        "status",
+        "--control",
+        &ctl,
+        "--wait-ready",
+        "3",
+        "--timeout",
+        "30",
+    ]);
+    assert!(out.starts_with("IFNAME"), "{out}");
+    assert_eq!(out.lines().count(), 4, "{out}");
+
+    let ports = status_json(&ctl);
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    for p in &ports {
+        for key in [
+            "ifname",
+            "pod",
+            "ofport",
+            "phase",
+            "ready",
+            "waited_ms",
+            "state",
+        ] {
+            assert!(p.get(key).is_some(), "{key} missing in {p}");
+        }
+        assert_eq!(p["ready"], true, "{p}");
+        assert_eq!(p["phase"], "ready", "{p}");
+        let ifname = p["ifname"].as_str().unwrap();
+        let ofport = sb.ofport(ifname).unwrap().unwrap();
+        assert_eq!(p["ofport"].as_i64(), Some(ofport), "{p}");
+        assert!(
+            p["pod"].as_str().unwrap().starts_with("default/pod-"),
+            "{p}"
+        );
+    }
+    assert_flows(&sb, 3);
+
+    // The CLI's failures say what went wrong and exit non-zero.
+    let mut long = pod_args(&ctl, 9);
+    let at = long.iter().position(|a| a == "--ifname").unwrap() + 1;
+    long[at] = "vnic-0123456789a".into();
+    let err = podport_fails(&long.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("the agent refused") && err.contains("is 16 bytes"),
+        "{err}"
+    );
+    let err = podport_fails(&["cni", "attach", "--control", &ctl, "--ifname", "vnic-404"]);
+    assert!(err.contains("vnic-404 is not tracked"), "{err}");
+    let missing = format!("unix:{}", dir.path().join("missing.sock").display());
+    let err = podport_fails(&["status", "--control", &missing]);
+    assert!(
+        err.contains(&format!("cannot reach the agent at {missing}"))
+            && err.contains("is `podport agent` running?"),
+        "{err}"
+    );
+
+    // Metrics over HTTP, on loopback only.
+    let page = http_get(&metrics, "/metrics");
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("text/plain; version=0.0.4"), "{page}");
+    assert!(page.contains("podport_pods_ready 3"), "{page}");
+    assert!(http_get(&metrics, "/").starts_with("HTTP/1.1 404"));
+
+    // The running agent's journal: through the control socket, not the locked directory.
+    let records = journal_records(&ctl);
+    let ready = records
+        .iter()
+        .filter(|r| r["event"]["kind"] == "pod_ready")
+        .count();
+    assert_eq!(ready, 3, "{records:?}");
+    let state = journal_tool_run(&["state", "--control", &ctl]);
+    assert!(state.status.success(), "{}", text(&state.stderr));
+    assert!(
+        text(&state.stdout).contains("vnic-3"),
+        "{}",
+        text(&state.stdout)
+    );
+    let locked = journal_tool_run(&["dump", agent.journal.to_str().unwrap()]);
+    assert_eq!(locked.status.code(), Some(2), "{}", text(&locked.stdout));
+    assert!(
+        text(&locked.stderr).contains("locked"),
+        "{}",
+        text(&locked.stderr)
+    );
+
+    // SIGTERM: a clean exit, a clean journal, the socket file gone.
+    let status = agent.stop(Signal::SIGTERM);
+    assert!(status.success(), "{status}:\n{}", agent.log_text());
+    assert!(agent.log_text().contains("journal flushed"));
+    assert!(
+        !agent.socket().exists(),
+        "the control socket file is left behind"
+    );
+    let verify = journal_tool_run(&["verify", agent.journal.to_str().unwrap()]);
+    assert!(
+        verify.status.success(),
+        "verify: {}\n{}",
+        text(&verify.stdout),
+        text(&verify.stderr)
+    );
+}
+
+#[test]
+fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    let ctl = agent.control.clone();
+    let mut c = Raw::connect(&agent.socket()).unwrap();
+    for (line, want) in [
+        ("garbage", "not JSON"),
+        ("{}", "no \"op\""),
+        (r#"{"op":"reboot"}"#, "unknown op \"reboot\""),
+        (r#"{"op":"attach"}"#, "missing field `ifname`"),
+        (
+            r#"{"op":"add","namespace":"a","name":"b","container_id":"c","ifname":"v","ips":["10.0.0.1"],"mac":"zz"}"#,
+            "bad MAC address",
+        ),
+        (r#"{"op":"del","ifname":"nope"}"#, "not tracked"),
+    ] {
+        let v = c.request(line);
+        assert_eq!(v["ok"], false, "{line}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(want), "{line}: {e}");
+    }
+    // The same connection still serves, and a bounded journal stream ends and leaves it usable.
+    assert_eq!(c.request(r#"{"op":"status"}"#)["ok"], true);
+    c.send(r#"{"op":"journal","from":1,"follow":false}"#);
+    let first = c.value();
+    assert_eq!(first["seq"], 1, "{first}");
+    assert_eq!(first["event"]["kind"], "agent_started", "{first}");
+    loop {
+        let v = c.value();
+        if v["end"] == true {
+            assert!(v["last_seq"].as_u64().unwrap() >= 1, "{v}");
+            break;
+        }
+        assert!(v["seq"].as_u64().is_some(), "{v}");
+    }
+    assert_eq!(c.request(r#"{"op":"status"}"#)["ok"], true);
+
+    // A line over 64 KiB: an error, then the connection is closed.
+    let mut big = Raw::connect(&agent.socket()).unwrap();
+    big.send(&format!(
+        r#"{{"op":"status","pad":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    ));
+    let v = big.value();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 65536 bytes"),
+        "{v}"
+    );
+    assert_eq!(big.line(), None, "the connection should be closed");
+
+    // A subscriber that hangs up in the middle of a stream of events.
+    let mut sub = Raw::connect(&agent.socket()).unwrap();
+    assert_eq!(sub.request(r#"{"op":"subscribe"}"#)["ok"], true);
+    let mut follower = Raw::connect(&agent.socket()).unwrap();
+    follower.send(r#"{"op":"journal","from":0,"follow":true}"#);
+    assert_eq!(follower.value()["seq"], 1);
+    // Pod 1 becomes ready; Pod 2 is never attached, so NotReady events keep coming.
+    add_and_attach(&ctl, 1);
+    let args = pod_args(&ctl, 2);
+    podport_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut seen = Vec::new();
+    loop {
+        let v = sub.value();
+        seen.push(v.clone());
+        if v["event"] == "not_ready" && v["ifname"] == "vnic-2" {
+            break;
+        }
+    }
+    let ready = seen
+        .iter()
+        .find(|v| v["event"] == "ready")
+        .unwrap_or_else(|| panic!("no ready event: {seen:?}"));
+    assert_eq!(ready["ifname"], "vnic-1", "{ready}");
+    assert!(ready["port_no"].as_u64().is_some() && ready["waited_ms"].as_u64().is_some());
+    assert_eq!(seen.last().unwrap()["phase"], "waiting-interface");
+    drop(sub);
+    drop(follower);
+    agent.wait_log("Pod event subscriber hung up");
+    agent.wait_log("journal reader hung up");
+
+    // Nothing was harmed: the agent serves, Pod 2 still becomes ready.
+    agent.assert_running();
+    podport_ok(&["cni", "attach", "--control", &ctl, "--ifname", "vnic-2"]);
+    podport_ok(&[
+        "status",
+        "--control",
+        &ctl,
+        "--wait-ready",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    assert_flows(&sb, 2);
+    // Deleting a Pod removes its flows.
+    podport_ok(&["cni", "del", "--control", &ctl, "--ifname", "vnic-2"]);
+    let deadline = Instant::now() + BOUND;
+    while status_json(&ctl).len() != 1 {
+        assert!(Instant::now() < deadline, "vnic-2 still tracked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_flows(&sb, 1);
+    agent.assert_running();
+}
+
+#[test]
+fn a_killed_agent_restarts_from_its_journal_without_port_status() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    let ctl = agent.control.clone();
+    for i in 1..=2 {
+        add_and_attach(&ctl, i);
+    }
+    podport_ok(&[
+        "status",
+        "--control",
+        &ctl,
+        "--wait-ready",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    let before: BTreeMap<String, Value> = status_json(&ctl)
+        .into_iter()
+        .map(|p| {
+            (
+                p["ifname"].as_str().unwrap().to_string(),
+                p["ofport"].clone(),
+            )
+        })
+        .collect();
+    let status = agent.stop(Signal::SIGKILL);
+    assert!(!status.success());
+    drop(agent);
+
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    podport_ok(&[
+        "status",
+        "--control",
+        &ctl,
+        "--wait-ready",
+        "2",
+        "--timeout",
+        "30",
+    ]);
+    let after: BTreeMap<String, Value> = status_json(&ctl)
+        .into_iter()
+        .map(|p| {
+            (
+                p["ifname"].as_str().unwrap().to_string(),
+                p["ofport"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(before, after, "same ports on the same numbers");
+    assert_flows(&sb, 2);
+
+    // Since the restart: reconciliation and readiness, and not a single PortStatus.
+    let records = journal_records(&ctl);
+    let restart = records
+        .iter()
+        .rposition(|r| r["event"]["kind"] == "agent_started")
+        .unwrap();
+    assert!(
+        restart > 0,
+        "the first run's records are still there: {records:?}"
+    );
+    let since: Vec<&Value> = records[restart..].iter().collect();
+    let kinds: Vec<&str> = since
+        .iter()
+        .map(|r| r["event"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"port_status_received"), "{kinds:?}");
+    for ifname in ["vnic-1", "vnic-2"] {
+        let found = |kind: &str| {
+            since
+                .iter()
+                .any(|r| r["event"]["kind"] == kind && r["event"]["ifname"] == ifname)
+        };
+        assert!(found("reconciled"), "{ifname}: {kinds:?}");
+        assert!(found("pod_ready"), "{ifname}: {kinds:?}");
+    }
+    // The same through the directory tool, from the restart's sequence number on.
+    let restart_seq = since[0]["seq"].as_u64().unwrap().to_string();
+    let status = agent.stop(Signal::SIGTERM);
+    assert!(status.success(), "{status}");
+    let out = journal_tool_run(&[
+        "dump",
+        agent.journal.to_str().unwrap(),
+        "--since",
+        &restart_seq,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dumped = text(&out.stdout);
+    assert!(!dumped.contains("PortStatus"), "{dumped}");
+    assert!(dumped.contains("Reconciled"), "{dumped}");
+    let verify = journal_tool_run(&["verify", agent.journal.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+}
+
+#[test]
+fn bad_options_are_refused_before_anything_starts() {
+    // No OVS needed: these fail while reading the options.
+    let dir = tempdir();
+    let j = dir.path().join("journal");
+    let base = [
+        "agent",
+        "--ovsdb",
+        "unix:/nonexistent/db.sock",
+        "--openflow",
+        "unix:/nonexistent/br-int.mgmt",
+        "--bridge",
+        "br-int",
+        "--control",
+        "unix:/nonexistent/ctl.sock",
+        "--journal",
+        j.to_str().unwrap(),
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    let err = podport_fails(&with(&["--metrics", "0.0.0.0:9000"]));
+    assert!(
+        err.contains("0.0.0.0:9000 is not a loopback address"),
+        "{err}"
+    );
+    let err = podport_fails(&with(&["--not-ready-every", "soon"]));
+    assert!(
+        err.contains("--not-ready-every: bad duration \"soon\""),
+        "{err}"
+    );
+    let err = podport_fails(&with(&["--readiness", "maybe"]));
+    assert!(err.contains("unknown readiness"), "{err}");
+    let err = podport_fails(&["agent", "--bridge", "br-int"]);
+    assert!(err.contains("missing required option --ovsdb"), "{err}");
+    // The same options from a file; flags win, and a missing one is named.
+    let file = dir.path().join("agent.toml");
+    std::fs::write(&file, "ovsdb = \"unix:/x\"\nnot-ready-every = \"1s\"\n").unwrap();
+    let err = podport_fails(&["agent", "--config", file.to_str().unwrap()]);
+    assert!(err.contains("missing required option --openflow"), "{err}");
+    assert!(!j.exists(), "nothing was created");
+}

@@ -1,0 +1,1133 @@
+//! Readable renderings of journal records and of the folded state, for the `podport-journal`
+//! dump tool: one text line per record, JSON lines, the per-port state table, a port's
+//! timeline, an SVG of every port's lifecycle, verify and stats summaries.
+//!
+//! Everything here is pure (records in, `String`s out), so the formats are unit-testable and
+//! every source of records shares them: a journal directory today, the agent's control socket
+//! (JSON lines of [`Record`], see [`record_from_json_line`]) later.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::event::{wire_name, Event, Outcome, PodRef, PortDesc, Record};
+use crate::reader::{CorruptRecord, Replay, Stats};
+use crate::state::{apply, PortView, State};
+
+/// One item of a source: a record, or one that could not be read (with its sequence number).
+pub type Item = Result<Record, CorruptRecord>;
+
+/// Decodes one JSON line of the agent's record stream (the serde form of [`Record`]; extra
+/// fields such as the `time` that [`record_json`] adds are ignored).
+pub fn record_from_json_line(line: &str) -> Result<Record, serde_json::Error> {
+    serde_json::from_str(line)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small value formats
+
+/// `(year, month, day, hour, minute, second, millisecond)` in UTC of a time in µs since the
+/// epoch. Hand-written (Howard Hinnant's `civil_from_days`) to keep the library free of a date
+/// crate for two formats.
+fn civil(ts_micros: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
+    let ms = ((ts_micros / 1_000) % 1_000) as u32;
+    let secs = ts_micros / 1_000_000;
+    // u64 µs is at most ~2.1e8 days: every intermediate fits an i64.
+    let days = (secs / 86_400) as i64;
+    let rem = (secs % 86_400) as u32;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, rem / 3_600, rem / 60 % 60, rem % 60, ms)
+}
+
+/// `HH:MM:SS.mmm`, UTC.
+pub fn clock(ts_micros: u64) -> String {
+    let (_, _, _, h, m, s, ms) = civil(ts_micros);
+    format!("{h:02}:{m:02}:{s:02}.{ms:03}")
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn rfc3339(ts_micros: u64) -> String {
+    let (y, mo, d, h, m, s, ms) = civil(ts_micros);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+/// `7.012s` from milliseconds.
+pub fn millis(ms: u64) -> String {
+    format!("{}.{:03}s", ms / 1_000, ms % 1_000)
+}
+
+/// A signed offset in µs as `+7.012s` / `-0.250s` (truncated to the millisecond).
+pub fn offset(delta_micros: i128) -> String {
+    let sign = if delta_micros < 0 { '-' } else { '+' };
+    let ms = delta_micros.unsigned_abs() / 1_000;
+    format!("{sign}{}.{:03}s", ms / 1_000, ms % 1_000)
+}
+
+fn bit_names(bits: u32, names: &[(u32, &str)]) -> String {
+    if bits == 0 {
+        return "0".into();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut rest = bits;
+    for &(bit, name) in names {
+        if bits & bit != 0 {
+            parts.push(name.into());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+/// `ofp_port_state` bits as names: `LIVE`, `LINK_DOWN|0x100`, `0`.
+pub fn port_state(bits: u32) -> String {
+    bit_names(bits, &[(1, "LINK_DOWN"), (2, "BLOCKED"), (4, "LIVE")])
+}
+
+/// `ofp_port_config` bits as names: `PORT_DOWN|NO_FWD`, `0`.
+pub fn port_config(bits: u32) -> String {
+    bit_names(
+        bits,
+        &[
+            (1, "PORT_DOWN"),
+            (4, "NO_RECV"),
+            (0x20, "NO_FWD"),
+            (0x40, "NO_PACKET_IN"),
+        ],
+    )
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn hw_addr(a: &[u8; 6]) -> String {
+    let parts: Vec<String> = a.iter().map(|b| format!("{b:02x}")).collect();
+    parts.join(":")
+}
+
+/// A value as one shell-like word: as is when it is a plain word, else quoted and escaped
+/// (`""`, `"port 6 is down"`, `"a\nb"`), so a line stays one line whatever a name holds and
+/// control characters from a damaged journal never reach the terminal raw.
+pub fn word(s: &str) -> Cow<'_, str> {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\\');
+    if plain {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(format!("{s:?}"))
+    }
+}
+
+/// Replaces control characters, so a reason from the library stays on one line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Most ports a PortDescSynced line lists before `…(+N)`.
+const PORT_DESC_SHOWN: usize = 8;
+
+fn port_desc_entry(d: &PortDesc) -> String {
+    format!("{} {} {}", d.port_no, word(&d.name), port_state(d.state))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Records
+
+/// The event as one line without the seq/time prefix: `PortStatus MODIFY port=5 name=vnic-1
+/// state=LIVE config=0 hw=02:00:00:00:00:05`.
+pub fn event_line(event: &Event) -> String {
+    let kind = event.kind();
+    match event {
+        Event::AgentStarted {
+            version,
+            config_digest,
+        } => format!(
+            "{kind} version={} config={}",
+            word(version),
+            word(config_digest)
+        ),
+        Event::SwitchConnected {
+            endpoint,
+            datapath_id,
+            of_version,
+        } => format!(
+            "{kind} endpoint={} dpid={datapath_id:#018x} of={}",
+            word(endpoint),
+            word(of_version)
+        ),
+        Event::SwitchDisconnected { endpoint, reason } => {
+            format!("{kind} endpoint={} reason={}", word(endpoint), word(reason))
+        }
+        Event::PodPortCreated {
+            pod,
+            container_id,
+            ifname,
+            ips,
+            mac,
+            ..
+        } => {
+            let ips = if ips.is_empty() {
+                "-".to_string()
+            } else {
+                ips.iter().map(|ip| word(ip)).collect::<Vec<_>>().join(",")
+            };
+            format!(
+                "{kind} pod={} ifname={} container={} ips={ips} mac={}",
+                word(&pod.to_string()),
+                word(ifname),
+                word(container_id),
+                word(mac)
+            )
+        }
+        Event::HostInterfaceCreated { ifname } => format!("{kind} ifname={}", word(ifname)),
+        Event::InterfaceTypeChanged {
+            ifname,
+            from,
+            to,
+            outcome,
+        } => {
+            let outcome = match outcome {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Failed(e) => format!("failed error={}", word(e)),
+            };
+            format!(
+                "{kind} ifname={} from={} to={} {outcome}",
+                word(ifname),
+                word(from),
+                word(to)
+            )
+        }
+        Event::OvsdbInterfaceUpdate {
+            ifname,
+            ofport,
+            error,
+        } => {
+            let ofport = ofport.map_or("-".to_string(), |p| p.to_string());
+            let mut line = format!("{kind} ifname={} ofport={ofport}", word(ifname));
+            if let Some(e) = error {
+                let _ = write!(line, " error={}", word(e));
+            }
+            line
+        }
+        Event::PortStatusReceived { reason, port } => format!(
+            "{kind} {} port={} name={} state={} config={} hw={}",
+            reason.label(),
+            port.port_no,
+            word(&port.name),
+            port_state(port.state),
+            port_config(port.config),
+            hw_addr(&port.hw_addr)
+        ),
+        Event::PortDescSynced { ports } => {
+            let mut shown: Vec<String> = ports
+                .iter()
+                .take(PORT_DESC_SHOWN)
+                .map(port_desc_entry)
+                .collect();
+            if ports.len() > PORT_DESC_SHOWN {
+                shown.push(format!("…(+{})", ports.len() - PORT_DESC_SHOWN));
+            }
+            format!("{kind} ports={} [{}]", ports.len(), shown.join(", "))
+        }
+        Event::FlowsInstalled {
+            ifname,
+            port_no,
+            cookie,
+            count,
+        } => format!(
+            "{kind} ifname={} port={port_no} cookie={cookie:#x} n={count}",
+            word(ifname)
+        ),
+        Event::FlowsRemoved {
+            ifname,
+            cookie,
+            count,
+        } => format!(
+            "{kind} ifname={} cookie={cookie:#x} n={count}",
+            word(ifname)
+        ),
+        Event::PodReady {
+            ifname,
+            port_no,
+            waited_ms,
+        } => format!(
+            "{kind} ifname={} port={port_no} waited={}",
+            word(ifname),
+            millis(*waited_ms)
+        ),
+        Event::PodNotReady {
+            ifname,
+            phase,
+            waited_ms,
+        } => format!(
+            "{kind} ifname={} phase={} waited={}",
+            word(ifname),
+            word(phase),
+            millis(*waited_ms)
+        ),
+        Event::PodFailed { ifname, error } => {
+            format!("{kind} ifname={} error={}", word(ifname), word(error))
+        }
+        Event::Reconciled { ifname, finding } => {
+            format!("{kind} ifname={} finding={}", word(ifname), word(finding))
+        }
+        Event::PodDeleted { ifname } => format!("{kind} ifname={}", word(ifname)),
+    }
+}
+
+/// `#42 12:05:23.717 PortStatus MODIFY port=5 ...`
+pub fn record_line(record: &Record) -> String {
+    format!(
+        "#{} {} {}",
+        record.seq,
+        clock(record.ts_micros),
+        event_line(&record.event)
+    )
+}
+
+/// `#42 CORRUPT: <reason>`
+pub fn corrupt_line(bad: &CorruptRecord) -> String {
+    format!("#{} CORRUPT: {}", bad.seq, one_line(&bad.reason))
+}
+
+#[derive(serde::Serialize)]
+struct JsonRecord<'a> {
+    seq: u64,
+    ts_micros: u64,
+    time: String,
+    event: &'a Event,
+}
+
+#[derive(serde::Serialize)]
+struct JsonCorrupt<'a> {
+    seq: u64,
+    corrupt: &'a str,
+}
+
+/// The serde form of the record plus a `time` field (RFC 3339, UTC, milliseconds).
+pub fn record_json(record: &Record) -> String {
+    json(&JsonRecord {
+        seq: record.seq,
+        ts_micros: record.ts_micros,
+        time: rfc3339(record.ts_micros),
+        event: &record.event,
+    })
+}
+
+/// `{"seq":42,"corrupt":"<reason>"}`
+pub fn corrupt_json(bad: &CorruptRecord) -> String {
+    json(&JsonCorrupt {
+        seq: bad.seq,
+        corrupt: &bad.reason,
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    // These types serialise to JSON without fail: string keys only, no non-finite floats.
+    serde_json::to_string(value).unwrap_or_else(|_| r#"{"error":"cannot serialise"}"#.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Selecting records
+
+/// True when `event` is about the interface `ifname`: its own records, a PortStatus with its
+/// wire name (the first 15 bytes), a PORT_DESC that lists it.
+pub fn concerns(event: &Event, ifname: &str) -> bool {
+    let wire = wire_name(ifname);
+    match event {
+        Event::PortStatusReceived { port, .. } => port.name == wire,
+        Event::PortDescSynced { ports } => ports.iter().any(|d| d.name == wire),
+        other => other.ifname() == Some(ifname),
+    }
+}
+
+/// The interfaces of a Pod, from its PodPortCreated records, in order of first creation.
+pub fn pod_ifnames<'a>(records: impl IntoIterator<Item = &'a Record>, pod: &PodRef) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in records {
+        if let Event::PodPortCreated { pod: p, ifname, .. } = &r.event {
+            if p == pod && !out.contains(ifname) {
+                out.push(ifname.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Which records `dump` prints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordFilter {
+    /// Keep only records about these interfaces (see [`concerns`]); all when `None`.
+    pub ifnames: Option<Vec<String>>,
+    /// Inclusive bounds on the sequence number.
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+}
+
+impl RecordFilter {
+    pub fn seq_in_range(&self, seq: u64) -> bool {
+        self.since.is_none_or(|s| seq >= s) && self.until.is_none_or(|u| seq <= u)
+    }
+
+    pub fn matches(&self, record: &Record) -> bool {
+        self.seq_in_range(record.seq)
+            && self
+                .ifnames
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|n| concerns(&record.event, n)))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeline of one port
+
+/// The life of one interface: a header line, then one line per record about it with its offset
+/// from the interface's first PodPortCreated (or its first record). `None` when no record is
+/// about it.
+pub fn port_timeline(records: &[Record], ifname: &str) -> Option<Vec<String>> {
+    let mine: Vec<&Record> = records
+        .iter()
+        .filter(|r| concerns(&r.event, ifname))
+        .collect();
+    let origin = mine
+        .iter()
+        .find(|r| matches!(&r.event, Event::PodPortCreated { ifname: i, .. } if i == ifname))
+        .or(mine.first())?;
+    let pod = match &origin.event {
+        Event::PodPortCreated { pod, .. } => format!(" pod={}", word(&pod.to_string())),
+        _ => String::new(),
+    };
+    let mut lines = vec![format!(
+        "{}{pod}: {} records, +0 = #{} {}",
+        word(ifname),
+        mine.len(),
+        origin.seq,
+        rfc3339(origin.ts_micros)
+    )];
+    for r in &mine {
+        let delta = i128::from(r.ts_micros) - i128::from(origin.ts_micros);
+        lines.push(format!("{} {}", offset(delta), event_line(&r.event)));
+    }
+    Some(lines)
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let pad = widths[c] - cell.chars().count() + 2;
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The table's cells for one port.
+fn port_row(p: &PortView) -> Vec<String> {
+    vec![
+        word(&p.ifname).into_owned(),
+        word(&p.pod.to_string()).into_owned(),
+        p.port_no.map_or("-".into(), |n| n.to_string()),
+        p.port_no.map_or("-".into(), |_| port_state(p.state)),
+        if p.iface_type.is_empty() {
+            "-".into()
+        } else {
+            word(&p.iface_type).into_owned()
+        },
+        p.flows.map_or("-".into(), |(cookie, n)| {
+            format!("cookie={cookie:#x} n={n}")
+        }),
+        if p.phase.is_empty() {
+            "-".into()
+        } else {
+            word(&p.phase).into_owned()
+        },
+        p.ready_since.map_or("-".into(), rfc3339),
+    ]
+}
+
+/// `switch: tcp:... dpid=0x... of=1.3` or `switch: disconnected`.
+fn switch_text(state: &State) -> String {
+    match &state.switch {
+        Some((endpoint, dpid, of)) => {
+            format!("{} dpid={dpid:#018x} of={}", word(endpoint), word(of))
+        }
+        None => "disconnected".into(),
+    }
+}
+
+/// The header line and the aligned per-port table of a replay.
+pub fn state_table(replay: &Replay) -> String {
+    let snapshot = match replay.snapshot_seq {
+        Some(s) => format!("#{s} + {} records", replay.records_replayed),
+        None => format!("none ({} records)", replay.records_replayed),
+    };
+    let mut out = format!(
+        "last seq: {}  snapshot: {snapshot}  switch: {}  foreign PortStatus: {}\n",
+        replay.last_seq,
+        switch_text(&replay.state),
+        replay.state.foreign_port_status
+    );
+    if replay.state.ports.is_empty() {
+        out.push_str("(no Pod ports)\n");
+        return out;
+    }
+    let mut rows = vec![[
+        "INTERFACE",
+        "POD",
+        "PORT",
+        "STATE",
+        "TYPE",
+        "FLOWS",
+        "PHASE",
+        "READY SINCE",
+    ]
+    .map(String::from)
+    .to_vec()];
+    rows.extend(replay.state.ports.values().map(port_row));
+    out.push_str(&table(&rows));
+    out
+}
+
+#[derive(serde::Serialize)]
+struct JsonState<'a> {
+    last_seq: u64,
+    snapshot_seq: Option<u64>,
+    records_replayed: u64,
+    stopped_at: Option<JsonCorrupt<'a>>,
+    state: &'a State,
+}
+
+/// `{"last_seq":..,"snapshot_seq":..,"records_replayed":..,"stopped_at":null|{"seq":..,
+/// "corrupt":".."},"state":<serde form of State>}`
+pub fn state_json(replay: &Replay) -> String {
+    json(&JsonState {
+        last_seq: replay.last_seq,
+        snapshot_seq: replay.snapshot_seq,
+        records_replayed: replay.records_replayed,
+        stopped_at: replay.stopped_at.as_ref().map(|c| JsonCorrupt {
+            seq: c.seq,
+            corrupt: &c.reason,
+        }),
+        state: &replay.state,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verify and stats
+
+fn seq_range(stats: &Stats) -> String {
+    match (stats.first_seq, stats.last_seq) {
+        (Some(a), Some(b)) => format!("{a}..{b}"),
+        _ => "-".into(),
+    }
+}
+
+/// `ok: N records, M snapshots, seq A..B`
+pub fn verify_ok_line(stats: &Stats) -> String {
+    format!(
+        "ok: {} records, {} snapshots, seq {}",
+        stats.records,
+        stats.snapshots.len(),
+        seq_range(stats)
+    )
+}
+
+/// `#N: reason`
+pub fn verify_bad_line(bad: &CorruptRecord) -> String {
+    format!("#{}: {}", bad.seq, one_line(&bad.reason))
+}
+
+/// The `stats` report: counts, range, bytes, snapshots, then one line per kind.
+pub fn stats_text(stats: &Stats) -> String {
+    let snapshots = if stats.snapshots.is_empty() {
+        "0".to_string()
+    } else {
+        let seqs: Vec<String> = stats.snapshots.iter().map(|s| format!("#{s}")).collect();
+        format!("{} ({})", stats.snapshots.len(), seqs.join(", "))
+    };
+    let mut out = format!(
+        "records:   {}\nseq:       {}\ncorrupt:   {}\nbytes:     {}\nsnapshots: {snapshots}\n",
+        stats.records,
+        seq_range(stats),
+        stats.corrupt,
+        stats.bytes
+    );
+    if !stats.by_kind.is_empty() {
+        out.push_str("by kind:\n");
+        let width = stats.by_kind.keys().map(String::len).max().unwrap_or(0);
+        for (kind, n) in &stats.by_kind {
+            let _ = writeln!(out, "  {kind:<width$}  {n}");
+        }
+    }
+    out
+}
+
+/// The serde form of [`Stats`].
+pub fn stats_json(stats: &Stats) -> String {
+    json(stats)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SVG of every port's lifecycle
+
+/// Where a port is in its life, for the SVG's segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Created, no OpenFlow port number yet.
+    Waiting,
+    /// The switch reported a port number; not ready.
+    Allocated,
+    /// PodReady, until not-ready, flows removed, a disconnect or the deletion.
+    Ready,
+    /// Deleted (or found vanished at a restart).
+    Gone,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Waiting => "waiting",
+            Phase::Allocated => "allocated",
+            Phase::Ready => "ready",
+            Phase::Gone => "gone",
+        }
+    }
+
+    fn color(self) -> &'static str {
+        match self {
+            Phase::Waiting => "#f0ad4e",
+            Phase::Allocated => "#4a90d9",
+            Phase::Ready => "#2ca02c",
+            Phase::Gone => "#dddddd",
+        }
+    }
+
+    fn of(p: &PortView) -> Phase {
+        if p.ready_since.is_some() {
+            Phase::Ready
+        } else if p.port_no.is_some() {
+            Phase::Allocated
+        } else {
+            Phase::Waiting
+        }
+    }
+}
+
+/// One row of the SVG: a port's segments and PortStatus ticks (times in µs since the epoch).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LifeRow {
+    pub ifname: String,
+    pub pod: PodRef,
+    pub segments: Vec<(Phase, u64, u64)>,
+    pub ticks: Vec<(u64, String)>,
+}
+
+/// Every port's life, folding the records with the engine's own [`apply`] so the phases mean
+/// what the agent meant: a port is ready while its `ready_since` is set, allocated while it has
+/// a port number, waiting otherwise, gone once removed from the state. Ports created before
+/// the first record given (compacted away) do not appear. `only` keeps one interface.
+pub fn lifecycles(records: &[Record], only: Option<&str>) -> Vec<LifeRow> {
+    struct Track {
+        row: LifeRow,
+        current: (Phase, u64),
+    }
+    let mut state = State::default();
+    let mut tracks: Vec<Track> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records {
+        apply(&mut state, r);
+        // Only a PodPortCreated adds a port to the state.
+        if let Event::PodPortCreated { ifname, .. } = &r.event {
+            if let Some(p) = state.ports.get(ifname) {
+                if !index.contains_key(ifname) && only.is_none_or(|o| o == ifname) {
+                    index.insert(ifname.clone(), tracks.len());
+                    tracks.push(Track {
+                        row: LifeRow {
+                            ifname: ifname.clone(),
+                            pod: p.pod.clone(),
+                            segments: Vec::new(),
+                            ticks: Vec::new(),
+                        },
+                        current: (Phase::of(p), r.ts_micros),
+                    });
+                }
+            }
+        }
+        // A record about one interface changes only its row (keeps long journals linear);
+        // PORT_DESC, a disconnect and PortStatus (by wire name) may change any.
+        let touched: Vec<usize> = match &r.event {
+            Event::PortStatusReceived { .. }
+            | Event::PortDescSynced { .. }
+            | Event::SwitchDisconnected { .. } => (0..tracks.len()).collect(),
+            other => other
+                .ifname()
+                .and_then(|name| index.get(name))
+                .copied()
+                .into_iter()
+                .collect(),
+        };
+        for i in touched {
+            let t = &mut tracks[i];
+            let now = state
+                .ports
+                .get(&t.row.ifname)
+                .map_or(Phase::Gone, Phase::of);
+            if now != t.current.0 {
+                t.row.segments.push((t.current.0, t.current.1, r.ts_micros));
+                t.current = (now, r.ts_micros);
+            }
+            if let Event::PortStatusReceived { reason, port } = &r.event {
+                if wire_name(&t.row.ifname) == port.name {
+                    let label = format!(
+                        "#{} PortStatus {} port={} state={}",
+                        r.seq,
+                        reason.label(),
+                        port.port_no,
+                        port_state(port.state)
+                    );
+                    t.row.ticks.push((r.ts_micros, label));
+                }
+            }
+        }
+    }
+    let end = records.iter().map(|r| r.ts_micros).max().unwrap_or(0);
+    tracks
+        .into_iter()
+        .map(|mut t| {
+            t.row
+                .segments
+                .push((t.current.0, t.current.1, end.max(t.current.1)));
+            t.row
+        })
+        .collect()
+}
+
+/// Text for XML content and attribute values: the five entities escaped, and the characters
+/// XML 1.0 forbids (most control characters) replaced.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A "nice" axis step (1, 2 or 5 times a power of ten seconds) for about `target` labels.
+fn axis_step(span_s: f64, target: f64) -> f64 {
+    let raw = (span_s / target).max(1e-3);
+    let pow = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * pow)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * pow)
+}
+
+/// The rendered picture and what it shows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Svg {
+    pub text: String,
+    pub ports: usize,
+    pub records: usize,
+    /// From the first record to the last, in µs.
+    pub span_micros: u64,
+}
+
+/// One row per port on a common time axis: amber while waiting for a port number, blue
+/// while allocated, green while ready, light grey once gone; a tick per PortStatus.
+/// Each row is a `<g class="port" data-ifname="...">`, each segment a `<rect class="<phase>">`.
+pub fn timeline_svg(records: &[Record], only: Option<&str>) -> Svg {
+    const PLOT_W: f64 = 900.0;
+    const ROW_H: f64 = 24.0;
+    const BAR_H: f64 = 14.0;
+    const TOP: f64 = 56.0;
+    const AXIS_H: f64 = 36.0;
+    let rows = lifecycles(records, only);
+    // The clock may have stepped back between records: the axis covers every timestamp.
+    let t0 = records.iter().map(|r| r.ts_micros).min().unwrap_or(0);
+    let t1 = records.iter().map(|r| r.ts_micros).max().unwrap_or(0);
+    let span = t1 - t0;
+    // A journal of one instant still gets a one-second axis.
+    let span_s = if span == 0 { 1.0 } else { span as f64 / 1e6 };
+    let longest = rows
+        .iter()
+        .map(|r| r.ifname.chars().count())
+        .max()
+        .unwrap_or(0);
+    let left = (longest as f64 * 7.5 + 20.0).clamp(120.0, 400.0);
+    let width = left + PLOT_W + 30.0;
+    let height = TOP + rows.len().max(1) as f64 * ROW_H + AXIS_H;
+    let x = |ts: u64| left + (ts.saturating_sub(t0) as f64 / 1e6) / span_s * PLOT_W;
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="monospace" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect x="0" y="0" width="{width:.0}" height="{height:.0}" fill="white"/>"#
+    );
+    let title = match (records.first(), records.last()) {
+        (Some(a), Some(b)) => format!(
+            "podport journal: {} ports, #{}..#{}, from {} for {}",
+            rows.len(),
+            a.seq,
+            b.seq,
+            rfc3339(t0),
+            offset(i128::from(span)).trim_start_matches('+')
+        ),
+        _ => "podport journal: no records".into(),
+    };
+    let _ = writeln!(
+        s,
+        r#"<text x="10" y="18" font-size="14">{}</text>"#,
+        xml_escape(&title)
+    );
+    // Legend.
+    let mut lx = 10.0;
+    for phase in [Phase::Waiting, Phase::Allocated, Phase::Ready, Phase::Gone] {
+        let _ = writeln!(
+            s,
+            r#"<rect class="legend" x="{lx:.1}" y="28" width="12" height="12" fill="{}"/><text x="{:.1}" y="38">{}</text>"#,
+            phase.color(),
+            lx + 16.0,
+            phase.name()
+        );
+        lx += 100.0;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{lx:.1}" y1="27" x2="{lx:.1}" y2="41" stroke="#333" stroke-width="1.5"/><text x="{:.1}" y="38">PortStatus</text>"##,
+        lx + 6.0
+    );
+
+    for (i, row) in rows.iter().enumerate() {
+        let y = TOP + i as f64 * ROW_H;
+        let bar_y = y + (ROW_H - BAR_H) / 2.0;
+        let name = xml_escape(&row.ifname);
+        let _ = writeln!(
+            s,
+            r#"<g class="port" data-ifname="{name}" data-pod="{}">"#,
+            xml_escape(&row.pod.to_string())
+        );
+        let _ = writeln!(
+            s,
+            r#"<text class="label" x="{:.1}" y="{:.1}" text-anchor="end">{name}</text>"#,
+            left - 8.0,
+            bar_y + BAR_H - 3.0
+        );
+        for &(phase, from, to) in &row.segments {
+            let (x0, x1) = (x(from), x(to));
+            // Gone is drawn thin: the port no longer exists.
+            let (h, yy) = if phase == Phase::Gone {
+                (4.0, bar_y + (BAR_H - 4.0) / 2.0)
+            } else {
+                (BAR_H, bar_y)
+            };
+            let _ = writeln!(
+                s,
+                r#"<rect class="{}" x="{x0:.1}" y="{yy:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{} {}: {} .. {}</title></rect>"#,
+                phase.name(),
+                (x1 - x0).max(1.0),
+                phase.color(),
+                name,
+                phase.name(),
+                offset(i128::from(from) - i128::from(t0)),
+                offset(i128::from(to) - i128::from(t0))
+            );
+        }
+        for (ts, label) in &row.ticks {
+            let tx = x(*ts);
+            let _ = writeln!(
+                s,
+                r##"<line class="tick" x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#333" stroke-width="1.5"><title>{} {}</title></line>"##,
+                bar_y - 3.0,
+                bar_y + BAR_H + 3.0,
+                offset(i128::from(*ts) - i128::from(t0)),
+                xml_escape(label)
+            );
+        }
+        s.push_str("</g>\n");
+    }
+
+    // Time axis, in seconds from the first record.
+    let axis_y = TOP + rows.len().max(1) as f64 * ROW_H + 6.0;
+    let _ = writeln!(
+        s,
+        r##"<line class="axis" x1="{left:.1}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#000"/>"##,
+        left + PLOT_W
+    );
+    let step = axis_step(span_s, 10.0);
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
+    let mut k = 0u32;
+    loop {
+        let t = f64::from(k) * step;
+        if t > span_s * (1.0 + 1e-9) || k > 1_000 {
+            break;
+        }
+        let tx = left + t / span_s * PLOT_W;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{tx:.1}" y1="{axis_y:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#000"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle">{t:.decimals$}s</text>"##,
+            axis_y + 5.0,
+            axis_y + 18.0
+        );
+        k += 1;
+    }
+    s.push_str("</svg>\n");
+    Svg {
+        text: s,
+        ports: rows.len(),
+        records: records.len(),
+        span_micros: span,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PortReason;
+
+    #[test]
+    fn times_are_utc() {
+        // 2026-11-27T12:05:23.717Z
+        let ts = 1_795_780_800_000_000 + 323_717_999;
+        assert_eq!(clock(ts), "12:05:23.717");
+        assert_eq!(rfc3339(ts), "2026-11-27T12:05:23.717Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        // A leap day and the last day of a year.
+        assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_704_067_199_000_000), "2023-12-31T23:59:59.000Z");
+        // Never panics, even at the end of the range.
+        let _ = rfc3339(u64::MAX);
+    }
+
+    #[test]
+    fn bits_are_named() {
+        assert_eq!(port_state(0), "0");
+        assert_eq!(port_state(4), "LIVE");
+        assert_eq!(port_state(1 | 2), "LINK_DOWN|BLOCKED");
+        assert_eq!(port_state(4 | 0x100), "LIVE|0x100");
+        assert_eq!(port_config(0), "0");
+        assert_eq!(
+            port_config(1 | 0x20 | 0x40),
+            "PORT_DOWN|NO_FWD|NO_PACKET_IN"
+        );
+        assert_eq!(port_config(4 | 2 | 8), "NO_RECV|0xa");
+    }
+
+    #[test]
+    fn values_stay_one_word() {
+        assert_eq!(word("vnic-1"), "vnic-1");
+        assert_eq!(word(""), "\"\"");
+        assert_eq!(word("port 6 is down"), "\"port 6 is down\"");
+        assert_eq!(word("a\nb\u{1b}"), "\"a\\nb\\u{1b}\"");
+        assert_eq!(offset(7_012_999), "+7.012s");
+        assert_eq!(offset(-250_000), "-0.250s");
+        assert_eq!(millis(10_000), "10.000s");
+        assert_eq!(hw_addr(&[2, 0, 0xa, 0, 0, 0xff]), "02:00:0a:00:00:ff");
+    }
+
+    #[test]
+    fn long_port_lists_are_cut() {
+        let ports: Vec<PortDesc> = (1..=10)
+            .map(|n| PortDesc {
+                port_no: n,
+                name: format!("p{n}"),
+                state: 4,
+                config: 0,
+                hw_addr: [0; 6],
+            })
+            .collect();
+        let line = event_line(&Event::PortDescSynced { ports });
+        assert!(
+            line.starts_with("PortDescSynced ports=10 [1 p1 LIVE, 2 p2 LIVE,"),
+            "{line}"
+        );
+        assert!(line.ends_with(", 8 p8 LIVE, …(+2)]"), "{line}");
+    }
+
+    #[test]
+    fn xml_is_escaped() {
+        assert_eq!(
+            xml_escape("a<b>&\"c'\u{1}"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}"
+        );
+    }
+
+    #[test]
+    fn json_lines_round_trip() {
+        let r = Record {
+            seq: 3,
+            ts_micros: 1_795_780_800_000_000,
+            event: Event::PodDeleted {
+                ifname: "vnic-1".into(),
+            },
+        };
+        let line = record_json(&r);
+        assert_eq!(
+            line,
+            r#"{"seq":3,"ts_micros":1795780800000000,"time":"2026-11-27T12:00:00.000Z","event":{"kind":"pod_deleted","ifname":"vnic-1"}}"#
+        );
+        assert_eq!(record_from_json_line(&line).unwrap(), r);
+        assert!(record_from_json_line("{\"seq\":1}").is_err());
+        assert!(record_from_json_line("not json").is_err());
+    }
+
+    fn rec(seq: u64, secs: u64, event: Event) -> Record {
+        Record {
+            seq,
+            ts_micros: 1_795_780_800_000_000 + secs * 1_000_000,
+            event,
+        }
+    }
+
+    #[test]
+    fn other_lines() {
+        let r = rec(
+            9,
+            1,
+            Event::PortStatusReceived {
+                reason: PortReason::Other(7),
+                port: PortDesc {
+                    port_no: 3,
+                    name: "a b".into(),
+                    state: 0,
+                    config: 0x41,
+                    hw_addr: [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff],
+                },
+            },
+        );
+        assert_eq!(
+            record_line(&r),
+            "#9 12:00:01.000 PortStatus REASON(7) port=3 name=\"a b\" state=0 \
+             config=PORT_DOWN|NO_PACKET_IN hw=aa:bb:cc:dd:ee:ff"
+        );
+        let e = Event::OvsdbInterfaceUpdate {
+            ifname: "v".into(),
+            ofport: Some(-1),
+            error: Some("could not open network device v".into()),
+        };
+        assert_eq!(
+            event_line(&e),
+            "OvsdbInterfaceUpdate ifname=v ofport=-1 error=\"could not open network device v\""
+        );
+        let bad = CorruptRecord {
+            seq: 4,
+            reason: "line\nbreak".into(),
+        };
+        assert_eq!(corrupt_line(&bad), "#4 CORRUPT: line break");
+        assert_eq!(corrupt_json(&bad), r#"{"seq":4,"corrupt":"line\nbreak"}"#);
+    }
+
+    #[test]
+    fn a_recreated_port_starts_a_new_life() {
+        let created = |seq, secs| {
+            rec(
+                seq,
+                secs,
+                Event::PodPortCreated {
+                    pod: PodRef {
+                        namespace: "ns".into(),
+                        name: "p".into(),
+                    },
+                    container_id: "c".into(),
+                    ifname: "v".into(),
+                    port_uuid: String::new(),
+                    interface_uuid: String::new(),
+                    ips: vec![],
+                    mac: String::new(),
+                },
+            )
+        };
+        let records = vec![
+            created(1, 0),
+            rec(
+                2,
+                1,
+                Event::PodReady {
+                    ifname: "v".into(),
+                    port_no: 3,
+                    waited_ms: 1_000,
+                },
+            ),
+            rec(3, 2, Event::PodDeleted { ifname: "v".into() }),
+            created(4, 4),
+            rec(
+                5,
+                6,
+                Event::SwitchDisconnected {
+                    endpoint: "e".into(),
+                    reason: "r".into(),
+                },
+            ),
+        ];
+        let rows = lifecycles(&records, None);
+        assert_eq!(rows.len(), 1);
+        let t = |s: u64| 1_795_780_800_000_000 + s * 1_000_000;
+        assert_eq!(
+            rows[0].segments,
+            vec![
+                (Phase::Waiting, t(0), t(1)),
+                (Phase::Ready, t(1), t(2)),
+                (Phase::Gone, t(2), t(4)),
+                (Phase::Waiting, t(4), t(6)),
+            ]
+        );
+        assert!(lifecycles(&records, Some("w")).is_empty());
+    }
+
+    #[test]
+    fn axis_steps_are_round() {
+        assert_eq!(axis_step(17.5, 10.0), 2.0);
+        assert_eq!(axis_step(1.0, 10.0), 0.1);
+        assert_eq!(axis_step(3600.0, 10.0), 500.0);
+    }
+}

@@ -1,0 +1,396 @@
+//! Reading a journal: iteration from a sequence number, replay (latest snapshot plus the tail,
+//! or everything), `verify`, `stats`. Used by the writer at open and by the dump tool.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{decode_record, decode_state, key, seq_of};
+use crate::event::Record;
+use crate::state::{apply, State};
+use crate::JournalError;
+
+pub(crate) const RECORDS_TREE: &str = "records";
+pub(crate) const SNAPSHOTS_TREE: &str = "snapshots";
+
+/// A record that failed its checksum or validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record #{seq} is corrupt: {reason}")]
+pub struct CorruptRecord {
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replay {
+    pub state: State,
+    /// The last record folded in (0 when none).
+    pub last_seq: u64,
+    /// The snapshot replay started from, if any.
+    pub snapshot_seq: Option<u64>,
+    /// Records folded after the snapshot.
+    pub records_replayed: u64,
+    /// Where replay stopped early: the first bad record after the last good one.
+    pub stopped_at: Option<CorruptRecord>,
+}
+
+/// Counts for `stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Stats {
+    pub records: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub bytes: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    pub snapshots: Vec<u64>,
+    pub corrupt: u64,
+}
+
+pub(crate) struct Trees {
+    pub records: sled::Tree,
+    pub snapshots: sled::Tree,
+}
+
+impl Trees {
+    pub(crate) fn open(db: &sled::Db, dir: &Path) -> Result<Trees, JournalError> {
+        Ok(Trees {
+            records: db
+                .open_tree(RECORDS_TREE)
+                .map_err(|e| JournalError::storage(dir, e))?,
+            snapshots: db
+                .open_tree(SNAPSHOTS_TREE)
+                .map_err(|e| JournalError::storage(dir, e))?,
+        })
+    }
+
+    /// Records from `from` (inclusive), decoded; a bad one is an `Err` and iteration goes on.
+    pub(crate) fn records(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<Record, JournalError>> + '_ {
+        self.records.range(key(from)..).map(|kv| {
+            let (k, v) = kv.map_err(|e| JournalError::Storage(e.to_string()))?;
+            let seq = seq_of(&k).ok_or_else(|| {
+                JournalError::Corrupt(CorruptRecord {
+                    seq: 0,
+                    reason: format!("key of {} bytes is not a sequence number", k.len()),
+                })
+            })?;
+            let stored = decode_record(seq, &v)?;
+            Ok(Record {
+                seq,
+                ts_micros: stored.ts_micros,
+                event: stored.event,
+            })
+        })
+    }
+
+    /// The newest snapshot at or before `at` (any when `None`) that decodes.
+    fn snapshot_at(&self, at: Option<u64>) -> Option<(u64, State)> {
+        let range = match at {
+            Some(s) => self.snapshots.range(..=key(s)),
+            None => self.snapshots.range::<&[u8], _>(..),
+        };
+        for kv in range.rev() {
+            let Ok((k, v)) = kv else { continue };
+            let Some(seq) = seq_of(&k) else { continue };
+            match decode_state(seq, &v) {
+                Ok(state) => return Some((seq, state)),
+                Err(e) => tracing::warn!(seq, error = %e, "skipping a bad snapshot"),
+            }
+        }
+        None
+    }
+
+    /// Replays up to `until` (inclusive; everything when `None`), from the newest usable
+    /// snapshot when `use_snapshot`, stopping at the first bad record.
+    pub(crate) fn replay(&self, until: Option<u64>, use_snapshot: bool) -> Replay {
+        let (snapshot_seq, mut state) =
+            match use_snapshot.then(|| self.snapshot_at(until)).flatten() {
+                Some((s, st)) => (Some(s), st),
+                None => (None, State::default()),
+            };
+        let mut out = Replay {
+            last_seq: snapshot_seq.unwrap_or(0),
+            snapshot_seq,
+            ..Replay::default()
+        };
+        let from = snapshot_seq.map_or(0, |s| s + 1);
+        for r in self.records(from) {
+            match r {
+                Ok(rec) => {
+                    // Sequence numbers are dense: a hole means records were compacted away
+                    // (or lost) and folding past it would give a wrong state. Checked before
+                    // `until`: a hole that ends after `until` still lacks records it needs.
+                    let expected = out.last_seq + 1;
+                    if rec.seq != expected && until.is_none_or(|u| expected <= u) {
+                        out.stopped_at = Some(CorruptRecord {
+                            seq: expected,
+                            reason: format!(
+                                "records #{expected}..#{} are missing (compacted away, and no snapshot covers them)",
+                                rec.seq - 1
+                            ),
+                        });
+                        break;
+                    }
+                    if until.is_some_and(|u| rec.seq > u) {
+                        break;
+                    }
+                    apply(&mut state, &rec);
+                    out.last_seq = rec.seq;
+                    out.records_replayed += 1;
+                }
+                // A bad record after `until` is not needed for the state asked for.
+                Err(JournalError::Corrupt(c)) if until.is_some_and(|u| c.seq > u) => break,
+                Err(JournalError::FutureVersion { seq, .. }) if until.is_some_and(|u| seq > u) => {
+                    break
+                }
+                Err(JournalError::Corrupt(c)) => {
+                    out.stopped_at = Some(c);
+                    break;
+                }
+                Err(JournalError::FutureVersion { seq, version }) => {
+                    out.stopped_at = Some(CorruptRecord {
+                        seq,
+                        reason: format!("format version {version} is newer than this podport"),
+                    });
+                    break;
+                }
+                Err(e) => {
+                    out.stopped_at = Some(CorruptRecord {
+                        seq: out.last_seq + 1,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        // Records compacted away with nothing stored after them leave no hole to see, but a
+        // snapshot newer than where replay ended says they existed.
+        let expected = out.last_seq.saturating_add(1);
+        if out.stopped_at.is_none() && until.is_none_or(|u| expected <= u) {
+            let newer = self
+                .snapshots
+                .range(key(expected)..)
+                .keys()
+                .next()
+                .and_then(|k| k.ok())
+                .and_then(|k| seq_of(&k));
+            if let Some(sn) = newer {
+                out.stopped_at = Some(CorruptRecord {
+                    seq: expected,
+                    reason: format!(
+                        "records #{expected}..#{} are missing (compacted away, and no snapshot covers them)",
+                        until.map_or(sn, |u| u.min(sn))
+                    ),
+                });
+            }
+        }
+        out.state = state;
+        out
+    }
+
+    pub(crate) fn last_seq(&self) -> Option<u64> {
+        self.records
+            .last()
+            .ok()
+            .flatten()
+            .and_then(|(k, _)| seq_of(&k))
+    }
+}
+
+/// How long a lock error at open is retried before it is reported as `Locked`.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Opens the sled database in `dir`. sled finishes dropping a database on its own I/O threads,
+/// so the directory lock of a journal this process closed a moment ago (`Journal::close`, a
+/// dropped reader) can outlive it briefly: a lock error is retried for [`LOCK_RETRY`] before it
+/// is reported as [`JournalError::Locked`].
+/// The high-water mark file beside sled's: the last sequence number known to be written,
+/// updated at every clean close and snapshot. sled can come back from a damaged data file with
+/// fewer records and no error; comparing with this mark turns that into a reported loss.
+pub(crate) const HWM_FILE: &str = "podport-journal.hwm";
+
+pub(crate) fn read_hwm(dir: &Path) -> Option<u64> {
+    std::fs::read_to_string(dir.join(HWM_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Writes the mark durably (temporary file, fsync, rename).
+pub(crate) fn write_hwm(dir: &Path, seq: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{HWM_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{seq}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(HWM_FILE))
+}
+
+/// A loss the mark reveals: the store ends before the last sequence number once written.
+pub(crate) fn check_hwm(dir: &Path, trees: &Trees) -> Option<CorruptRecord> {
+    let hwm = read_hwm(dir)?;
+    let last_snapshot = trees
+        .snapshots
+        .last()
+        .ok()
+        .flatten()
+        .and_then(|(k, _)| seq_of(&k));
+    let last = trees.last_seq().max(last_snapshot).unwrap_or(0);
+    (last < hwm).then(|| CorruptRecord {
+        seq: last + 1,
+        reason: format!(
+            "records #{}..#{hwm} are missing: #{hwm} was written, the store ends at #{last} (its files were damaged)",
+            last + 1
+        ),
+    })
+}
+
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
+    let deadline = std::time::Instant::now() + LOCK_RETRY;
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return Ok(db),
+            Err(e) => match JournalError::storage(dir, e) {
+                JournalError::Locked { .. } if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                err => return Err(err),
+            },
+        }
+    }
+}
+
+/// Read access to a journal directory that no agent is running on (sled locks it).
+pub struct JournalReader {
+    dir: PathBuf,
+    // Kept open for the trees' lifetime.
+    _db: sled::Db,
+    trees: Trees,
+}
+
+impl JournalReader {
+    /// Opens `dir`. A journal held by a running agent is [`JournalError::Locked`]; a directory
+    /// without a journal is an error too (reading never creates one).
+    pub fn open(dir: impl AsRef<Path>) -> Result<JournalReader, JournalError> {
+        let dir = dir.as_ref();
+        if !dir.join("conf").exists() && !dir.join("db").exists() {
+            return Err(JournalError::Storage(format!(
+                "{} holds no journal",
+                dir.display()
+            )));
+        }
+        let db = open_db(dir)?;
+        let trees = Trees::open(&db, dir)?;
+        Ok(JournalReader {
+            dir: dir.to_path_buf(),
+            _db: db,
+            trees,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records from `from` on; a bad record is an `Err` item and iteration continues.
+    pub fn records(&self, from: u64) -> impl Iterator<Item = Result<Record, JournalError>> + '_ {
+        self.trees.records(from)
+    }
+
+    /// The latest snapshot plus the records after it.
+    pub fn replay(&self) -> Replay {
+        self.with_hwm(self.trees.replay(None, true))
+    }
+
+    /// Every record from the first, ignoring snapshots.
+    pub fn replay_full(&self) -> Replay {
+        self.with_hwm(self.trees.replay(None, false))
+    }
+
+    fn with_hwm(&self, mut replay: Replay) -> Replay {
+        if replay.stopped_at.is_none() {
+            replay.stopped_at = check_hwm(&self.dir, &self.trees);
+        }
+        replay
+    }
+
+    /// The state as it was after record `seq`. When the records before it were compacted
+    /// away and no snapshot covers it, `stopped_at` says so instead of giving a partial state.
+    pub fn replay_until(&self, seq: u64) -> Replay {
+        self.trees.replay(Some(seq), true)
+    }
+
+    /// Every bad record and snapshot, in order.
+    pub fn verify(&self) -> Vec<CorruptRecord> {
+        let mut bad: Vec<CorruptRecord> = check_hwm(&self.dir, &self.trees).into_iter().collect();
+        for r in self.trees.records(0) {
+            match r {
+                Ok(_) => {}
+                Err(JournalError::Corrupt(c)) => bad.push(c),
+                Err(JournalError::FutureVersion { seq, version }) => bad.push(CorruptRecord {
+                    seq,
+                    reason: format!("format version {version} is newer than this podport"),
+                }),
+                Err(e) => bad.push(CorruptRecord {
+                    seq: 0,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        for kv in self.trees.snapshots.iter() {
+            match kv {
+                Ok((k, v)) => {
+                    let seq = seq_of(&k).unwrap_or(0);
+                    if let Err(e) = decode_state(seq, &v) {
+                        bad.push(CorruptRecord {
+                            seq,
+                            reason: format!("snapshot: {e}"),
+                        });
+                    }
+                }
+                Err(e) => bad.push(CorruptRecord {
+                    seq: 0,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        bad
+    }
+
+    /// Counts by kind, sequence range, size, snapshots.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for kv in self.trees.records.iter().flatten() {
+            s.bytes += (kv.0.len() + kv.1.len()) as u64;
+        }
+        for r in self.trees.records(0) {
+            match r {
+                Ok(rec) => {
+                    s.records += 1;
+                    s.first_seq.get_or_insert(rec.seq);
+                    s.last_seq = Some(rec.seq);
+                    *s.by_kind.entry(rec.event.kind().to_string()).or_default() += 1;
+                }
+                Err(_) => s.corrupt += 1,
+            }
+        }
+        s.snapshots = self
+            .trees
+            .snapshots
+            .iter()
+            .keys()
+            .flatten()
+            .filter_map(|k| seq_of(&k))
+            .collect();
+        s
+    }
+
+    /// Raw access for tests and repair tools: the records tree.
+    pub fn raw_records(&self) -> &sled::Tree {
+        &self.trees.records
+    }
+}

@@ -1,0 +1,518 @@
+//! The writer: one thread owns the sled database and is fed through a crossbeam channel.
+//!
+//! It commits in groups: every append already queued when it wakes goes into one sled batch
+//! and one flush (fsync), so many producers share the cost of one flush. Each append returns a
+//! [`Ticket`] that resolves with the record's sequence number once the record is durable, both
+//! as a future and as a blocking wait. The writer keeps the folded [`State`] current, writes a
+//! snapshot every `snapshot_every` records and then compacts records older than the retention.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tracing::{debug, info, warn};
+
+use crate::codec::{encode_record, encode_state, key};
+use crate::event::{now_micros, Event, Record, Stored};
+use crate::reader::{Replay, Trees};
+use crate::state::{apply, State};
+use crate::JournalError;
+
+/// When the writer flushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// After every group: a ticket resolves as soon as its group is on disk.
+    EveryGroup,
+    /// At most once per interval: tickets wait up to that long, flushes are fewer.
+    Interval(Duration),
+}
+
+/// Settings of a journal.
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub flush: FlushPolicy,
+    /// Most appends in one group.
+    pub max_group: usize,
+    /// Write a snapshot after this many records (none when `None`).
+    pub snapshot_every: Option<u64>,
+    /// Records kept before the newest snapshot, for debugging; older ones are compacted away.
+    pub retain_records: u64,
+    /// Buffer of a live subscriber; one that falls this far behind is dropped.
+    pub subscriber_buffer: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        JournalConfig {
+            flush: FlushPolicy::EveryGroup,
+            max_group: 4096,
+            snapshot_every: Some(10_000),
+            retain_records: 50_000,
+            subscriber_buffer: 65_536,
+        }
+    }
+}
+
+type TicketResult = Result<u64, JournalError>;
+
+#[derive(Default)]
+struct TicketSlot {
+    inner: Mutex<(Option<TicketResult>, Option<Waker>)>,
+    done: Condvar,
+}
+
+impl TicketSlot {
+    fn resolve(&self, r: TicketResult) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = Some(r);
+        if let Some(w) = g.1.take() {
+            w.wake();
+        }
+        self.done.notify_all();
+    }
+}
+
+/// Resolves with the record's sequence number once it is durable (flushed), or with the
+/// error that prevented it. Await it, or call [`Ticket::wait`] from a thread that may block.
+#[must_use = "a ticket tells when the record is durable"]
+pub struct Ticket {
+    slot: Arc<TicketSlot>,
+}
+
+impl Ticket {
+    /// Blocks until the record is durable.
+    pub fn wait(self) -> TicketResult {
+        let mut g = self.slot.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = g.0.take() {
+                return r;
+            }
+            g = self.slot.done.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Like [`Ticket::wait`], giving up after `timeout` (the ticket is consumed either way).
+    pub fn wait_timeout(self, timeout: Duration) -> Option<TicketResult> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.slot.inner.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = g.0.take() {
+                return Some(r);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            g = self
+                .slot
+                .done
+                .wait_timeout(g, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Future for Ticket {
+    type Output = TicketResult;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<TicketResult> {
+        let mut g = self.slot.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match g.0.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+enum Command {
+    Append {
+        ts_micros: u64,
+        event: Event,
+        slot: Arc<TicketSlot>,
+    },
+    Snapshot(Sender<Result<u64, JournalError>>),
+    State(Sender<(u64, State)>),
+    Subscribe {
+        from: u64,
+        tx: Sender<Record>,
+    },
+    Shutdown,
+}
+
+/// The journal, open for appending. Dropping it drains the queue and flushes.
+pub struct Journal {
+    tx: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+    dir: PathBuf,
+    recovered: Replay,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `dir` and starts the writer thread. The state at open
+    /// is rebuilt from the newest snapshot plus the records after it; see
+    /// [`Journal::recovered`], which also says where a torn or corrupt tail stopped the replay.
+    pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal, JournalError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| JournalError::Storage(format!("{}: {e}", dir.display())))?;
+        let db = crate::reader::open_db(&dir)?;
+        let trees = Trees::open(&db, &dir)?;
+        let mut recovered = trees.replay(None, true);
+        if recovered.stopped_at.is_none() {
+            recovered.stopped_at = crate::reader::check_hwm(&dir, &trees);
+        }
+        if let Some(bad) = &recovered.stopped_at {
+            warn!(dir = %dir.display(), last_good = recovered.last_seq, %bad,
+                  "journal replay stopped at a bad record; new records follow the last stored one");
+        }
+        // New records follow the last stored key, good or bad, and the last one ever written,
+        // so no sequence number is used twice.
+        let next_seq = trees
+            .last_seq()
+            .max(crate::reader::read_hwm(&dir))
+            .map_or(1, |s| s + 1);
+        info!(dir = %dir.display(), next_seq, snapshot = ?recovered.snapshot_seq,
+              replayed = recovered.records_replayed, "journal open");
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            db,
+            trees,
+            config,
+            state: recovered.state.clone(),
+            next_seq,
+            since_snapshot: recovered.records_replayed,
+            subscribers: Vec::new(),
+            dir: dir.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("podport-journal".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| JournalError::Storage(format!("cannot start the writer thread: {e}")))?;
+        Ok(Journal {
+            tx,
+            thread: Some(thread),
+            dir,
+            recovered,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What replay found at open: the state, the last good record, where it stopped.
+    pub fn recovered(&self) -> &Replay {
+        &self.recovered
+    }
+
+    /// Appends `event` stamped with the current wall-clock time.
+    pub fn append(&self, event: Event) -> Ticket {
+        self.append_at(now_micros(), event)
+    }
+
+    /// Appends `event` with an explicit timestamp (replay tools, tests).
+    pub fn append_at(&self, ts_micros: u64, event: Event) -> Ticket {
+        let slot = Arc::new(TicketSlot::default());
+        let cmd = Command::Append {
+            ts_micros,
+            event,
+            slot: slot.clone(),
+        };
+        if self.tx.send(cmd).is_err() {
+            slot.resolve(Err(JournalError::Closed("writer thread gone".into())));
+        }
+        Ticket { slot }
+    }
+
+    /// Writes a snapshot of the folded state now and compacts per the retention; returns the
+    /// sequence number it covers.
+    pub fn snapshot(&self) -> Result<u64, JournalError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::Snapshot(tx))?;
+        rx.recv()
+            .map_err(|_| JournalError::Closed("writer thread gone".into()))?
+    }
+
+    /// The folded state after every record appended so far, with its last sequence number.
+    pub fn state(&self) -> Result<(u64, State), JournalError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Command::State(tx))?;
+        rx.recv()
+            .map_err(|_| JournalError::Closed("writer thread gone".into()))
+    }
+
+    /// Every record from `from` on, then each new one as it is written: the stream the agent
+    /// serves to `podport-journal --control`. A subscriber that falls `subscriber_buffer`
+    /// records behind, or hangs up, is dropped without affecting the writer.
+    pub fn subscribe(&self, from: u64) -> Result<Receiver<Record>, JournalError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        self.send(Command::Subscribe { from, tx })?;
+        Ok(rx)
+    }
+
+    /// Drains the queue, flushes and stops the writer.
+    pub fn close(mut self) -> Result<(), JournalError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), JournalError> {
+        let _ = self.tx.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| JournalError::Closed("the writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), JournalError> {
+        self.tx
+            .send(cmd)
+            .map_err(|_| JournalError::Closed("writer thread gone".into()))
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+struct Writer {
+    db: sled::Db,
+    trees: Trees,
+    config: JournalConfig,
+    state: State,
+    next_seq: u64,
+    since_snapshot: u64,
+    subscribers: Vec<Sender<Record>>,
+    dir: PathBuf,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Command>) {
+        let mut unflushed: Vec<(u64, Arc<TicketSlot>)> = Vec::new();
+        let mut last_flush = Instant::now();
+        let mut stopping = false;
+        while !stopping {
+            // Wait for work; with pending tickets under an interval policy, only until the
+            // flush is due.
+            let first = match (self.config.flush, unflushed.is_empty()) {
+                (FlushPolicy::Interval(d), false) => {
+                    let left = d.saturating_sub(last_flush.elapsed());
+                    match rx.recv_timeout(left) {
+                        Ok(c) => Some(c),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            stopping = true;
+                            None
+                        }
+                    }
+                }
+                _ => match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => {
+                        stopping = true;
+                        None
+                    }
+                },
+            };
+            let mut group = Vec::new();
+            let mut others = Vec::new();
+            if let Some(c) = first {
+                let mut next = Some(c);
+                while let Some(c) = next {
+                    match c {
+                        Command::Append {
+                            ts_micros,
+                            event,
+                            slot,
+                        } => group.push((ts_micros, event, slot)),
+                        Command::Shutdown => stopping = true,
+                        other => others.push(other),
+                    }
+                    // Everything already queued joins this group, up to the bound.
+                    next = if group.len() < self.config.max_group && !stopping {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+            }
+            if stopping {
+                // Drain what producers queued before the shutdown.
+                while let Ok(c) = rx.try_recv() {
+                    match c {
+                        Command::Append {
+                            ts_micros,
+                            event,
+                            slot,
+                        } => group.push((ts_micros, event, slot)),
+                        Command::Shutdown => {}
+                        other => others.push(other),
+                    }
+                }
+            }
+            if !group.is_empty() {
+                self.write_group(group, &mut unflushed);
+            }
+            let flush_due = match self.config.flush {
+                FlushPolicy::EveryGroup => true,
+                FlushPolicy::Interval(d) => last_flush.elapsed() >= d,
+            };
+            if !unflushed.is_empty() && (flush_due || stopping) {
+                let result = self
+                    .db
+                    .flush()
+                    .map(drop)
+                    .map_err(|e| JournalError::storage(&self.dir, e));
+                last_flush = Instant::now();
+                for (seq, slot) in unflushed.drain(..) {
+                    slot.resolve(result.clone().map(|()| seq));
+                }
+                self.maybe_snapshot();
+            }
+            for cmd in others {
+                self.handle(cmd);
+            }
+        }
+        if self.next_seq > 1 {
+            if let Err(e) = crate::reader::write_hwm(&self.dir, self.next_seq - 1) {
+                warn!(error = %e, "could not write the journal's high-water mark");
+            }
+        }
+        debug!("journal writer stopped");
+    }
+
+    fn write_group(
+        &mut self,
+        group: Vec<(u64, Event, Arc<TicketSlot>)>,
+        unflushed: &mut Vec<(u64, Arc<TicketSlot>)>,
+    ) {
+        let mut batch = sled::Batch::default();
+        let mut records = Vec::with_capacity(group.len());
+        let mut slots = Vec::with_capacity(group.len());
+        for (ts_micros, event, slot) in group {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let stored = Stored { ts_micros, event };
+            batch.insert(&key(seq), encode_record(&stored));
+            records.push(Record {
+                seq,
+                ts_micros,
+                event: stored.event,
+            });
+            slots.push((seq, slot));
+        }
+        if let Err(e) = self.trees.records.apply_batch(batch) {
+            // Nothing was written: hand the numbers out again so the sequence stays dense.
+            self.next_seq -= slots.len() as u64;
+            let err = JournalError::storage(&self.dir, e);
+            warn!(error = %err, n = slots.len(), "journal group not written");
+            for (_, slot) in slots {
+                slot.resolve(Err(err.clone()));
+            }
+            return;
+        }
+        for r in &records {
+            apply(&mut self.state, r);
+        }
+        self.since_snapshot += records.len() as u64;
+        self.publish(&records);
+        unflushed.extend(slots);
+    }
+
+    fn publish(&mut self, records: &[Record]) {
+        let limit = self.config.subscriber_buffer;
+        self.subscribers.retain(|s| {
+            if s.len() >= limit {
+                warn!(
+                    behind = s.len(),
+                    "dropping a journal subscriber that fell behind"
+                );
+                return false;
+            }
+            records.iter().all(|r| match s.try_send(r.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            })
+        });
+    }
+
+    fn maybe_snapshot(&mut self) {
+        if let Some(every) = self.config.snapshot_every {
+            if self.since_snapshot >= every {
+                if let Err(e) = self.write_snapshot() {
+                    warn!(error = %e, "journal snapshot failed");
+                }
+            }
+        }
+    }
+
+    fn write_snapshot(&mut self) -> Result<u64, JournalError> {
+        let seq = self.state.last_seq;
+        self.trees
+            .snapshots
+            .insert(key(seq), encode_state(&self.state))
+            .map_err(|e| JournalError::storage(&self.dir, e))?;
+        self.db
+            .flush()
+            .map_err(|e| JournalError::storage(&self.dir, e))?;
+        self.since_snapshot = 0;
+        if let Err(e) = crate::reader::write_hwm(&self.dir, self.next_seq - 1) {
+            warn!(error = %e, "could not write the journal's high-water mark");
+        }
+        // Only records covered by a durable snapshot, and older than the retention, go.
+        let cut = seq.saturating_sub(self.config.retain_records);
+        if cut > 0 {
+            let mut batch = sled::Batch::default();
+            let mut n = 0u64;
+            for k in self.trees.records.range(..=key(cut)).keys().flatten() {
+                batch.remove(k);
+                n += 1;
+            }
+            // Older snapshots than the newest two are no longer needed.
+            let old: Vec<_> = self.trees.snapshots.iter().keys().flatten().collect();
+            for k in old.iter().rev().skip(2) {
+                let _ = self.trees.snapshots.remove(k);
+            }
+            self.trees
+                .records
+                .apply_batch(batch)
+                .map_err(|e| JournalError::storage(&self.dir, e))?;
+            debug!(snapshot = seq, compacted = n, "journal compacted");
+        }
+        Ok(seq)
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Snapshot(tx) => {
+                let _ = tx.send(self.write_snapshot());
+            }
+            Command::State(tx) => {
+                let _ = tx.send((self.state.last_seq, self.state.clone()));
+            }
+            Command::Subscribe { from, tx } => {
+                for r in self.trees.records(from) {
+                    match r {
+                        Ok(rec) => {
+                            if tx.send(rec).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "skipping a bad record for a subscriber"),
+                    }
+                }
+                self.subscribers.push(tx);
+            }
+            Command::Append { .. } | Command::Shutdown => {}
+        }
+    }
+}
