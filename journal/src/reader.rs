@@ -46,6 +46,21 @@ pub struct Stats {
     pub corrupt: u64,
 }
 
+/// Runs a sled call, turning a panic inside sled (seen on damaged store files: "tried to
+/// serialize Uninitialized") into an error, so damage is reported, never a crash.
+pub(crate) fn guard<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, JournalError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        JournalError::Storage(format!(
+            "sled failed while {what} (damaged store files?): {msg}"
+        ))
+    })
+}
+
 pub(crate) struct Trees {
     pub records: sled::Tree,
     pub snapshots: sled::Tree,
@@ -68,7 +83,21 @@ impl Trees {
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<Record, JournalError>> + '_ {
-        self.records.range(key(from)..).map(|kv| {
+        let mut iter = self.records.range(key(from)..);
+        let mut failed = false;
+        std::iter::from_fn(move || {
+            if failed {
+                return None;
+            }
+            match guard("reading records", || iter.next()) {
+                Ok(next) => next,
+                Err(e) => {
+                    failed = true;
+                    Some(Err(sled::Error::ReportableBug(e.to_string())))
+                }
+            }
+        })
+        .map(|kv| {
             let (k, v) = kv.map_err(|e| JournalError::Storage(e.to_string()))?;
             let seq = seq_of(&k).ok_or_else(|| {
                 JournalError::Corrupt(CorruptRecord {
@@ -91,7 +120,9 @@ impl Trees {
             Some(s) => self.snapshots.range(..=key(s)),
             None => self.snapshots.range::<&[u8], _>(..),
         };
-        for kv in range.rev() {
+        // Snapshots are few: read them all inside the guard.
+        let entries = guard("reading snapshots", || range.rev().collect::<Vec<_>>()).ok()?;
+        for kv in entries {
             let Ok((k, v)) = kv else { continue };
             let Some(seq) = seq_of(&k) else { continue };
             match decode_state(seq, &v) {
@@ -191,8 +222,8 @@ impl Trees {
     }
 
     pub(crate) fn last_seq(&self) -> Option<u64> {
-        self.records
-            .last()
+        guard("reading the last record", || self.records.last())
+            .ok()?
             .ok()
             .flatten()
             .and_then(|(k, _)| seq_of(&k))
@@ -232,9 +263,8 @@ pub(crate) fn write_hwm(dir: &Path, seq: u64) -> std::io::Result<()> {
 /// A loss the mark reveals: the store ends before the last sequence number once written.
 pub(crate) fn check_hwm(dir: &Path, trees: &Trees) -> Option<CorruptRecord> {
     let hwm = read_hwm(dir)?;
-    let last_snapshot = trees
-        .snapshots
-        .last()
+    let last_snapshot = guard("reading snapshots", || trees.snapshots.last())
+        .ok()?
         .ok()
         .flatten()
         .and_then(|(k, _)| seq_of(&k));
@@ -251,7 +281,8 @@ pub(crate) fn check_hwm(dir: &Path, trees: &Trees) -> Option<CorruptRecord> {
 pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
     let deadline = std::time::Instant::now() + LOCK_RETRY;
     loop {
-        match sled::Config::new().path(dir).open() {
+        let opened = guard("opening", || sled::Config::new().path(dir).open())?;
+        match opened {
             Ok(db) => return Ok(db),
             Err(e) => match JournalError::storage(dir, e) {
                 JournalError::Locked { .. } if std::time::Instant::now() < deadline => {
@@ -341,7 +372,11 @@ impl JournalReader {
                 }),
             }
         }
-        for kv in self.trees.snapshots.iter() {
+        let snapshots = guard("reading snapshots", || {
+            self.trees.snapshots.iter().collect::<Vec<_>>()
+        })
+        .unwrap_or_else(|e| vec![Err(sled::Error::ReportableBug(e.to_string()))]);
+        for kv in snapshots {
             match kv {
                 Ok((k, v)) => {
                     let seq = seq_of(&k).unwrap_or(0);
@@ -363,10 +398,18 @@ impl JournalReader {
 
     /// Counts by kind, sequence range, size, snapshots.
     pub fn stats(&self) -> Stats {
-        let mut s = Stats::default();
-        for kv in self.trees.records.iter().flatten() {
-            s.bytes += (kv.0.len() + kv.1.len()) as u64;
-        }
+        let mut s = Stats {
+            bytes: guard("reading records", || {
+                self.trees
+                    .records
+                    .iter()
+                    .flatten()
+                    .map(|kv| (kv.0.len() + kv.1.len()) as u64)
+                    .sum()
+            })
+            .unwrap_or_default(),
+            ..Stats::default()
+        };
         for r in self.trees.records(0) {
             match r {
                 Ok(rec) => {
@@ -378,14 +421,16 @@ impl JournalReader {
                 Err(_) => s.corrupt += 1,
             }
         }
-        s.snapshots = self
-            .trees
-            .snapshots
-            .iter()
-            .keys()
-            .flatten()
-            .filter_map(|k| seq_of(&k))
-            .collect();
+        s.snapshots = guard("reading snapshots", || {
+            self.trees
+                .snapshots
+                .iter()
+                .keys()
+                .flatten()
+                .filter_map(|k| seq_of(&k))
+                .collect()
+        })
+        .unwrap_or_default();
         s
     }
 

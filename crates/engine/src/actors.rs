@@ -556,6 +556,14 @@ fn coalesce(
                     of_version: version.to_string(),
                 });
             }
+            ClientEvent::PortDesc(Ok(ports)) => {
+                latest.clear();
+                info!(ports = ports.len(), "PORT_DESC taken");
+                out.push(Input::PortDesc {
+                    ports: ports.iter().map(port_desc).collect(),
+                });
+            }
+            ClientEvent::PortDesc(Err(_)) => {}
             ClientEvent::Disconnected { reason } => {
                 latest.clear();
                 out.push(Input::SwitchDisconnected {
@@ -599,32 +607,19 @@ impl Actor for OpenFlowActor {
                     while let Ok(ev) = events.try_recv() {
                         batch.push(ev);
                     }
-                    let connected = batch
-                        .iter()
-                        .rposition(|e| matches!(e, ClientEvent::Connected { .. }));
-                    let mut coalesced = Vec::new();
-                    let mut facts = coalesce(batch, &endpoint, &metrics, &mut coalesced);
-                    if connected.is_some() {
-                        // PortStatus is sent only for changes: on every connect the port list
-                        // is how existing ports become known.
-                        match client.port_desc().await {
-                            Ok(ports) => {
-                                // Everything received before the reply is older than it.
-                                let mut older = Vec::new();
-                                while let Ok(ev) = events.try_recv() {
-                                    older.push(ev);
-                                }
-                                facts.extend(coalesce(older, &endpoint, &metrics, &mut coalesced));
-                                info!(ports = ports.len(), "PORT_DESC taken");
-                                facts.push(Input::PortDesc {
-                                    ports: ports.iter().map(port_desc).collect(),
-                                });
-                            }
-                            Err(e) => {
-                                warn!(error = %e, "PORT_DESC failed; the next connect retries")
+                    // The client takes PORT_DESC on every connect and delivers it in stream
+                    // order (PortStatus is sent only for changes: the list is how existing
+                    // ports become known). A failed one is asked again.
+                    for ev in &batch {
+                        if let ClientEvent::PortDesc(Err(e)) = ev {
+                            warn!(error = %e, "PORT_DESC failed; asking again");
+                            if let Err(e) = client.request_port_desc_event() {
+                                warn!(error = %e, "cannot ask for PORT_DESC; the next connect will");
                             }
                         }
                     }
+                    let mut coalesced = Vec::new();
+                    let facts = coalesce(batch, &endpoint, &metrics, &mut coalesced);
                     // Waiting here is the backpressure: meanwhile the client keeps reading
                     // and the next drain coalesces what piled up.
                     let msg = Facts {

@@ -327,6 +327,18 @@ pub struct Core {
     foreign_port_status: u64,
 }
 
+/// Reports a failed step: journaled, and told to subscribers. The engine keeps trying.
+fn failed(out: &mut Vec<Command>, ifname: &str, error: String) {
+    out.push(Command::Journal(Event::PodFailed {
+        ifname: ifname.to_string(),
+        error: error.clone(),
+    }));
+    out.push(Command::Emit(PodEvent::Failed {
+        ifname: ifname.to_string(),
+        error,
+    }));
+}
+
 /// Cookies of Pod flows carry this in their top byte, so they never collide with the bridge's.
 pub const POD_COOKIE_BASE: u64 = 0x00a0_0000_0000_0000;
 
@@ -551,11 +563,7 @@ impl Core {
                     p.last_error = Some(error.clone());
                     // Asked again later: a Pod is never left behind by one failed step.
                     p.ovsdb_retry_at = Some(now + self.config.flow_retry);
-                    out.push(Command::Journal(Event::PodFailed {
-                        ifname: ifname.clone(),
-                        error: error.clone(),
-                    }));
-                    out.push(Command::Emit(PodEvent::Failed { ifname, error }));
+                    failed(&mut out, &ifname, error);
                 }
             }
             Input::HostInterfaceCreated { ifname } => {
@@ -787,11 +795,7 @@ impl Core {
                             p.flows = Flows::None;
                             p.flow_retry_at = Some(now + self.config.flow_retry);
                             p.last_error = Some(e.clone());
-                            out.push(Command::Journal(Event::PodFailed {
-                                ifname: ifname.clone(),
-                                error: e.clone(),
-                            }));
-                            out.push(Command::Emit(PodEvent::Failed { ifname, error: e }));
+                            failed(&mut out, &ifname, e);
                         }
                     }
                 }
@@ -827,14 +831,7 @@ impl Core {
                     if let Some(p) = self.ports.get_mut(&ifname) {
                         p.last_error = Some(e.clone());
                     }
-                    out.push(Command::Journal(Event::PodFailed {
-                        ifname: ifname.clone(),
-                        error: format!("deleting the port: {e}"),
-                    }));
-                    out.push(Command::Emit(PodEvent::Failed {
-                        ifname,
-                        error: format!("deleting the port: {e}"),
-                    }));
+                    failed(&mut out, &ifname, format!("deleting the port: {e}"));
                 }
             },
             Input::OfportWaited { ifname, result } => {
@@ -854,28 +851,14 @@ impl Core {
                             p.attach_failures += 1;
                             p.retry_wait_at = Some(now + retry);
                             p.last_error = Some(e.clone());
-                            out.push(Command::Journal(Event::PodFailed {
-                                ifname: ifname.clone(),
-                                error: e.clone(),
-                            }));
-                            out.push(Command::Emit(PodEvent::Failed {
-                                ifname: ifname.clone(),
-                                error: e,
-                            }));
+                            failed(&mut out, &ifname, e);
                         }
                         Err(e) => {
                             // The legacy failure: the attach failed, retried later.
                             p.attach_failures += 1;
                             p.retry_wait_at = Some(now + retry);
                             p.last_error = Some(e.clone());
-                            out.push(Command::Journal(Event::PodFailed {
-                                ifname: ifname.clone(),
-                                error: e.clone(),
-                            }));
-                            out.push(Command::Emit(PodEvent::Failed {
-                                ifname: ifname.clone(),
-                                error: e,
-                            }));
+                            failed(&mut out, &ifname, e);
                         }
                     }
                 }
@@ -942,14 +925,7 @@ impl Core {
                     error.unwrap_or_else(|| "no error text".into())
                 );
                 p.last_error = Some(e.clone());
-                out.push(Command::Journal(Event::PodFailed {
-                    ifname: ifname.to_string(),
-                    error: e.clone(),
-                }));
-                out.push(Command::Emit(PodEvent::Failed {
-                    ifname: ifname.to_string(),
-                    error: e,
-                }));
+                failed(out, ifname, e);
             }
         }
     }

@@ -114,8 +114,11 @@ impl Engine {
                     let engine_addr = ctx.address();
                     let (ovsdb_client, ovsdb_events) =
                         OvsdbClient::start(config.ovsdb.clone(), config.ovsdb_options.clone());
+                    // The port list must be ordered with the PortStatus around it.
+                    let mut of_options = config.openflow_options.clone();
+                    of_options.port_desc_on_connect = true;
                     let (of_client, of_events) =
-                        OfClient::start(config.openflow.clone(), config.openflow_options.clone());
+                        OfClient::start(config.openflow.clone(), of_options);
                     let bridge = config.bridge.clone();
                     let initial_type = config.core.initial_type.clone();
                     let ea = engine_addr.clone();

@@ -509,3 +509,57 @@ fn a_vswitchd_restart_while_ports_are_added_ends_with_every_pod_on_its_current_n
         );
     }
 }
+
+#[test]
+fn the_type_change_sequence_of_a_port_that_already_had_a_number_ends_ready_on_it() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // An empty initial type opens a dummy device at once here: the port has a number before
+    // the attach, and the type change replaces it (DELETE, ADD, MODIFY with the same number).
+    let core = CoreConfig {
+        initial_type: String::new(),
+        ..core_config()
+    };
+    let engine = Engine::start(config(&sb, dir.path(), core)).unwrap();
+    let events = engine.subscribe();
+    engine.blocking().add_pod(spec(1)).unwrap();
+    let deadline = Instant::now() + BOUND;
+    while engine.blocking().status().unwrap()[0].phase == Phase::Creating {
+        assert!(Instant::now() < deadline, "vnic-1 never created");
+        let _ = events.recv_timeout(Duration::from_millis(20));
+    }
+    let before = ofport(&sb, "vnic-1");
+    let from = engine.journal().state().unwrap().0;
+    engine.blocking().host_interface_created("vnic-1").unwrap();
+    wait_ready(&events, "vnic-1");
+    // Settled on the number the switch holds, with the three messages journaled.
+    let deadline = Instant::now() + BOUND;
+    let seen = loop {
+        let records = engine.journal().subscribe(from + 1).unwrap();
+        let _ = engine.journal().state().unwrap();
+        let seen: Vec<(String, u32)> = records
+            .try_iter()
+            .filter_map(|r| match r.event {
+                Event::PortStatusReceived { reason, port } if port.name == "vnic-1" => {
+                    Some((reason.label(), port.port_no))
+                }
+                _ => None,
+            })
+            .collect();
+        let st = engine.blocking().status().unwrap();
+        if seen.len() >= 3 && st[0].ready {
+            break seen;
+        }
+        assert!(Instant::now() < deadline, "{seen:?} {st:?}");
+        let _ = events.recv_timeout(Duration::from_millis(50));
+    };
+    let reasons: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(&reasons[..3], ["DELETE", "ADD", "MODIFY"]);
+    assert!(seen.iter().all(|(_, n)| *n == before), "{seen:?}");
+    let st = engine.blocking().status().unwrap();
+    assert_eq!(st[0].port_no, Some(ofport(&sb, "vnic-1")));
+    assert_eq!(st[0].port_no, Some(before));
+    assert!(flows_of(&sb, "0xa0000000000001")
+        .iter()
+        .any(|f| f.contains(&format!("in_port={before},"))));
+}

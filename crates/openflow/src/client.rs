@@ -35,6 +35,9 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// A write that makes no progress for this long ends the connection.
     pub write_timeout: Duration,
+    /// Take PORT_DESC right after every handshake and deliver it as
+    /// [`ClientEvent::PortDesc`], ordered with the PortStatus events around it.
+    pub port_desc_on_connect: bool,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +47,7 @@ impl Default for ClientOptions {
             backoff_initial: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
+            port_desc_on_connect: false,
         }
     }
 }
@@ -75,9 +79,19 @@ pub enum DisconnectReason {
 /// What the client reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
-    Connected { version: Version, datapath_id: u64 },
+    Connected {
+        version: Version,
+        datapath_id: u64,
+    },
     PortStatus(PortStatus),
-    Disconnected { reason: DisconnectReason },
+    /// A PORT_DESC reply, in stream order: every PortStatus before it is older than the list,
+    /// every one after it newer. Sent after each `Connected` when
+    /// [`ClientOptions::port_desc_on_connect`] is set, and for
+    /// [`OfClient::request_port_desc_event`].
+    PortDesc(Result<Vec<Port>, ClientError>),
+    Disconnected {
+        reason: DisconnectReason,
+    },
 }
 
 /// Why a request failed.
@@ -99,6 +113,7 @@ pub enum ClientError {
 
 enum Command {
     PortDesc(oneshot::Sender<Result<Vec<Port>, ClientError>>),
+    PortDescEvent,
     FlowMods(Vec<FlowMod>, oneshot::Sender<Result<(), ClientError>>),
     Barrier(oneshot::Sender<Result<(), ClientError>>),
 }
@@ -128,6 +143,13 @@ impl OfClient {
         let (tx, rx) = oneshot::channel();
         self.send(Command::PortDesc(tx))?;
         rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// Asks for PORT_DESC; the reply arrives as [`ClientEvent::PortDesc`] in the event stream,
+    /// in order with PortStatus (a list taken with [`OfClient::port_desc`] cannot be ordered
+    /// against the events received around it).
+    pub fn request_port_desc_event(&self) -> Result<(), ClientError> {
+        self.send(Command::PortDescEvent)
     }
 
     /// Sends one flow mod and waits until a barrier confirms it (or its ERROR arrives).
@@ -164,6 +186,7 @@ impl OfClient {
 /// Where a reply goes.
 enum Waiter {
     PortDesc(oneshot::Sender<Result<Vec<Port>, ClientError>>),
+    PortDescEvent,
     Barrier(oneshot::Sender<Result<(), ClientError>>),
     BatchMember { batch: u64, index: usize },
 }
@@ -182,7 +205,12 @@ struct Waiters {
 }
 
 impl Waiters {
-    fn complete(&mut self, xid: u32, result: Result<Reply, ErrorMsg>) {
+    fn complete(
+        &mut self,
+        xid: u32,
+        result: Result<Reply, ErrorMsg>,
+        events: &mpsc::UnboundedSender<ClientEvent>,
+    ) {
         let Some(waiter) = self.by_xid.remove(&xid) else {
             debug!(xid, "reply for a request nobody waits on");
             return;
@@ -190,6 +218,16 @@ impl Waiters {
         match (waiter, result) {
             (Waiter::PortDesc(tx), Ok(Reply::PortDesc(ports))) => {
                 let _ = tx.send(Ok(ports));
+            }
+            (Waiter::PortDescEvent, result) => {
+                let r = match result {
+                    Ok(Reply::PortDesc(ports)) => Ok(ports),
+                    Ok(other) => Err(ClientError::Disconnected(DisconnectReason::Io(format!(
+                        "unexpected reply: {other}"
+                    )))),
+                    Err(e) => Err(ClientError::Rejected(e)),
+                };
+                let _ = events.send(ClientEvent::PortDesc(r));
             }
             (Waiter::PortDesc(tx), Err(e)) => {
                 let _ = tx.send(Err(ClientError::Rejected(e)));
@@ -236,6 +274,8 @@ impl Waiters {
                 Waiter::PortDesc(tx) => {
                     let _ = tx.send(Err(ClientError::Disconnected(reason.clone())));
                 }
+                // The Disconnected event that follows says it all.
+                Waiter::PortDescEvent => {}
                 Waiter::Barrier(tx) => {
                     let _ = tx.send(err);
                 }
@@ -317,6 +357,8 @@ async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
             Command::PortDesc(tx) => {
                 let _ = tx.send(Err(ClientError::NotConnected));
             }
+            // The next connection's `Connected` is the cue to ask again.
+            Command::PortDescEvent => {}
             Command::FlowMods(_, tx) | Command::Barrier(tx) => {
                 let _ = tx.send(Err(ClientError::NotConnected));
             }
@@ -342,13 +384,10 @@ async fn session(
     // before reading again could deadlock with it under a burst of flow mods.
     let mut write_progress = Instant::now();
     let end = loop {
-        // Outputs first: frames to write, then events, as the core's contract asks.
         if wbuf.is_empty() {
             write_progress = Instant::now();
         }
-        while let Some(frame) = conn.poll_transmit() {
-            wbuf.extend_from_slice(&frame);
-        }
+        // Events first: handling them may make requests, whose frames the drain below takes.
         while let Some(ev) = conn.poll_event() {
             match ev {
                 Event::Connected {
@@ -361,15 +400,22 @@ async fn session(
                         version,
                         datapath_id,
                     });
+                    if options.port_desc_on_connect {
+                        // Asked now, so its reply lands in the stream right where it belongs.
+                        handle_command(&mut conn, &mut waiters, Command::PortDescEvent, events);
+                    }
                 }
                 Event::PortStatus(ps) => {
                     let _ = events.send(ClientEvent::PortStatus(ps));
                 }
-                Event::Reply { xid, result } => waiters.complete(xid, result),
+                Event::Reply { xid, result } => waiters.complete(xid, result, events),
                 Event::UnsolicitedError { xid, error } => {
                     warn!(xid, %error, "switch reported an error for no pending request")
                 }
             }
+        }
+        while let Some(frame) = conn.poll_transmit() {
+            wbuf.extend_from_slice(&frame);
         }
         let deadline = conn.poll_timeout().map(Instant::from_std);
         tokio::select! {
@@ -406,10 +452,10 @@ async fn session(
                     waiters.fail_all(&DisconnectReason::Io("client stopped".into()));
                     return SessionEnd::Stop;
                 };
-                handle_command(&mut conn, &mut waiters, cmd);
+                handle_command(&mut conn, &mut waiters, cmd, events);
                 // Take everything already queued so one barrier fences the whole batch.
                 while let Ok(cmd) = commands.try_recv() {
-                    handle_command(&mut conn, &mut waiters, cmd);
+                    handle_command(&mut conn, &mut waiters, cmd, events);
                 }
                 if let Err(e) = conn.fence() {
                     warn!(error = %e, "could not send the barrier that confirms flow mods");
@@ -457,8 +503,21 @@ fn request_error(e: RequestError) -> ClientError {
     }
 }
 
-fn handle_command(conn: &mut Connection, waiters: &mut Waiters, cmd: Command) {
+fn handle_command(
+    conn: &mut Connection,
+    waiters: &mut Waiters,
+    cmd: Command,
+    events: &mpsc::UnboundedSender<ClientEvent>,
+) {
     match cmd {
+        Command::PortDescEvent => match conn.request_port_desc() {
+            Ok(xid) => {
+                waiters.by_xid.insert(xid, Waiter::PortDescEvent);
+            }
+            Err(e) => {
+                let _ = events.send(ClientEvent::PortDesc(Err(request_error(e))));
+            }
+        },
         Command::PortDesc(tx) => match conn.request_port_desc() {
             Ok(xid) => {
                 waiters.by_xid.insert(xid, Waiter::PortDesc(tx));

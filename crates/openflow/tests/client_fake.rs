@@ -267,3 +267,49 @@ async fn requests_fail_clearly_when_disconnected_or_when_the_switch_vanishes() {
         Err(ClientError::NotConnected)
     );
 }
+
+#[tokio::test]
+async fn the_port_list_taken_on_connect_is_ordered_with_the_port_status_around_it() {
+    use podport_openflow::{MultipartReply, MultipartReplyBody, Port, PortReason, PortStatus};
+    let (_dir, l, ep) = listener("ordered");
+    let mut opts = fast_options();
+    opts.port_desc_on_connect = true;
+    let (_client, mut rx) = OfClient::start(ep, opts);
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of15).await;
+    connected(&mut rx).await;
+    let status = |no: u32, name: &str| {
+        Message::PortStatus(PortStatus {
+            reason: PortReason::Add,
+            port: Port::new(no, name),
+        })
+    };
+    // The request comes at once; a PortStatus generated before the reply precedes it on
+    // the wire, one generated after follows it.
+    let xid = loop {
+        let (h, m) = sw.recv().await.expect("client closed");
+        if matches!(m, Message::MultipartRequest(_)) {
+            break h.xid;
+        }
+    };
+    sw.send(&status(1, "before"), Version::Of15, 0).await;
+    let reply = Message::MultipartReply(MultipartReply {
+        more: false,
+        body: MultipartReplyBody::PortDesc(vec![Port::new(1, "before")]),
+    });
+    sw.send(&reply, Version::Of15, xid).await;
+    sw.send(&status(2, "after"), Version::Of15, 0).await;
+    let order: Vec<String> = [
+        next(&mut rx).await,
+        next(&mut rx).await,
+        next(&mut rx).await,
+    ]
+    .into_iter()
+    .map(|e| match e {
+        ClientEvent::PortStatus(ps) => format!("status {}", ps.port.name),
+        ClientEvent::PortDesc(Ok(ports)) => format!("desc {}", ports.len()),
+        other => format!("{other:?}"),
+    })
+    .collect();
+    assert_eq!(order, ["status before", "desc 1", "status after"]);
+}

@@ -378,7 +378,7 @@ impl Monitor {
                                         m.entry(ps.port.name).or_insert(now);
                                     }
                                 }
-                                Some(ClientEvent::Disconnected { .. }) => {}
+                                Some(ClientEvent::Disconnected { .. } | ClientEvent::PortDesc(_)) => {}
                                 None => break,
                             },
                             _ = &mut stop_rx => break,

@@ -35,7 +35,10 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let mut options = ClientOptions::default();
+    let mut options = ClientOptions {
+        port_desc_on_connect: true,
+        ..ClientOptions::default()
+    };
     if let Some(v) = args.of_version {
         options.conn.versions = vec![v];
     }
@@ -78,16 +81,19 @@ impl Printer {
                 self.info(&format!(
                     "connected: OpenFlow {version}, datapath {datapath_id:016x}"
                 ));
-                // PortStatus is sent only for changes: the list is how existing ports appear.
-                match client.port_desc().await {
-                    Ok(mut ports) => {
-                        ports.sort_by_key(|p| p.port_no);
-                        for p in &ports {
-                            self.port_desc(p)?;
-                        }
-                    }
-                    Err(e) => self.info(&format!("PORT_DESC failed: {e}")),
+            }
+            // PortStatus is sent only for changes: the list, taken by the client right after
+            // every handshake and ordered with the PortStatus around it, is how existing
+            // ports appear.
+            ClientEvent::PortDesc(Ok(mut ports)) => {
+                ports.sort_by_key(|p| p.port_no);
+                for p in &ports {
+                    self.port_desc(p)?;
                 }
+            }
+            ClientEvent::PortDesc(Err(e)) => {
+                self.info(&format!("PORT_DESC failed: {e}; asking again"));
+                client.request_port_desc_event()?;
             }
             ClientEvent::PortStatus(ps) => self.port_status(&ps)?,
             ClientEvent::Disconnected { reason } => {
@@ -174,9 +180,9 @@ async fn run_sandbox(args: Args, options: ClientOptions, out: Printer) -> Result
             .await
             .context("no OpenFlow connection to the sandbox within 20 s")?
             .ok_or_else(|| anyhow!("OpenFlow client stopped"))?;
-        let connected = matches!(ev, ClientEvent::Connected { .. });
+        let listed = matches!(ev, ClientEvent::PortDesc(Ok(_)));
         out.event(&client, ev).await?;
-        if connected {
+        if listed {
             break;
         }
     }
