@@ -902,7 +902,8 @@ impl Core {
             return;
         };
         let changed = p.ovsdb_ofport != ofport || p.ovsdb_error != error;
-        if p.attached && iface_type == attached_type {
+        let on_attached_type = p.attached && iface_type == attached_type;
+        if on_attached_type {
             p.type_done = true;
         }
         p.ovsdb_type = Some(iface_type);
@@ -916,17 +917,18 @@ impl Core {
                 ofport,
                 error: error.clone(),
             }));
-            // Before the attach a port that cannot be opened is expected (no vNIC yet).
-            if ofport == Some(-1) && p.attached {
-                // OVS could not open the device. It retries at every reconfiguration, so
-                // this is reported and the engine keeps watching.
-                let e = format!(
-                    "OVS could not open the interface: {}",
-                    error.unwrap_or_else(|| "no error text".into())
-                );
-                p.last_error = Some(e.clone());
-                failed(out, ifname, e);
-            }
+        }
+        // A -1 that OVS writes for the attached type is a failure: reported, and watched
+        // (OVS retries at every reconfiguration). Before the type change is applied, a port
+        // that cannot be opened is expected (no vNIC yet), whenever that update arrives, and
+        // the update that only carries our own type change repeats the old -1 unchanged.
+        if changed && p.created && on_attached_type && ofport == Some(-1) {
+            let e = format!(
+                "OVS could not open the interface: {}",
+                error.unwrap_or_else(|| "no error text".into())
+            );
+            p.last_error = Some(e.clone());
+            failed(out, ifname, e);
         }
     }
 

@@ -817,3 +817,33 @@ fn failed_ovsdb_steps_are_asked_again() {
         "{c:?}"
     );
 }
+
+#[test]
+fn only_the_attached_type_failing_is_reported() {
+    let mut h = Harness::new(CoreConfig {
+        initial_type: "podport-pending".into(),
+        ..CoreConfig::default()
+    });
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    let update = |ty: &str, error: &str| Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: ty.into(),
+        ofport: Some(-1),
+        error: Some(error.into()),
+    };
+    // The pre-attach state, even when its update arrives after the attach: expected.
+    let c = h.feed(update("podport-pending", "Address family not supported"));
+    assert!(emitted(&c).is_empty(), "{c:?}");
+    // Our own type change, the old -1 repeated: not a failure yet.
+    let c = h.feed(update("internal", "Address family not supported"));
+    assert!(emitted(&c).is_empty(), "{c:?}");
+    // OVS writes a new failure for the internal port: reported.
+    let c = h.feed(update("internal", "No such device"));
+    assert!(
+        matches!(&emitted(&c)[..], [PodEvent::Failed { error, .. }] if error.contains("No such device"))
+    );
+}
