@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -60,14 +61,25 @@ impl Default for JournalConfig {
 
 type TicketResult = Result<u64, JournalError>;
 
-#[derive(Default)]
 struct TicketSlot {
     inner: Mutex<(Option<TicketResult>, Option<Waker>)>,
     done: Condvar,
+    /// The journal's count of appends not yet resolved.
+    pending: Arc<AtomicU64>,
 }
 
 impl TicketSlot {
+    fn new(pending: &Arc<AtomicU64>) -> TicketSlot {
+        pending.fetch_add(1, Ordering::Relaxed);
+        TicketSlot {
+            inner: Mutex::new((None, None)),
+            done: Condvar::new(),
+            pending: pending.clone(),
+        }
+    }
+
     fn resolve(&self, r: TicketResult) {
+        self.pending.fetch_sub(1, Ordering::Relaxed);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.0 = Some(r);
         if let Some(w) = g.1.take() {
@@ -151,6 +163,7 @@ pub struct Journal {
     thread: Option<JoinHandle<()>>,
     dir: PathBuf,
     recovered: Replay,
+    pending: Arc<AtomicU64>,
 }
 
 impl Journal {
@@ -199,6 +212,7 @@ impl Journal {
             thread: Some(thread),
             dir,
             recovered,
+            pending: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -219,7 +233,7 @@ impl Journal {
 
     /// Appends `event` with an explicit timestamp (replay tools, tests).
     pub fn append_at(&self, ts_micros: u64, event: Event) -> Ticket {
-        let slot = Arc::new(TicketSlot::default());
+        let slot = Arc::new(TicketSlot::new(&self.pending));
         let cmd = Command::Append {
             ts_micros,
             event,
@@ -229,6 +243,11 @@ impl Journal {
             slot.resolve(Err(JournalError::Closed("writer thread gone".into())));
         }
         Ticket { slot }
+    }
+
+    /// Appends whose tickets have not resolved yet: the journal's lag behind its producers.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Writes a snapshot of the folded state now and compacts per the retention; returns the
@@ -372,6 +391,9 @@ impl Writer {
                     .flush()
                     .map(drop)
                     .map_err(|e| JournalError::storage(&self.dir, e));
+                if let Err(e) = &result {
+                    warn!(error = %e, n = unflushed.len(), "journal flush failed");
+                }
                 last_flush = Instant::now();
                 for (seq, slot) in unflushed.drain(..) {
                     slot.resolve(result.clone().map(|()| seq));

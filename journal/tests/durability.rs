@@ -1567,3 +1567,23 @@ fn close_releases_the_lock_for_an_immediate_reopen() {
         "Locked right after close() in rounds {locked:?}"
     );
 }
+
+#[test]
+fn pending_counts_appends_until_their_tickets_resolve() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(
+        dir.path(),
+        JournalConfig {
+            flush: FlushPolicy::Interval(Duration::from_secs(3600)),
+            ..config()
+        },
+    )
+    .unwrap();
+    let tickets: Vec<_> = (0..10).map(|i| j.append(mixed_event(i))).collect();
+    // Under an hour-long interval nothing is flushed yet: all ten are pending.
+    assert_eq!(j.pending(), 10);
+    j.close().unwrap();
+    for t in tickets {
+        t.wait().unwrap();
+    }
+}

@@ -177,22 +177,15 @@ impl EngineActor {
         // Not `status()`: it builds a view of every port (strings cloned), and doing that
         // after every input made a burst of N Pods cost O(N²) (2 ms of engine CPU per Pod at
         // 1000 Pods; 0.35 ms with the count, see docs/benchmarks.md).
+        self.metrics.journal_lag.set(self.journal.pending() as i64);
         let ready = self.core.ready_count();
         self.metrics.pods_ready.set(ready as i64);
     }
 
-    /// Appends to the journal without blocking the engine on the disk; the lag gauge counts
-    /// appends whose group commit has not finished yet.
+    /// Appends to the journal without blocking the engine on the disk: the writer's group
+    /// commit makes it durable, and `Journal::pending` (the lag gauge) counts what is not yet.
     fn journal_append(&self, event: Event) {
-        let ticket = self.journal.append(event);
-        let metrics = self.metrics.clone();
-        metrics.journal_lag.inc();
-        actix::spawn(async move {
-            if let Err(e) = ticket.await {
-                warn!(error = %e, "journal append failed");
-            }
-            metrics.journal_lag.dec();
-        });
+        drop(self.journal.append(event));
     }
 
     /// Schedules the next tick (not-ready reports, retries) for when the core wants it.
