@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use podport_openflow::{
     Action, ClientError, ClientEvent, ClientOptions, ConnError, DisconnectReason, EventReceiver,
-    FlowMod, MacAddr, OfClient, OxmField, PortNo, PortReason, PortState, Version, ETH_TYPE_ARP,
-    ETH_TYPE_IPV4,
+    FlowDescRequest, FlowEntry, FlowMod, FlowModFlags, Instruction, MacAddr, OfClient, OxmField,
+    PortNo, PortReason, PortState, Version, ETH_TYPE_ARP, ETH_TYPE_IPV4,
 };
 use podport_ovs_sandbox::{sandbox_for_test, sandbox_for_test_with, Sandbox, SandboxOptions};
 use podport_tests::{assert_quiet, port_statuses, wait_connected, wait_for, PROMPT};
@@ -43,6 +43,7 @@ for_both_versions!(
     invalid_flow_mod_comes_back_as_decoded_error,
     port_status_arrives_after_a_freeze,
     vswitchd_restart_gives_disconnected_then_connected,
+    flow_desc_by_cookie_returns_exactly_that_cookies_flows,
 );
 
 fn start(v: Version) -> Option<(Sandbox, OfClient, EventReceiver)> {
@@ -501,4 +502,393 @@ async fn vswitchd_restart_gives_disconnected_then_connected(v: Version) {
         "p1 (ofport {n}) missing from {ports:?}"
     );
     assert!(ports.iter().any(|p| p.port_no == PortNo::LOCAL));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading flows back, and atomic batches (bundles)
+// ---------------------------------------------------------------------------------------------
+
+const COOKIE_A: u64 = 0x00c0_0000_0000_0abc;
+const COOKIE_B: u64 = 0x00c0_0000_0000_0def;
+
+/// The engine's default flows for one Pod (`DefaultFlows::pod_flows` in crates/engine), built
+/// here so this test does not depend on the engine: table 0 admits the Pod's IP and ARP
+/// traffic (in_port, eth_src, source address) to table 1; table 1 delivers by IP (rewriting
+/// eth_dst), by ARP target and by eth_dst.
+fn default_pod_flows(port: u32, mac_addr: MacAddr, ip: Ipv4Addr, cookie: u64) -> Vec<FlowMod> {
+    let port = PortNo(port);
+    let admit = |eth_type, source| {
+        FlowMod::add(0)
+            .cookie(cookie, 0)
+            .priority(200)
+            .matching(OxmField::InPort(port))
+            .matching(OxmField::EthSrc {
+                addr: mac_addr,
+                mask: None,
+            })
+            .matching(OxmField::EthType(eth_type))
+            .matching(source)
+            .goto_table(1)
+    };
+    vec![
+        admit(
+            ETH_TYPE_IPV4,
+            OxmField::Ipv4Src {
+                addr: ip,
+                mask: None,
+            },
+        ),
+        admit(
+            ETH_TYPE_ARP,
+            OxmField::ArpSpa {
+                addr: ip,
+                mask: None,
+            },
+        ),
+        FlowMod::add(1)
+            .cookie(cookie, 0)
+            .priority(200)
+            .matching(OxmField::EthType(ETH_TYPE_IPV4))
+            .matching(OxmField::Ipv4Dst {
+                addr: ip,
+                mask: None,
+            })
+            .apply(vec![
+                Action::SetField(OxmField::EthDst {
+                    addr: mac_addr,
+                    mask: None,
+                }),
+                Action::output(port),
+            ]),
+        FlowMod::add(1)
+            .cookie(cookie, 0)
+            .priority(200)
+            .matching(OxmField::EthType(ETH_TYPE_ARP))
+            .matching(OxmField::ArpTpa {
+                addr: ip,
+                mask: None,
+            })
+            .apply(vec![Action::output(port)]),
+        FlowMod::add(1)
+            .cookie(cookie, 0)
+            .priority(100)
+            .matching(OxmField::EthDst {
+                addr: mac_addr,
+                mask: None,
+            })
+            .apply(vec![Action::output(port)]),
+    ]
+}
+
+/// What `ovs-ofctl dump-flows` prints for `default_pod_flows`, in the same order.
+fn default_pod_dump(port: u32, mac_addr: MacAddr, ip: Ipv4Addr, cookie: u64) -> Vec<String> {
+    vec![
+        format!("cookie={cookie:#x}, priority=200,ip,in_port={port},dl_src={mac_addr},nw_src={ip} actions=goto_table:1"),
+        format!("cookie={cookie:#x}, priority=200,arp,in_port={port},dl_src={mac_addr},arp_spa={ip} actions=goto_table:1"),
+        format!("cookie={cookie:#x}, table=1, priority=200,ip,nw_dst={ip} actions=set_field:{mac_addr}->eth_dst,output:{port}"),
+        format!("cookie={cookie:#x}, table=1, priority=200,arp,arp_tpa={ip} actions=output:{port}"),
+        format!("cookie={cookie:#x}, table=1, priority=100,dl_dst={mac_addr} actions=output:{port}"),
+    ]
+}
+
+/// `ovs-ofctl -O OpenFlow15 --no-stats dump-flows br-int [filter]`, one line per flow.
+fn ofctl_flows(sb: &Sandbox, filter: Option<&str>) -> Vec<String> {
+    let mut args = vec!["-O", "OpenFlow15", "--no-stats", "dump-flows", sb.bridge()];
+    args.extend(filter);
+    let out = block_in_place(|| sb.ofctl(&args)).expect("ovs-ofctl dump-flows");
+    out.lines()
+        .map(str::trim)
+        .filter(|l| l.contains("actions="))
+        .map(str::to_string)
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Each wanted flow is reported exactly once and every entry is a wanted flow.
+fn assert_same_flows(entries: &[FlowEntry], wanted: &[FlowMod]) {
+    let listing = || {
+        entries
+            .iter()
+            .map(|e| format!("  {e}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for fm in wanted {
+        let n = entries.iter().filter(|e| e.matches_flow_mod(fm)).count();
+        assert_eq!(n, 1, "{fm}\nmatched {n} of:\n{}", listing());
+    }
+    for e in entries {
+        assert!(
+            wanted.iter().any(|fm| e.matches_flow_mod(fm)),
+            "unexpected {e}"
+        );
+    }
+}
+
+/// A sandbox with ports p1 and p2, a connected client of version `v`, and the default flows
+/// of two Pods: A (cookie `COOKIE_A`) on p1 and B (cookie `COOKIE_B`) on p2. Returns also
+/// A's flows and p1's and p2's numbers.
+async fn two_pods(v: Version) -> Option<(Sandbox, OfClient, Vec<FlowMod>, u32, u32)> {
+    let (sb, client, _rx) = connected(v).await?;
+    add_port(&sb, "p1");
+    add_port(&sb, "p2");
+    let (n1, n2) = (ofport(&sb, "p1"), ofport(&sb, "p2"));
+    let pod_a = default_pod_flows(
+        n1,
+        mac("02:00:00:00:00:01"),
+        Ipv4Addr::new(10, 0, 0, 1),
+        COOKIE_A,
+    );
+    let pod_b = default_pod_flows(
+        n2,
+        mac("02:00:00:00:00:02"),
+        Ipv4Addr::new(10, 0, 0, 2),
+        COOKIE_B,
+    );
+    let mut all = pod_a.clone();
+    all.extend(pod_b);
+    client.flow_mods(all).await.expect("install both Pods");
+    Some((sb, client, pod_a, n1, n2))
+}
+
+async fn flow_desc_by_cookie_returns_exactly_that_cookies_flows(v: Version) {
+    let Some((sb, client, pod_a, n1, n2)) = two_pods(v).await else {
+        return;
+    };
+    let entries = client
+        .flow_desc(FlowDescRequest::by_cookie(COOKIE_A, u64::MAX))
+        .await
+        .expect("flow desc");
+    assert_eq!(entries.len(), 5, "{entries:#?}");
+    assert!(entries.iter().all(|e| e.cookie == COOKIE_A));
+    assert_same_flows(&entries, &pod_a);
+
+    // ovs-ofctl, the independent reader, agrees on the count and the cookies.
+    let ofctl = ofctl_flows(&sb, Some(&format!("cookie={COOKIE_A:#x}/-1")));
+    assert_eq!(ofctl.len(), entries.len(), "{ofctl:#?}");
+    assert!(ofctl
+        .iter()
+        .all(|l| l.starts_with(&format!("cookie={COOKIE_A:#x},"))));
+    assert_eq!(
+        sorted(ofctl),
+        sorted(default_pod_dump(
+            n1,
+            mac("02:00:00:00:00:01"),
+            Ipv4Addr::new(10, 0, 0, 1),
+            COOKIE_A
+        ))
+    );
+
+    // What OVS returns, field by field, for the table-0 IP flow: the order we sent (in_port,
+    // eth_src, eth_type, ipv4_src) happens to be OVS's own, and nothing is added.
+    let admit_ip = entries
+        .iter()
+        .find(|e| e.matches_flow_mod(&pod_a[0]))
+        .unwrap();
+    assert_eq!(admit_ip.matches, pod_a[0].matches);
+    // The delivery flow by eth_dst comes back with no prerequisite added either.
+    let by_mac = entries
+        .iter()
+        .find(|e| e.matches_flow_mod(&pod_a[4]))
+        .unwrap();
+    assert_eq!(by_mac.matches, pod_a[4].matches);
+
+    // A mask on the cookie: 0x...a00/0xf00 selects A (0x...abc), not B (0x...def).
+    let masked = client
+        .flow_desc(FlowDescRequest::by_cookie(0xa00, 0xf00))
+        .await
+        .expect("masked flow desc");
+    assert_same_flows(&masked, &pod_a);
+    // One table only.
+    let table1 = client
+        .flow_desc(FlowDescRequest::by_cookie(COOKIE_A, u64::MAX).table(1))
+        .await
+        .expect("flow desc of table 1");
+    assert_eq!(table1.len(), 3);
+    assert!(table1.iter().all(|e| e.table_id == 1));
+    // Everything: both Pods and the bridge's NORMAL flow.
+    let all = client
+        .flow_desc(FlowDescRequest::all())
+        .await
+        .expect("all flows");
+    assert_eq!(all.len(), 11);
+
+    // The same flows for another port, another match value or another action are not these.
+    let other_port = default_pod_flows(
+        n2,
+        mac("02:00:00:00:00:01"),
+        Ipv4Addr::new(10, 0, 0, 1),
+        COOKIE_A,
+    );
+    let other_ip = default_pod_flows(
+        n1,
+        mac("02:00:00:00:00:01"),
+        Ipv4Addr::new(10, 0, 0, 9),
+        COOKIE_A,
+    );
+    let other_mac = default_pod_flows(
+        n1,
+        mac("02:00:00:00:00:09"),
+        Ipv4Addr::new(10, 0, 0, 1),
+        COOKIE_A,
+    );
+    for (what, flows) in [("port", other_port), ("ip", other_ip), ("mac", other_mac)] {
+        // Only the flows that the change touches (the ARP flow has no MAC, the eth_dst flow no
+        // address).
+        for (fm, same) in flows.iter().zip(&pod_a).filter(|(fm, orig)| fm != orig) {
+            assert!(
+                !entries.iter().any(|e| e.matches_flow_mod(fm)),
+                "another {what} matched: {fm} (was {same})"
+            );
+        }
+    }
+    let mut other_action = pod_a[2].clone();
+    other_action.instructions = vec![Instruction::ApplyActions(vec![Action::output(PortNo(n1))])];
+    assert!(!entries.iter().any(|e| e.matches_flow_mod(&other_action)));
+}
+
+/// One bundle deletes Pod A's flows and installs new ones (a new address and MAC): afterwards
+/// the switch holds exactly the new ones, and Pod B's are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_replaces_a_cookies_flows_atomically_of15() {
+    let Some((sb, client, _, n1, _)) = two_pods(Version::Of15).await else {
+        return;
+    };
+    let before_b = ofctl_flows(&sb, Some(&format!("cookie={COOKIE_B:#x}/-1")));
+    let (new_mac, new_ip) = (mac("02:00:00:00:00:11"), Ipv4Addr::new(10, 0, 0, 11));
+    let new_a = default_pod_flows(n1, new_mac, new_ip, COOKIE_A);
+    let mut batch = vec![FlowMod::delete_by_cookie(COOKIE_A)];
+    batch.extend(new_a.clone());
+    client
+        .flow_mods_atomic(batch)
+        .await
+        .expect("bundle committed");
+
+    assert_eq!(
+        sorted(ofctl_flows(&sb, Some(&format!("cookie={COOKIE_A:#x}/-1")))),
+        sorted(default_pod_dump(n1, new_mac, new_ip, COOKIE_A))
+    );
+    assert_eq!(
+        ofctl_flows(&sb, Some(&format!("cookie={COOKIE_B:#x}/-1"))),
+        before_b
+    );
+    let entries = client
+        .flow_desc(FlowDescRequest::by_cookie(COOKIE_A, u64::MAX))
+        .await
+        .expect("flow desc");
+    assert_same_flows(&entries, &new_a);
+}
+
+/// A bundle whose last flow mod is invalid (goto_table to a lower table) fails with the decoded
+/// error naming that flow mod, and the switch's flows stay exactly as they were: the delete
+/// and the valid adds before it did not apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_with_an_invalid_flow_mod_changes_nothing_of15() {
+    let Some((sb, client, _pod_a, n1, _)) = two_pods(Version::Of15).await else {
+        return;
+    };
+    let before = ofctl_flows(&sb, None);
+    let mut batch = vec![FlowMod::delete_by_cookie(COOKIE_A)];
+    batch.extend(default_pod_flows(
+        n1,
+        mac("02:00:00:00:00:11"),
+        Ipv4Addr::new(10, 0, 0, 11),
+        COOKIE_A,
+    ));
+    batch.push(
+        FlowMod::add(1)
+            .cookie(COOKIE_A, 0)
+            .priority(1)
+            .goto_table(0),
+    );
+    let invalid = batch.len() - 1;
+    match client.flow_mods_atomic(batch).await {
+        Err(ClientError::FlowModRejected { index, error }) => {
+            assert_eq!(index, invalid);
+            assert_eq!(error.type_name(), "BAD_INSTRUCTION", "{error}");
+            assert_eq!(error.code_name(), "BAD_TABLE_ID", "{error}");
+        }
+        other => panic!("expected the invalid flow mod's error, got {other:?}"),
+    }
+    assert_eq!(ofctl_flows(&sb, None), before, "flows changed");
+    // The connection carries on, and the next bundle works.
+    client
+        .flow_mods_atomic(vec![FlowMod::add(3).priority(1).apply(vec![])])
+        .await
+        .expect("a valid bundle after a failed one");
+    assert_eq!(ofctl_flows(&sb, None).len(), before.len() + 1);
+}
+
+/// A flow mod that passes OVS's checks when added but fails at commit (CHECK_OVERLAP against
+/// another flow of the same bundle): the whole bundle is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_failing_at_commit_changes_nothing_of15() {
+    let Some((sb, client, _pod_a, _, _)) = two_pods(Version::Of15).await else {
+        return;
+    };
+    let before = ofctl_flows(&sb, None);
+    let batch = vec![
+        FlowMod::delete_by_cookie(COOKIE_A),
+        FlowMod::add(5)
+            .priority(7)
+            .matching(OxmField::EthType(ETH_TYPE_IPV4))
+            .goto_table(6),
+        FlowMod::add(5)
+            .priority(7)
+            .flags(FlowModFlags::CHECK_OVERLAP)
+            .matching(OxmField::EthType(ETH_TYPE_IPV4))
+            .matching(OxmField::Ipv4Dst {
+                addr: Ipv4Addr::new(10, 0, 0, 1),
+                mask: None,
+            })
+            .goto_table(6),
+    ];
+    match client.flow_mods_atomic(batch).await {
+        Err(ClientError::FlowModRejected { index, error }) => {
+            assert_eq!(index, 2);
+            assert_eq!(error.to_string(), "FLOW_MOD_FAILED/OVERLAP");
+        }
+        other => panic!("expected the overlapping flow mod's error, got {other:?}"),
+    }
+    assert_eq!(ofctl_flows(&sb, None), before, "flows changed");
+}
+
+/// OpenFlow 1.3 has no bundles: `flow_mods_atomic` is one barrier-fenced batch there. It
+/// applies a valid batch, and with an invalid flow mod it reports that one while the others
+/// stay applied (not atomic, as documented).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_mods_atomic_falls_back_to_a_plain_batch_of13() {
+    let Some((sb, client, _pod_a, n1, _)) = two_pods(Version::Of13).await else {
+        return;
+    };
+    let (new_mac, new_ip) = (mac("02:00:00:00:00:11"), Ipv4Addr::new(10, 0, 0, 11));
+    let mut batch = vec![FlowMod::delete_by_cookie(COOKIE_A)];
+    batch.extend(default_pod_flows(n1, new_mac, new_ip, COOKIE_A));
+    client.flow_mods_atomic(batch).await.expect("batch applied");
+    assert_eq!(
+        sorted(ofctl_flows(&sb, Some(&format!("cookie={COOKIE_A:#x}/-1")))),
+        sorted(default_pod_dump(n1, new_mac, new_ip, COOKIE_A))
+    );
+
+    let batch = vec![
+        FlowMod::delete_by_cookie(COOKIE_A),
+        FlowMod::add(1)
+            .cookie(COOKIE_A, 0)
+            .priority(1)
+            .goto_table(0),
+    ];
+    match client.flow_mods_atomic(batch).await {
+        Err(ClientError::FlowModRejected { index: 1, error }) => {
+            assert_eq!(error.code_name(), "BAD_TABLE_ID", "{error}");
+        }
+        other => panic!("expected flow mod #1 rejected, got {other:?}"),
+    }
+    assert!(
+        ofctl_flows(&sb, Some(&format!("cookie={COOKIE_A:#x}/-1"))).is_empty(),
+        "the delete before the rejected flow mod applied"
+    );
 }

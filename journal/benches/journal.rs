@@ -16,7 +16,7 @@ use std::path::Path;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use podport_journal::{Event, Journal, JournalConfig, JournalReader, PortDesc, PortReason};
+use podport_journal::{Event, Journal, JournalConfig, JournalReader, Phase, PortDesc, PortReason};
 
 const PORTS: u64 = 64;
 const RECORDS: u64 = 100_000;
@@ -47,7 +47,7 @@ fn event(i: u64) -> Event {
         },
         _ => Event::PodNotReady {
             ifname,
-            phase: "waiting for PortStatus LIVE".into(),
+            phase: Phase::Allocated,
             waited_ms: i % 5000,
         },
     }

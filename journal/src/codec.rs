@@ -15,7 +15,9 @@ use crate::state::State;
 use crate::JournalError;
 
 /// The format this podport writes and reads.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
+/// Version 1 (podport 0.1) is not replayed: see `docs/journal.md`, "Version 1".
+pub const OLDEST_UNREADABLE: u8 = 1;
 const HEADER_LEN: usize = 5;
 
 /// The sled key of a sequence number.
@@ -44,6 +46,9 @@ fn open(seq: u64, value: &[u8]) -> Result<AlignedVec, JournalError> {
     };
     if version > FORMAT_VERSION {
         return Err(JournalError::FutureVersion { seq, version });
+    }
+    if (OLDEST_UNREADABLE..FORMAT_VERSION).contains(&version) {
+        return Err(JournalError::OldVersion { seq, version });
     }
     if version != FORMAT_VERSION {
         return Err(corrupt(format!("unknown format version {version}")));

@@ -10,9 +10,11 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::event::{wire_name, Event, Outcome, PodRef, PortDesc, Record};
+use crate::event::{
+    wire_name, Event, Failure, Outcome, Phase, PodRef, PortDesc, Readiness, Record,
+};
 use crate::reader::{CorruptRecord, Replay, Stats};
-use crate::state::{apply, PortView, State};
+use crate::state::{apply, PodPort, State};
 
 /// One item of a source: a record, or one that could not be read (with its sequence number).
 pub type Item = Result<Record, CorruptRecord>;
@@ -141,6 +143,38 @@ fn port_desc_entry(d: &PortDesc) -> String {
     format!("{} {} {}", d.port_no, word(&d.name), port_state(d.state))
 }
 
+/// `"device busy"`, then ` (permanent)` when retrying cannot help.
+fn failure_text(f: &Failure) -> String {
+    if f.is_permanent() {
+        format!("{} (permanent)", word(&f.reason))
+    } else {
+        word(&f.reason).into_owned()
+    }
+}
+
+/// `error="device busy"`, or `error="device busy" (permanent)`.
+fn failure(f: &Failure) -> String {
+    format!("error={}", failure_text(f))
+}
+
+/// The readiness rule by its configuration name: `live`, `live-or-link-down`, `allocated`.
+pub fn readiness_name(r: Readiness) -> &'static str {
+    match r {
+        Readiness::Live => "live",
+        Readiness::LiveOrLinkDown => "live-or-link-down",
+        Readiness::Allocated => "allocated",
+    }
+}
+
+/// `-`, or the values joined by commas.
+fn list(values: &[String]) -> String {
+    if values.is_empty() {
+        "-".to_string()
+    } else {
+        values.iter().map(|v| word(v)).collect::<Vec<_>>().join(",")
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Records
 
@@ -152,11 +186,20 @@ pub fn event_line(event: &Event) -> String {
         Event::AgentStarted {
             version,
             config_digest,
-        } => format!(
-            "{kind} version={} config={}",
-            word(version),
-            word(config_digest)
-        ),
+            policy,
+        } => {
+            let mut line = format!(
+                "{kind} version={} config={} readiness={} attached-type={}",
+                word(version),
+                word(config_digest),
+                readiness_name(policy.readiness),
+                word(&policy.attached_type)
+            );
+            if policy.ovsdb_wait {
+                line.push_str(" ovsdb-wait");
+            }
+            line
+        }
         Event::SwitchConnected {
             endpoint,
             datapath_id,
@@ -169,27 +212,31 @@ pub fn event_line(event: &Event) -> String {
         Event::SwitchDisconnected { endpoint, reason } => {
             format!("{kind} endpoint={} reason={}", word(endpoint), word(reason))
         }
-        Event::PodPortCreated {
+        Event::PodAdded {
             pod,
             container_id,
             ifname,
             ips,
             mac,
-            ..
-        } => {
-            let ips = if ips.is_empty() {
-                "-".to_string()
-            } else {
-                ips.iter().map(|ip| word(ip)).collect::<Vec<_>>().join(",")
-            };
-            format!(
-                "{kind} pod={} ifname={} container={} ips={ips} mac={}",
-                word(&pod.to_string()),
-                word(ifname),
-                word(container_id),
-                word(mac)
-            )
-        }
+            cookie,
+        } => format!(
+            "{kind} pod={} ifname={} container={} ips={} mac={} cookie={cookie:#x}",
+            word(&pod.to_string()),
+            word(ifname),
+            word(container_id),
+            list(ips),
+            word(mac)
+        ),
+        Event::PodPortCreated {
+            ifname,
+            port_uuid,
+            interface_uuid,
+        } => format!(
+            "{kind} ifname={} port_uuid={} interface_uuid={}",
+            word(ifname),
+            word(port_uuid),
+            word(interface_uuid)
+        ),
         Event::HostInterfaceCreated { ifname } => format!("{kind} ifname={}", word(ifname)),
         Event::InterfaceTypeChanged {
             ifname,
@@ -199,7 +246,7 @@ pub fn event_line(event: &Event) -> String {
         } => {
             let outcome = match outcome {
                 Outcome::Ok => "ok".to_string(),
-                Outcome::Failed(e) => format!("failed error={}", word(e)),
+                Outcome::Failed(f) => format!("failed {}", failure(f)),
             };
             format!(
                 "{kind} ifname={} from={} to={} {outcome}",
@@ -210,15 +257,23 @@ pub fn event_line(event: &Event) -> String {
         }
         Event::OvsdbInterfaceUpdate {
             ifname,
+            iface_type,
             ofport,
             error,
         } => {
             let ofport = ofport.map_or("-".to_string(), |p| p.to_string());
-            let mut line = format!("{kind} ifname={} ofport={ofport}", word(ifname));
+            let mut line = format!(
+                "{kind} ifname={} type={} ofport={ofport}",
+                word(ifname),
+                word(iface_type)
+            );
             if let Some(e) = error {
                 let _ = write!(line, " error={}", word(e));
             }
             line
+        }
+        Event::OfportWaited { ifname, ofport } => {
+            format!("{kind} ifname={} ofport={ofport}", word(ifname))
         }
         Event::PortStatusReceived { reason, port } => format!(
             "{kind} {} port={} name={} state={} config={} hw={}",
@@ -271,17 +326,26 @@ pub fn event_line(event: &Event) -> String {
             phase,
             waited_ms,
         } => format!(
-            "{kind} ifname={} phase={} waited={}",
+            "{kind} ifname={} phase={phase} waited={}",
             word(ifname),
-            word(phase),
             millis(*waited_ms)
         ),
-        Event::PodFailed { ifname, error } => {
-            format!("{kind} ifname={} error={}", word(ifname), word(error))
-        }
-        Event::Reconciled { ifname, finding } => {
-            format!("{kind} ifname={} finding={}", word(ifname), word(finding))
-        }
+        Event::PodFailed {
+            ifname,
+            step,
+            error,
+        } => format!(
+            "{kind} ifname={} step={} {}",
+            word(ifname),
+            step.name(),
+            failure(error)
+        ),
+        Event::Reconciled { ifname, finding } => format!(
+            "{kind} ifname={} finding={}",
+            word(ifname),
+            word(&finding.to_string())
+        ),
+        Event::DeleteRequested { ifname } => format!("{kind} ifname={}", word(ifname)),
         Event::PodDeleted { ifname } => format!("{kind} ifname={}", word(ifname)),
     }
 }
@@ -352,11 +416,11 @@ pub fn concerns(event: &Event, ifname: &str) -> bool {
     }
 }
 
-/// The interfaces of a Pod, from its PodPortCreated records, in order of first creation.
+/// The interfaces of a Pod, from its PodAdded records, in order of first addition.
 pub fn pod_ifnames<'a>(records: impl IntoIterator<Item = &'a Record>, pod: &PodRef) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for r in records {
-        if let Event::PodPortCreated { pod: p, ifname, .. } = &r.event {
+        if let Event::PodAdded { pod: p, ifname, .. } = &r.event {
             if p == pod && !out.contains(ifname) {
                 out.push(ifname.clone());
             }
@@ -393,8 +457,8 @@ impl RecordFilter {
 // Timeline of one port
 
 /// The life of one interface: a header line, then one line per record about it with its offset
-/// from the interface's first PodPortCreated (or its first record). `None` when no record is
-/// about it.
+/// from the interface's first PodAdded (or its first record). `None` when no record is about
+/// it.
 pub fn port_timeline(records: &[Record], ifname: &str) -> Option<Vec<String>> {
     let mine: Vec<&Record> = records
         .iter()
@@ -402,10 +466,10 @@ pub fn port_timeline(records: &[Record], ifname: &str) -> Option<Vec<String>> {
         .collect();
     let origin = mine
         .iter()
-        .find(|r| matches!(&r.event, Event::PodPortCreated { ifname: i, .. } if i == ifname))
+        .find(|r| matches!(&r.event, Event::PodAdded { ifname: i, .. } if i == ifname))
         .or(mine.first())?;
     let pod = match &origin.event {
-        Event::PodPortCreated { pod, .. } => format!(" pod={}", word(&pod.to_string())),
+        Event::PodAdded { pod, .. } => format!(" pod={}", word(&pod.to_string())),
         _ => String::new(),
     };
     let mut lines = vec![format!(
@@ -455,40 +519,44 @@ fn table(rows: &[Vec<String>]) -> String {
 }
 
 /// The table's cells for one port.
-fn port_row(p: &PortView) -> Vec<String> {
+fn port_row(state: &State, p: &PodPort) -> Vec<String> {
+    let error = match (&p.failed, &p.last_error) {
+        (Some(f), _) => failure_text(f),
+        (None, Some(e)) => word(e).into_owned(),
+        (None, None) => "-".into(),
+    };
     vec![
         word(&p.ifname).into_owned(),
         word(&p.pod.to_string()).into_owned(),
+        state.phase_of(p).name().into(),
         p.port_no.map_or("-".into(), |n| n.to_string()),
         p.port_no.map_or("-".into(), |_| port_state(p.state)),
-        if p.iface_type.is_empty() {
-            "-".into()
-        } else {
-            word(&p.iface_type).into_owned()
-        },
-        p.flows.map_or("-".into(), |(cookie, n)| {
-            format!("cookie={cookie:#x} n={n}")
-        }),
-        if p.phase.is_empty() {
-            "-".into()
-        } else {
-            word(&p.phase).into_owned()
-        },
-        p.ready_since.map_or("-".into(), rfc3339),
+        p.iface_type
+            .as_deref()
+            .map_or("-".into(), |t| word(t).into_owned()),
+        format!("{:#x}", p.cookie),
+        p.flows
+            .map_or("-".into(), |f| format!("n={} port={}", f.count, f.port_no)),
+        p.ready.map_or("-".into(), |r| rfc3339(r.since)),
+        error,
     ]
 }
 
 /// `switch: tcp:... dpid=0x... of=1.3` or `switch: disconnected`.
 fn switch_text(state: &State) -> String {
     match &state.switch {
-        Some((endpoint, dpid, of)) => {
-            format!("{} dpid={dpid:#018x} of={}", word(endpoint), word(of))
-        }
+        Some(sw) => format!(
+            "{} dpid={:#018x} of={}",
+            word(&sw.endpoint),
+            sw.datapath_id,
+            word(&sw.of_version)
+        ),
         None => "disconnected".into(),
     }
 }
 
-/// The header line and the aligned per-port table of a replay.
+/// The header line and the aligned per-port table of a replay. The phase is the fold's own
+/// ([`State::phase_of`]).
 pub fn state_table(replay: &Replay) -> String {
     let snapshot = match replay.snapshot_seq {
         Some(s) => format!("#{s} + {} records", replay.records_replayed),
@@ -507,16 +575,24 @@ pub fn state_table(replay: &Replay) -> String {
     let mut rows = vec![[
         "INTERFACE",
         "POD",
+        "PHASE",
         "PORT",
         "STATE",
         "TYPE",
+        "COOKIE",
         "FLOWS",
-        "PHASE",
         "READY SINCE",
+        "ERROR",
     ]
     .map(String::from)
     .to_vec()];
-    rows.extend(replay.state.ports.values().map(port_row));
+    rows.extend(
+        replay
+            .state
+            .ports
+            .values()
+            .map(|p| port_row(&replay.state, p)),
+    );
     out.push_str(&table(&rows));
     out
 }
@@ -603,74 +679,56 @@ pub fn stats_json(stats: &Stats) -> String {
 // ---------------------------------------------------------------------------------------------
 // SVG of every port's lifecycle
 
-/// Where a port is in its life, for the SVG's segments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Created, no OpenFlow port number yet.
-    Waiting,
-    /// The switch reported a port number; not ready.
-    Allocated,
-    /// PodReady, until not-ready, flows removed, a disconnect or the deletion.
-    Ready,
-    /// Deleted (or found vanished at a restart).
-    Gone,
-}
-
-impl Phase {
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Waiting => "waiting",
-            Phase::Allocated => "allocated",
-            Phase::Ready => "ready",
-            Phase::Gone => "gone",
-        }
-    }
-
-    fn color(self) -> &'static str {
-        match self {
-            Phase::Waiting => "#f0ad4e",
-            Phase::Allocated => "#4a90d9",
-            Phase::Ready => "#2ca02c",
-            Phase::Gone => "#dddddd",
-        }
-    }
-
-    fn of(p: &PortView) -> Phase {
-        if p.ready_since.is_some() {
-            Phase::Ready
-        } else if p.port_no.is_some() {
-            Phase::Allocated
-        } else {
-            Phase::Waiting
-        }
+/// The SVG's colour of a phase.
+fn phase_color(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Creating => "#fde6b0",
+        Phase::WaitingInterface => "#f7cf6d",
+        Phase::TypeChangeRequested => "#f0ad4e",
+        Phase::Allocated => "#4a90d9",
+        Phase::Usable => "#98d68f",
+        Phase::Ready => "#2ca02c",
+        Phase::Failed => "#d62728",
+        Phase::Removing => "#8c8c8c",
     }
 }
 
-/// One row of the SVG: a port's segments and PortStatus ticks (times in µs since the epoch).
+/// The class and colour of a segment: a [`Phase`], or `gone` once the port is out of the state.
+fn band(phase: Option<Phase>) -> (&'static str, &'static str) {
+    match phase {
+        Some(p) => (p.name(), phase_color(p)),
+        None => (GONE, "#dddddd"),
+    }
+}
+
+/// The SVG's name for the time after a port left the state (deleted, found vanished).
+const GONE: &str = "gone";
+
+/// One row of the SVG: a port's segments (`None`: gone) and PortStatus ticks (times in µs since
+/// the epoch).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LifeRow {
     pub ifname: String,
     pub pod: PodRef,
-    pub segments: Vec<(Phase, u64, u64)>,
+    pub segments: Vec<(Option<Phase>, u64, u64)>,
     pub ticks: Vec<(u64, String)>,
 }
 
-/// Every port's life, folding the records with the engine's own [`apply`] so the phases mean
-/// what the agent meant: a port is ready while its `ready_since` is set, allocated while it has
-/// a port number, waiting otherwise, gone once removed from the state. Ports created before
+/// Every port's life, folding the records with the engine's own [`apply`] and deriving each
+/// port's [`Phase`] with [`State::phase_of`], so the phases are the agent's. Ports added before
 /// the first record given (compacted away) do not appear. `only` keeps one interface.
 pub fn lifecycles(records: &[Record], only: Option<&str>) -> Vec<LifeRow> {
     struct Track {
         row: LifeRow,
-        current: (Phase, u64),
+        current: (Option<Phase>, u64),
     }
     let mut state = State::default();
     let mut tracks: Vec<Track> = Vec::new();
     let mut index: BTreeMap<String, usize> = BTreeMap::new();
     for r in records {
         apply(&mut state, r);
-        // Only a PodPortCreated adds a port to the state.
-        if let Event::PodPortCreated { ifname, .. } = &r.event {
+        // Only a PodAdded adds a port to the state.
+        if let Event::PodAdded { ifname, .. } = &r.event {
             if let Some(p) = state.ports.get(ifname) {
                 if !index.contains_key(ifname) && only.is_none_or(|o| o == ifname) {
                     index.insert(ifname.clone(), tracks.len());
@@ -681,17 +739,20 @@ pub fn lifecycles(records: &[Record], only: Option<&str>) -> Vec<LifeRow> {
                             segments: Vec::new(),
                             ticks: Vec::new(),
                         },
-                        current: (Phase::of(p), r.ts_micros),
+                        current: (Some(state.phase_of(p)), r.ts_micros),
                     });
                 }
             }
         }
-        // A record about one interface changes only its row (keeps long journals linear);
-        // PORT_DESC, a disconnect and PortStatus (by wire name) may change any.
+        // A record about one interface changes only its row (keeps long journals linear); the
+        // switch connection, the agent's policy, PORT_DESC and PortStatus (by wire name) may
+        // change any.
         let touched: Vec<usize> = match &r.event {
-            Event::PortStatusReceived { .. }
-            | Event::PortDescSynced { .. }
-            | Event::SwitchDisconnected { .. } => (0..tracks.len()).collect(),
+            Event::AgentStarted { .. }
+            | Event::SwitchConnected { .. }
+            | Event::SwitchDisconnected { .. }
+            | Event::PortStatusReceived { .. }
+            | Event::PortDescSynced { .. } => (0..tracks.len()).collect(),
             other => other
                 .ifname()
                 .and_then(|name| index.get(name))
@@ -701,10 +762,7 @@ pub fn lifecycles(records: &[Record], only: Option<&str>) -> Vec<LifeRow> {
         };
         for i in touched {
             let t = &mut tracks[i];
-            let now = state
-                .ports
-                .get(&t.row.ifname)
-                .map_or(Phase::Gone, Phase::of);
+            let now = state.phase(&t.row.ifname);
             if now != t.current.0 {
                 t.row.segments.push((t.current.0, t.current.1, r.ts_micros));
                 t.current = (now, r.ts_micros);
@@ -775,9 +833,10 @@ pub struct Svg {
     pub span_micros: u64,
 }
 
-/// One row per port on a common time axis: amber while waiting for a port number, blue
-/// while allocated, green while ready, light grey once gone; a tick per PortStatus.
-/// Each row is a `<g class="port" data-ifname="...">`, each segment a `<rect class="<phase>">`.
+/// One row per port on a common time axis, a band per [`Phase`] (ambers while waiting, blue
+/// while allocated, greens while usable and ready, red once failed, grey while removed, a
+/// thin light grey once gone); a tick per PortStatus. Each row is a
+/// `<g class="port" data-ifname="...">`, each segment a `<rect class="<phase name>">`.
 pub fn timeline_svg(records: &[Record], only: Option<&str>) -> Svg {
     const PLOT_W: f64 = 900.0;
     const ROW_H: f64 = 24.0;
@@ -828,15 +887,14 @@ pub fn timeline_svg(records: &[Record], only: Option<&str>) -> Svg {
     );
     // Legend.
     let mut lx = 10.0;
-    for phase in [Phase::Waiting, Phase::Allocated, Phase::Ready, Phase::Gone] {
+    for phase in Phase::ALL.into_iter().map(Some).chain([None]) {
+        let (name, color) = band(phase);
         let _ = writeln!(
             s,
-            r#"<rect class="legend" x="{lx:.1}" y="28" width="12" height="12" fill="{}"/><text x="{:.1}" y="38">{}</text>"#,
-            phase.color(),
-            lx + 16.0,
-            phase.name()
+            r#"<rect class="legend" x="{lx:.1}" y="28" width="12" height="12" fill="{color}"/><text x="{:.1}" y="38">{name}</text>"#,
+            lx + 16.0
         );
-        lx += 100.0;
+        lx += 30.0 + name.len() as f64 * 7.5;
     }
     let _ = writeln!(
         s,
@@ -862,19 +920,17 @@ pub fn timeline_svg(records: &[Record], only: Option<&str>) -> Svg {
         for &(phase, from, to) in &row.segments {
             let (x0, x1) = (x(from), x(to));
             // Gone is drawn thin: the port no longer exists.
-            let (h, yy) = if phase == Phase::Gone {
+            let (h, yy) = if phase.is_none() {
                 (4.0, bar_y + (BAR_H - 4.0) / 2.0)
             } else {
                 (BAR_H, bar_y)
             };
+            let (class, color) = band(phase);
             let _ = writeln!(
                 s,
-                r#"<rect class="{}" x="{x0:.1}" y="{yy:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{} {}: {} .. {}</title></rect>"#,
-                phase.name(),
+                r#"<rect class="{class}" x="{x0:.1}" y="{yy:.1}" width="{:.1}" height="{h:.1}" fill="{color}"><title>{} {class}: {} .. {}</title></rect>"#,
                 (x1 - x0).max(1.0),
-                phase.color(),
                 name,
-                phase.name(),
                 offset(i128::from(from) - i128::from(t0)),
                 offset(i128::from(to) - i128::from(t0))
             );
@@ -1052,12 +1108,44 @@ mod tests {
         );
         let e = Event::OvsdbInterfaceUpdate {
             ifname: "v".into(),
+            iface_type: "internal".into(),
             ofport: Some(-1),
             error: Some("could not open network device v".into()),
         };
         assert_eq!(
             event_line(&e),
-            "OvsdbInterfaceUpdate ifname=v ofport=-1 error=\"could not open network device v\""
+            "OvsdbInterfaceUpdate ifname=v type=internal ofport=-1 error=\"could not open network device v\""
+        );
+        let e = Event::InterfaceTypeChanged {
+            ifname: "v".into(),
+            from: String::new(),
+            to: "internal".into(),
+            outcome: Outcome::Failed(Failure::permanent("constraint violation")),
+        };
+        assert_eq!(
+            event_line(&e),
+            "InterfaceTypeChanged ifname=v from=\"\" to=internal failed error=\"constraint violation\" (permanent)"
+        );
+        let e = Event::Reconciled {
+            ifname: "v".into(),
+            finding: crate::event::Finding::Renumbered { from: 5, to: 7 },
+        };
+        assert_eq!(
+            event_line(&e),
+            "Reconciled ifname=v finding=\"renumbered 5 -> 7\""
+        );
+        let e = Event::AgentStarted {
+            version: "0.2.0".into(),
+            config_digest: "d".into(),
+            policy: crate::event::Policy {
+                readiness: Readiness::LiveOrLinkDown,
+                ovsdb_wait: true,
+                attached_type: "internal".into(),
+            },
+        };
+        assert_eq!(
+            event_line(&e),
+            "AgentStarted version=0.2.0 config=d readiness=live-or-link-down attached-type=internal ovsdb-wait"
         );
         let bad = CorruptRecord {
             seq: 4,
@@ -1068,60 +1156,108 @@ mod tests {
     }
 
     #[test]
-    fn a_recreated_port_starts_a_new_life() {
-        let created = |seq, secs| {
-            rec(
-                seq,
-                secs,
-                Event::PodPortCreated {
-                    pod: PodRef {
-                        namespace: "ns".into(),
-                        name: "p".into(),
-                    },
-                    container_id: "c".into(),
-                    ifname: "v".into(),
-                    port_uuid: String::new(),
-                    interface_uuid: String::new(),
-                    ips: vec![],
-                    mac: String::new(),
-                },
-            )
+    fn a_port_goes_through_every_phase_and_a_recreated_one_starts_a_new_life() {
+        let v = || "v".to_string();
+        let added = || Event::PodAdded {
+            pod: PodRef {
+                namespace: "ns".into(),
+                name: "p".into(),
+            },
+            container_id: "c".into(),
+            ifname: v(),
+            ips: vec![],
+            mac: String::new(),
+            cookie: crate::state::POD_COOKIE_BASE + 1,
         };
-        let records = vec![
-            created(1, 0),
-            rec(
-                2,
-                1,
-                Event::PodReady {
-                    ifname: "v".into(),
-                    port_no: 3,
-                    waited_ms: 1_000,
-                },
-            ),
-            rec(3, 2, Event::PodDeleted { ifname: "v".into() }),
-            created(4, 4),
-            rec(
-                5,
-                6,
-                Event::SwitchDisconnected {
-                    endpoint: "e".into(),
-                    reason: "r".into(),
-                },
-            ),
+        let status = |reason, state| Event::PortStatusReceived {
+            reason,
+            port: PortDesc {
+                port_no: 3,
+                name: v(),
+                state,
+                config: 0,
+                hw_addr: [0; 6],
+            },
+        };
+        let events = vec![
+            Event::SwitchConnected {
+                endpoint: "e".into(),
+                datapath_id: 1,
+                of_version: "1.3".into(),
+            },
+            Event::PortDescSynced { ports: vec![] },
+            added(),
+            Event::PodPortCreated {
+                ifname: v(),
+                port_uuid: "pu".into(),
+                interface_uuid: "iu".into(),
+            },
+            Event::HostInterfaceCreated { ifname: v() },
+            Event::InterfaceTypeChanged {
+                ifname: v(),
+                from: String::new(),
+                to: "internal".into(),
+                outcome: Outcome::Ok,
+            },
+            status(PortReason::Add, 0),
+            status(PortReason::Modify, 4),
+            Event::FlowsInstalled {
+                ifname: v(),
+                port_no: 3,
+                cookie: crate::state::POD_COOKIE_BASE + 1,
+                count: 2,
+            },
+            Event::PodReady {
+                ifname: v(),
+                port_no: 3,
+                waited_ms: 1_000,
+            },
+            Event::DeleteRequested { ifname: v() },
+            Event::PodDeleted { ifname: v() },
+            added(),
+            Event::PodFailed {
+                ifname: v(),
+                step: crate::event::Step::CreatePort,
+                error: Failure::permanent("name taken"),
+            },
+            Event::SwitchDisconnected {
+                endpoint: "e".into(),
+                reason: "r".into(),
+            },
         ];
+        let records: Vec<Record> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| rec(i as u64 + 1, i as u64, e))
+            .collect();
         let rows = lifecycles(&records, None);
         assert_eq!(rows.len(), 1);
         let t = |s: u64| 1_795_780_800_000_000 + s * 1_000_000;
         assert_eq!(
             rows[0].segments,
             vec![
-                (Phase::Waiting, t(0), t(1)),
-                (Phase::Ready, t(1), t(2)),
-                (Phase::Gone, t(2), t(4)),
-                (Phase::Waiting, t(4), t(6)),
+                (Some(Phase::Creating), t(2), t(3)),
+                (Some(Phase::WaitingInterface), t(3), t(4)),
+                (Some(Phase::TypeChangeRequested), t(4), t(6)),
+                (Some(Phase::Allocated), t(6), t(7)),
+                (Some(Phase::Usable), t(7), t(9)),
+                (Some(Phase::Ready), t(9), t(10)),
+                (Some(Phase::Removing), t(10), t(11)),
+                (None, t(11), t(12)),
+                (Some(Phase::Creating), t(12), t(13)),
+                (Some(Phase::Failed), t(13), t(14)),
             ]
         );
+        assert_eq!(rows[0].ticks.len(), 2);
         assert!(lifecycles(&records, Some("w")).is_empty());
+        let svg = timeline_svg(&records, None).text;
+        for phase in Phase::ALL {
+            assert!(
+                svg.contains(&format!(">{}</text>", phase.name())),
+                "{phase}"
+            );
+        }
+        assert!(svg.contains(r#"<rect class="failed" "#), "{svg}");
     }
 
     #[test]

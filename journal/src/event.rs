@@ -1,7 +1,7 @@
 //! The journal's records: one typed [`Event`] per state change, with its sequence number and
 //! wall-clock time.
 //!
-//! The archived layout of these types is the on-disk format of FORMAT_VERSION 1 (see
+//! The archived layout of these types is the on-disk format of FORMAT_VERSION 2 (see
 //! `docs/journal.md`): changing a type here means a new format version and a reader for the
 //! old one.
 
@@ -87,6 +87,72 @@ pub struct PortDesc {
     pub hw_addr: [u8; 6],
 }
 
+/// Whether retrying can help.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// OVS or the switch was away, busy or slow: asked again with backoff.
+    Transient,
+    /// Retrying cannot help (the name belongs to another container, OVSDB refused the
+    /// transaction, the spec is invalid): the Pod fails once, with this reason.
+    Permanent,
+}
+
+/// A typed failure, as it crosses from the actors to the core and into the journal.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn transient(reason: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Transient,
+            reason: reason.into(),
+        }
+    }
+    pub fn permanent(reason: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Permanent,
+            reason: reason.into(),
+        }
+    }
+    pub fn is_permanent(&self) -> bool {
+        self.kind == FailureKind::Permanent
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            FailureKind::Transient => f.write_str(&self.reason),
+            FailureKind::Permanent => write!(f, "{} (permanent)", self.reason),
+        }
+    }
+}
+
 /// The result of an operation the engine asked OVS for.
 #[derive(
     rkyv::Archive,
@@ -102,10 +168,243 @@ pub struct PortDesc {
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Ok,
-    Failed(String),
+    Failed(Failure),
 }
 
-/// Every state change podport records.
+/// The step of a Pod's life that failed.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    CreatePort,
+    TypeChange,
+    /// OVS could not open the interface (`ofport` -1 with `error`) after the type change.
+    OpenInterface,
+    /// The Interface row was deleted from OVSDB by someone else.
+    InterfaceDeleted,
+    /// The legacy strategy's OVSDB `wait` for the ofport.
+    OvsdbWait,
+    InstallFlows,
+    RemoveFlows,
+    DeletePort,
+}
+
+impl Step {
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::CreatePort => "create-port",
+            Step::TypeChange => "type-change",
+            Step::OpenInterface => "open-interface",
+            Step::InterfaceDeleted => "interface-deleted",
+            Step::OvsdbWait => "ovsdb-wait",
+            Step::InstallFlows => "install-flows",
+            Step::RemoveFlows => "remove-flows",
+            Step::DeletePort => "delete-port",
+        }
+    }
+}
+
+/// A port's phase. One model for the engine, status, metrics, the journal and the dump tool.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Asked OVSDB for the Port and Interface.
+    Creating,
+    /// Port and Interface exist; waiting for the Pod's host interface.
+    WaitingInterface,
+    /// Host interface exists; the type change is requested or done, and the switch has not
+    /// shown the port as it is after the change.
+    TypeChangeRequested,
+    /// The switch gave the port (after the type change) a number; not usable yet.
+    Allocated,
+    /// Usable; flows are being installed.
+    Usable,
+    /// Flows confirmed by a barrier.
+    Ready,
+    /// A step failed for good (see the Pod's error); nothing more is tried until it is deleted.
+    Failed,
+    /// Being deleted.
+    Removing,
+}
+
+impl Phase {
+    /// Stable lower-case name (status, logs, the dump tool).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::WaitingInterface => "waiting-interface",
+            Phase::TypeChangeRequested => "type-change-requested",
+            Phase::Allocated => "allocated",
+            Phase::Usable => "usable",
+            Phase::Ready => "ready",
+            Phase::Failed => "failed",
+            Phase::Removing => "removing",
+        }
+    }
+
+    /// Every phase, in life order.
+    pub const ALL: [Phase; 8] = [
+        Phase::Creating,
+        Phase::WaitingInterface,
+        Phase::TypeChangeRequested,
+        Phase::Allocated,
+        Phase::Usable,
+        Phase::Ready,
+        Phase::Failed,
+        Phase::Removing,
+    ];
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Phase, String> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown phase {s:?}"))
+    }
+}
+
+/// When a port counts as usable.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readiness {
+    /// The switch reports LIVE (with any other bits).
+    #[default]
+    Live,
+    /// LIVE, or LINK_DOWN: the Windows OVS workaround (ovs-issues#351).
+    LiveOrLinkDown,
+    /// Any allocated port number (Windows OVS may never report LIVE).
+    Allocated,
+}
+
+impl std::str::FromStr for Readiness {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "live" => Ok(Readiness::Live),
+            "live-or-link-down" => Ok(Readiness::LiveOrLinkDown),
+            "allocated" => Ok(Readiness::Allocated),
+            _ => Err(format!(
+                "unknown readiness {s:?} (live, live-or-link-down, allocated)"
+            )),
+        }
+    }
+}
+
+/// The rules the fold needs to derive phases: recorded by every `AgentStarted`, so a replay
+/// derives what the agent derived, whatever the dump tool's own settings.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct Policy {
+    pub readiness: Readiness,
+    /// The legacy strategy: the port number comes from an OVSDB `wait`, not from PortStatus.
+    pub ovsdb_wait: bool,
+    /// The Interface type set once the host interface exists (`internal`).
+    pub attached_type: String,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            readiness: Readiness::Live,
+            ovsdb_wait: false,
+            attached_type: "internal".into(),
+        }
+    }
+}
+
+/// What a restart's (or reconnect's) check of a port against the switch concluded.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+#[serde(tag = "finding", rename_all = "kebab-case")]
+pub enum Finding {
+    /// The port has the number the journal said.
+    Present { port_no: u32 },
+    /// The port has a new number.
+    Renumbered { from: u32, to: u32 },
+    /// The port got a number while the agent was away.
+    Allocated { port_no: u32 },
+    /// The switch has no port of that name (yet).
+    Waiting,
+    /// The Interface is gone from OVSDB: the Pod is dropped.
+    Vanished,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Present { port_no } => write!(f, "present on {port_no}"),
+            Finding::Renumbered { from, to } => write!(f, "renumbered {from} -> {to}"),
+            Finding::Allocated { port_no } => write!(f, "allocated {port_no}"),
+            Finding::Waiting => f.write_str("waiting"),
+            Finding::Vanished => f.write_str("vanished"),
+        }
+    }
+}
+
+/// Every state change podport records. The fold ([`crate::apply`]) is the only place where
+/// these change state, live in the engine and at replay.
 #[derive(
     rkyv::Archive,
     rkyv::Serialize,
@@ -119,10 +418,11 @@ pub enum Outcome {
 )]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// The agent (re)started.
+    /// The agent (re)started: no switch connection yet; the rules of the fold.
     AgentStarted {
         version: String,
         config_digest: String,
+        policy: Policy,
     },
     /// The OpenFlow connection came up.
     SwitchConnected {
@@ -132,31 +432,39 @@ pub enum Event {
     },
     /// The OpenFlow connection went down.
     SwitchDisconnected { endpoint: String, reason: String },
-    /// The Pod's Port and Interface exist in OVSDB.
-    PodPortCreated {
+    /// A Pod is tracked from now on (its port is requested), with its flow cookie.
+    PodAdded {
         pod: PodRef,
         container_id: String,
         ifname: String,
-        port_uuid: String,
-        interface_uuid: String,
         ips: Vec<String>,
         mac: String,
+        cookie: u64,
     },
-    /// The Pod's host interface (vNIC) appeared: the hook that switches the type.
+    /// The Pod's Port and Interface exist in OVSDB.
+    PodPortCreated {
+        ifname: String,
+        port_uuid: String,
+        interface_uuid: String,
+    },
+    /// The Pod's host interface (vNIC) appeared: the type change is requested.
     HostInterfaceCreated { ifname: String },
-    /// An Interface type change was asked for, with its result.
+    /// The Interface type change, with its result.
     InterfaceTypeChanged {
         ifname: String,
         from: String,
         to: String,
         outcome: Outcome,
     },
-    /// The OVSDB monitor reported the Interface's `ofport` / `error`.
+    /// The OVSDB monitor reported the Interface's type, `ofport` and `error`.
     OvsdbInterfaceUpdate {
         ifname: String,
+        iface_type: String,
         ofport: Option<i64>,
         error: Option<String>,
     },
+    /// The legacy strategy's OVSDB `wait` answered with a port number.
+    OfportWaited { ifname: String, ofport: i64 },
     /// The switch sent a PortStatus.
     PortStatusReceived { reason: PortReason, port: PortDesc },
     /// A PORT_DESC reply was taken (on every connect): the switch's whole port list.
@@ -183,14 +491,19 @@ pub enum Event {
     /// Still waiting, reported at every interval.
     PodNotReady {
         ifname: String,
-        phase: String,
+        phase: Phase,
         waited_ms: u64,
     },
-    /// Something failed for this Pod (with the error); the engine keeps trying.
-    PodFailed { ifname: String, error: String },
-    /// What a restart's reconciliation concluded for a port (`ready`, `vanished`,
-    /// `renumbered 5 -> 7`, `waiting`).
-    Reconciled { ifname: String, finding: String },
+    /// A step failed: retried with backoff when transient, the Pod fails when permanent.
+    PodFailed {
+        ifname: String,
+        step: Step,
+        error: Failure,
+    },
+    /// What a check of a port against OVS concluded.
+    Reconciled { ifname: String, finding: Finding },
+    /// The Pod's deletion was asked for.
+    DeleteRequested { ifname: String },
     /// The Pod was deleted.
     PodDeleted { ifname: String },
 }
@@ -202,10 +515,12 @@ impl Event {
             Event::AgentStarted { .. } => "AgentStarted",
             Event::SwitchConnected { .. } => "SwitchConnected",
             Event::SwitchDisconnected { .. } => "SwitchDisconnected",
+            Event::PodAdded { .. } => "PodAdded",
             Event::PodPortCreated { .. } => "PodPortCreated",
             Event::HostInterfaceCreated { .. } => "HostInterfaceCreated",
             Event::InterfaceTypeChanged { .. } => "InterfaceTypeChanged",
             Event::OvsdbInterfaceUpdate { .. } => "OvsdbInterfaceUpdate",
+            Event::OfportWaited { .. } => "OfportWaited",
             Event::PortStatusReceived { .. } => "PortStatus",
             Event::PortDescSynced { .. } => "PortDescSynced",
             Event::FlowsInstalled { .. } => "FlowsInstalled",
@@ -214,6 +529,7 @@ impl Event {
             Event::PodNotReady { .. } => "PodNotReady",
             Event::PodFailed { .. } => "PodFailed",
             Event::Reconciled { .. } => "Reconciled",
+            Event::DeleteRequested { .. } => "DeleteRequested",
             Event::PodDeleted { .. } => "PodDeleted",
         }
     }
@@ -222,8 +538,11 @@ impl Event {
     /// name (cut to 15 bytes); compare with [`wire_name`].
     pub fn ifname(&self) -> Option<&str> {
         match self {
-            Event::PodPortCreated { ifname, .. }
+            Event::PodAdded { ifname, .. }
+            | Event::PodPortCreated { ifname, .. }
             | Event::HostInterfaceCreated { ifname }
+            | Event::OfportWaited { ifname, .. }
+            | Event::DeleteRequested { ifname }
             | Event::InterfaceTypeChanged { ifname, .. }
             | Event::OvsdbInterfaceUpdate { ifname, .. }
             | Event::FlowsInstalled { ifname, .. }

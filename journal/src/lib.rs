@@ -20,9 +20,14 @@ pub mod state;
 pub mod writer;
 
 pub use codec::FORMAT_VERSION;
-pub use event::{now_micros, wire_name, Event, Outcome, PodRef, PortDesc, PortReason, Record};
+pub use event::{
+    now_micros, wire_name, Event, Failure, FailureKind, Finding, Outcome, Phase, PodRef, Policy,
+    PortDesc, PortReason, Readiness, Record, Step,
+};
 pub use reader::{CorruptRecord, JournalReader, Replay, Stats};
-pub use state::{apply, PortView, State};
+pub use state::{
+    apply, apply_event, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo, POD_COOKIE_BASE,
+};
 pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket};
 
 use std::path::PathBuf;
@@ -45,6 +50,15 @@ pub enum JournalError {
         FORMAT_VERSION
     )]
     FutureVersion { seq: u64, version: u8 },
+    /// A journal written by an older podport whose records this one does not replay.
+    #[error(
+        "record #{seq} has format version {version} (podport 0.1); this podport reads version {} only: \
+         version 1 lacks the facts the new fold needs (each Pod's cookie, whether its attach came, \
+         its phase as a type), so a replay would have to guess them. Move the directory aside \
+         (keep it for `podport-journal` 0.1) and start with a new one",
+        FORMAT_VERSION
+    )]
+    OldVersion { seq: u64, version: u8 },
     /// The writer thread is gone (closed, or it failed earlier).
     #[error("the journal writer has stopped: {0}")]
     Closed(String),

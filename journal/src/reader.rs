@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{decode_record, decode_state, key, seq_of};
+use crate::codec::{decode_record, decode_state, key, seq_of, FORMAT_VERSION};
 use crate::event::Record;
 use crate::state::{apply, State};
 use crate::JournalError;
@@ -187,6 +187,13 @@ impl Trees {
                     });
                     break;
                 }
+                Err(e @ JournalError::OldVersion { seq, .. }) => {
+                    out.stopped_at = Some(CorruptRecord {
+                        seq,
+                        reason: e.to_string(),
+                    });
+                    break;
+                }
                 Err(e) => {
                     out.stopped_at = Some(CorruptRecord {
                         seq: out.last_seq + 1,
@@ -219,6 +226,22 @@ impl Trees {
         }
         out.state = state;
         out
+    }
+
+    /// The error for a journal whose first record (or newest snapshot) was written in a
+    /// format this podport does not replay.
+    pub(crate) fn old_version(&self) -> Option<JournalError> {
+        let first = guard("reading the first record", || self.records.first()).ok()?;
+        let snap = guard("reading the newest snapshot", || self.snapshots.last()).ok()?;
+        for (k, v) in [first, snap].into_iter().flatten().flatten() {
+            let seq = seq_of(&k).unwrap_or(0);
+            if let Some(&version) = v.first() {
+                if (crate::codec::OLDEST_UNREADABLE..FORMAT_VERSION).contains(&version) {
+                    return Some(JournalError::OldVersion { seq, version });
+                }
+            }
+        }
+        None
     }
 
     pub(crate) fn last_seq(&self) -> Option<u64> {
@@ -322,6 +345,13 @@ impl JournalReader {
         })
     }
 
+    /// [`JournalError::OldVersion`] when the journal (its first record or newest snapshot) was
+    /// written in a format this podport does not replay; [`Journal::open`](crate::Journal::open)
+    /// refuses such a journal with the same error.
+    pub fn check_version(&self) -> Result<(), JournalError> {
+        self.trees.old_version().map_or(Ok(()), Err)
+    }
+
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -365,6 +395,10 @@ impl JournalReader {
                 Err(JournalError::FutureVersion { seq, version }) => bad.push(CorruptRecord {
                     seq,
                     reason: format!("format version {version} is newer than this podport"),
+                }),
+                Err(e @ JournalError::OldVersion { seq, .. }) => bad.push(CorruptRecord {
+                    seq,
+                    reason: e.to_string(),
                 }),
                 Err(e) => bad.push(CorruptRecord {
                     seq: 0,

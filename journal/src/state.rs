@@ -1,17 +1,61 @@
-//! The fold of the journal into per-port state: `apply(&mut State, &Record)`.
+//! The one fold: `apply(&mut State, ts, &Event)`.
 //!
-//! Pure and deterministic: the same records give the same state, whether replayed from the
-//! first record or from a snapshot plus the records after it. The engine uses the same
-//! function at restart to rebuild ports that will never get a PortStatus again.
+//! Pure and deterministic: the same events at the same times give the same state, whether
+//! folded live by the engine (which applies every event it journals, and changes its state in
+//! no other way) or replayed from the journal, from the first record or from a snapshot plus
+//! the records after it. The phase of a port is derived from the state ([`State::phase`]),
+//! never stored as a second truth.
 
 use std::collections::BTreeMap;
 
-use crate::event::{wire_name, Event, Outcome, PodRef, PortDesc, PortReason, Record};
+use podport_openflow::{PortNo, PortState};
 
-/// `ofp_port_state` LIVE bit.
-pub const STATE_LIVE: u32 = 4;
+use crate::event::{
+    wire_name, Event, Failure, Finding, Outcome, Phase, PodRef, Policy, PortDesc, PortReason,
+    Readiness, Record,
+};
 
-/// What the journal says about one Pod port.
+/// Cookies of Pod flows carry this in their top byte, so they never collide with the bridge's.
+pub const POD_COOKIE_BASE: u64 = 0x00a0_0000_0000_0000;
+
+/// The Pod's flows as last confirmed on the switch.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct InstalledFlows {
+    pub port_no: u32,
+    pub count: u32,
+}
+
+/// A Ready that was announced, and for which port number.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct ReadyMark {
+    pub port_no: u32,
+    /// When it was announced, µs since the epoch.
+    pub since: u64,
+}
+
+/// Everything podport knows about one Pod port.
 #[derive(
     rkyv::Archive,
     rkyv::Serialize,
@@ -23,36 +67,108 @@ pub const STATE_LIVE: u32 = 4;
     PartialEq,
     Eq,
 )]
-pub struct PortView {
+pub struct PodPort {
     pub ifname: String,
     pub pod: PodRef,
     pub container_id: String,
     pub ips: Vec<String>,
     pub mac: String,
-    pub port_uuid: String,
-    pub interface_uuid: String,
-    /// Interface type as last changed (empty until the type change).
-    pub iface_type: String,
-    /// OpenFlow port number the switch last reported (PortStatus or PORT_DESC).
-    pub port_no: Option<u32>,
-    /// `ofp_port_state` bits last reported.
-    pub state: u32,
-    /// `ofp_port_config` bits last reported.
-    pub config: u32,
-    /// OVSDB's view: `ofport` and `error`.
+    /// The cookie of every flow of this Pod: handed out once, at the add, and journaled.
+    pub cookie: u64,
+    /// µs since the epoch of the add.
+    pub added_at: u64,
+    /// OVSDB's UUIDs, once the Port and Interface exist.
+    pub port_uuid: Option<String>,
+    pub interface_uuid: Option<String>,
+    /// The host interface exists (the attach came).
+    pub attached: bool,
+    /// The type change to the attached type is committed (our reply or the monitor).
+    pub type_changed: bool,
+    /// Since the type change was requested, the switch's port is the old instance that OVS
+    /// is about to destroy: it does not count until the switch shows the new one (an ADD, or
+    /// a PORT_DESC after the change committed).
+    pub awaiting_new_port: bool,
+    /// OVSDB's view of the Interface: type, `ofport` and `error`.
+    pub iface_type: Option<String>,
     pub ofport: Option<i64>,
     pub ovsdb_error: Option<String>,
-    /// Installed flows: (cookie, count).
-    pub flows: Option<(u64, u32)>,
-    /// When the Pod last became ready (µs since the epoch); `None` while not ready.
-    pub ready_since: Option<u64>,
-    /// The last phase the engine reported (`created`, `attached`, `ready`, a not-ready phase).
-    pub phase: String,
+    /// The switch's view: OpenFlow port number and `ofp_port_state`/`ofp_port_config` bits.
+    pub port_no: Option<u32>,
+    pub state: u32,
+    pub config: u32,
+    /// The legacy strategy's answer.
+    pub waited_ofport: Option<u32>,
+    /// Failed attaches of the legacy strategy.
+    pub attach_failures: u32,
+    pub flows: Option<InstalledFlows>,
+    /// Set by `PodReady`, cleared as soon as the facts no longer hold it up.
+    pub ready: Option<ReadyMark>,
+    /// Start of the current wait, µs since the epoch (the add, the attach, or a lost Ready).
+    pub waiting_since: u64,
+    /// The deletion was asked for.
+    pub removing: bool,
+    /// A permanent failure: the Pod stays failed until it is deleted.
+    pub failed: Option<Failure>,
     /// The last failure, until the Pod becomes ready.
     pub last_error: Option<String>,
-    pub created_at: u64,
-    /// The sequence number of the last record that changed this port.
-    pub last_seq: u64,
+}
+
+impl PodPort {
+    /// The port number flows may use now under `policy`, if any. Reserved numbers never.
+    pub fn usable_port(&self, policy: &Policy) -> Option<u32> {
+        if !self.attached || !self.type_changed || self.failed.is_some() || self.removing {
+            return None;
+        }
+        if policy.ovsdb_wait {
+            return self.waited_ofport;
+        }
+        if self.awaiting_new_port {
+            return None;
+        }
+        let n = self.port_no.filter(|n| !PortNo(*n).is_reserved())?;
+        let state = PortState::from_bits_retain(self.state);
+        let ok = match policy.readiness {
+            Readiness::Live => state.contains(PortState::LIVE),
+            Readiness::LiveOrLinkDown => {
+                state.contains(PortState::LIVE) || state.contains(PortState::LINK_DOWN)
+            }
+            Readiness::Allocated => true,
+        };
+        ok.then_some(n)
+    }
+
+    /// Ready: usable and its flows confirmed on that number, announced.
+    pub fn is_ready(&self) -> bool {
+        self.ready.is_some()
+    }
+
+    fn still_ready(&self, policy: &Policy) -> bool {
+        match self.ready {
+            None => true,
+            Some(mark) => {
+                self.usable_port(policy) == Some(mark.port_no)
+                    && self.flows.is_some_and(|f| f.port_no == mark.port_no)
+            }
+        }
+    }
+}
+
+/// The switch connection while it is up.
+#[derive(
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    serde::Serialize,
+    serde::Deserialize,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+)]
+pub struct SwitchInfo {
+    pub endpoint: String,
+    pub datapath_id: u64,
+    pub of_version: String,
 }
 
 /// The whole folded journal.
@@ -64,154 +180,297 @@ pub struct PortView {
     serde::Deserialize,
     Clone,
     Debug,
-    Default,
     PartialEq,
     Eq,
 )]
 pub struct State {
+    /// The rules of the last `AgentStarted`.
+    pub policy: Policy,
     /// Tracked Pod ports by interface name.
-    pub ports: BTreeMap<String, PortView>,
-    /// The switch connection: (endpoint, datapath id, OpenFlow version) while connected.
-    pub switch: Option<(String, u64, String)>,
-    /// The last PORT_DESC, so a restart can compare it with the switch's list.
+    pub ports: BTreeMap<String, PodPort>,
+    /// The switch connection while connected.
+    pub switch: Option<SwitchInfo>,
+    /// A PORT_DESC was taken on the current connection: port numbers are current.
+    pub desc_synced: bool,
+    /// The last PORT_DESC.
     pub last_port_desc: Vec<PortDesc>,
     /// PortStatus messages for ports no Pod owns (journaled, otherwise ignored).
     pub foreign_port_status: u64,
-    /// The sequence number of the last record folded in.
-    pub last_seq: u64,
+    /// The cookie the next Pod gets.
+    pub next_cookie: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            policy: Policy::default(),
+            ports: BTreeMap::new(),
+            switch: None,
+            desc_synced: false,
+            last_port_desc: Vec::new(),
+            foreign_port_status: 0,
+            next_cookie: POD_COOKIE_BASE + 1,
+        }
+    }
 }
 
 impl State {
     /// The tracked port whose wire name (first 15 bytes) is `name`.
-    pub fn port_by_wire_name_mut(&mut self, name: &str) -> Option<&mut PortView> {
+    pub fn by_wire_name(&self, name: &str) -> Option<&str> {
         // Exact match first; add_pod rejects names whose first 15 bytes collide.
-        if self.ports.contains_key(name) {
-            return self.ports.get_mut(name);
+        if let Some((k, _)) = self.ports.get_key_value(name) {
+            return Some(k);
         }
         self.ports
-            .values_mut()
-            .find(|p| wire_name(&p.ifname) == name)
+            .keys()
+            .find(|k| wire_name(k) == name)
+            .map(String::as_str)
+    }
+
+    /// Whether the switch connection is up and its port list is current.
+    pub fn switch_ready(&self) -> bool {
+        self.switch.is_some() && self.desc_synced
+    }
+
+    /// The phase of a port, derived from its facts.
+    pub fn phase_of(&self, p: &PodPort) -> Phase {
+        if p.removing {
+            return Phase::Removing;
+        }
+        if p.failed.is_some() {
+            return Phase::Failed;
+        }
+        if p.port_uuid.is_none() {
+            return Phase::Creating;
+        }
+        if !p.attached {
+            return Phase::WaitingInterface;
+        }
+        if p.is_ready() {
+            return Phase::Ready;
+        }
+        if p.usable_port(&self.policy).is_some() && self.switch_ready() {
+            return Phase::Usable;
+        }
+        let allocated = if self.policy.ovsdb_wait {
+            p.waited_ofport.is_some()
+        } else {
+            p.port_no.is_some() && !p.awaiting_new_port
+        };
+        if allocated && p.type_changed {
+            Phase::Allocated
+        } else {
+            Phase::TypeChangeRequested
+        }
+    }
+
+    /// The phase of the port `ifname`, if tracked.
+    pub fn phase(&self, ifname: &str) -> Option<Phase> {
+        self.ports.get(ifname).map(|p| self.phase_of(p))
     }
 }
 
 /// Folds one record into the state.
 pub fn apply(state: &mut State, record: &Record) {
-    state.last_seq = record.seq;
-    let seq = record.seq;
-    let ts = record.ts_micros;
-    match &record.event {
-        Event::AgentStarted { .. } => {}
+    apply_event(state, record.ts_micros, &record.event);
+}
+
+/// Folds one event, journaled at `ts` (µs since the epoch), into the state.
+pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
+    let touched: Option<String> = match event {
+        Event::AgentStarted { policy, .. } => {
+            // A new process: no switch connection yet. Flows and Ready marks stay: the switch
+            // still holds what the previous process installed, until it says otherwise.
+            state.policy = policy.clone();
+            state.switch = None;
+            state.desc_synced = false;
+            let keys: Vec<String> = state.ports.keys().cloned().collect();
+            for k in keys {
+                settle(state, &k, ts);
+            }
+            None
+        }
         Event::SwitchConnected {
             endpoint,
             datapath_id,
             of_version,
-        } => state.switch = Some((endpoint.clone(), *datapath_id, of_version.clone())),
+        } => {
+            state.switch = Some(SwitchInfo {
+                endpoint: endpoint.clone(),
+                datapath_id: *datapath_id,
+                of_version: of_version.clone(),
+            });
+            state.desc_synced = false;
+            None
+        }
         Event::SwitchDisconnected { .. } => {
             state.switch = None;
+            state.desc_synced = false;
             // A new connection may follow a switch restart, which drops every flow.
-            for p in state.ports.values_mut() {
-                p.flows = None;
-                p.ready_since = None;
-                p.last_seq = seq;
+            let keys: Vec<String> = state.ports.keys().cloned().collect();
+            for k in keys {
+                if let Some(p) = state.ports.get_mut(&k) {
+                    p.flows = None;
+                }
+                settle(state, &k, ts);
             }
+            None
         }
-        Event::PodPortCreated {
+        Event::PodAdded {
             pod,
             container_id,
             ifname,
-            port_uuid,
-            interface_uuid,
             ips,
             mac,
+            cookie,
         } => {
+            state.next_cookie = state.next_cookie.max(cookie.saturating_add(1));
             state.ports.insert(
                 ifname.clone(),
-                PortView {
+                PodPort {
                     ifname: ifname.clone(),
                     pod: pod.clone(),
                     container_id: container_id.clone(),
                     ips: ips.clone(),
                     mac: mac.clone(),
-                    port_uuid: port_uuid.clone(),
-                    interface_uuid: interface_uuid.clone(),
-                    iface_type: String::new(),
+                    cookie: *cookie,
+                    added_at: ts,
+                    port_uuid: None,
+                    interface_uuid: None,
+                    attached: false,
+                    type_changed: false,
+                    awaiting_new_port: false,
+                    iface_type: None,
+                    ofport: None,
+                    ovsdb_error: None,
                     port_no: None,
                     state: 0,
                     config: 0,
-                    ofport: None,
-                    ovsdb_error: None,
+                    waited_ofport: None,
+                    attach_failures: 0,
                     flows: None,
-                    ready_since: None,
-                    phase: "created".into(),
+                    ready: None,
+                    waiting_since: ts,
+                    removing: false,
+                    failed: None,
                     last_error: None,
-                    created_at: ts,
-                    last_seq: seq,
                 },
             );
+            None
+        }
+        Event::PodPortCreated {
+            ifname,
+            port_uuid,
+            interface_uuid,
+        } => {
+            if let Some(p) = state.ports.get_mut(ifname) {
+                p.port_uuid = Some(port_uuid.clone());
+                p.interface_uuid = Some(interface_uuid.clone());
+            }
+            Some(ifname.clone())
         }
         Event::HostInterfaceCreated { ifname } => {
+            let attached_type = state.policy.attached_type.clone();
             if let Some(p) = state.ports.get_mut(ifname) {
-                p.phase = "attached".into();
-                p.last_seq = seq;
+                if !p.attached {
+                    p.attached = true;
+                    p.waiting_since = ts;
+                    // The port the switch shows now is of the old type: unless OVSDB already
+                    // has the attached type, OVS destroys it and creates a new one.
+                    p.awaiting_new_port = p.iface_type.as_deref() != Some(&attached_type);
+                    p.type_changed = !p.awaiting_new_port;
+                }
             }
+            Some(ifname.clone())
         }
         Event::InterfaceTypeChanged {
-            ifname,
-            to,
-            outcome,
-            ..
+            ifname, outcome, ..
         } => {
             if let Some(p) = state.ports.get_mut(ifname) {
                 match outcome {
-                    Outcome::Ok => p.iface_type = to.clone(),
-                    Outcome::Failed(e) => p.last_error = Some(e.clone()),
+                    Outcome::Ok => p.type_changed = true,
+                    Outcome::Failed(f) => fail(p, f),
                 }
-                p.last_seq = seq;
             }
+            Some(ifname.clone())
         }
         Event::OvsdbInterfaceUpdate {
             ifname,
+            iface_type,
             ofport,
             error,
         } => {
+            let attached_type = &state.policy.attached_type;
             if let Some(p) = state.ports.get_mut(ifname) {
+                if p.attached && iface_type == attached_type {
+                    p.type_changed = true;
+                }
+                p.iface_type = Some(iface_type.clone());
                 p.ofport = *ofport;
                 p.ovsdb_error = error.clone();
-                p.last_seq = seq;
             }
+            Some(ifname.clone())
+        }
+        Event::OfportWaited { ifname, ofport } => {
+            if let Some(p) = state.ports.get_mut(ifname) {
+                p.waited_ofport = u32::try_from(*ofport)
+                    .ok()
+                    .filter(|n| !PortNo(*n).is_reserved());
+            }
+            Some(ifname.clone())
         }
         Event::PortStatusReceived { reason, port } => {
-            match state.port_by_wire_name_mut(&port.name) {
-                Some(p) => {
-                    match reason {
-                        PortReason::Delete => {
-                            // Only a DELETE of the number we hold removes it: a stale DELETE
-                            // of an old number must not undo a newer ADD.
-                            if p.port_no == Some(port.port_no) {
-                                p.port_no = None;
-                                p.state = 0;
-                                p.config = 0;
-                            }
-                        }
-                        _ => {
-                            p.port_no = Some(port.port_no);
-                            p.state = port.state;
-                            p.config = port.config;
+            let Some(name) = state.by_wire_name(&port.name).map(str::to_string) else {
+                state.foreign_port_status += 1;
+                return;
+            };
+            if PortNo(port.port_no).is_reserved() {
+                return;
+            }
+            if let Some(p) = state.ports.get_mut(&name) {
+                match reason {
+                    PortReason::Delete => {
+                        // Only a DELETE of the number we hold removes it: a stale DELETE of
+                        // an old number must not undo a newer ADD.
+                        if p.port_no == Some(port.port_no) {
+                            p.port_no = None;
+                            p.state = 0;
+                            p.config = 0;
                         }
                     }
-                    p.last_seq = seq;
+                    _ => {
+                        if *reason == PortReason::Add {
+                            // An ADD after the type change was requested is the new port.
+                            p.awaiting_new_port = false;
+                        }
+                        p.port_no = Some(port.port_no);
+                        p.state = port.state;
+                        p.config = port.config;
+                    }
                 }
-                None => state.foreign_port_status += 1,
             }
+            Some(name)
         }
         Event::PortDescSynced { ports } => {
-            for p in state.ports.values_mut() {
+            state.desc_synced = true;
+            let keys: Vec<String> = state.ports.keys().cloned().collect();
+            for k in &keys {
+                let Some(p) = state.ports.get_mut(k) else {
+                    continue;
+                };
                 let wire = wire_name(&p.ifname);
-                match ports.iter().find(|d| d.name == wire) {
+                match ports
+                    .iter()
+                    .find(|d| d.name == wire && !PortNo(d.port_no).is_reserved())
+                {
                     Some(d) => {
                         p.port_no = Some(d.port_no);
                         p.state = d.state;
                         p.config = d.config;
+                        // Listed after the change committed: this is the new port.
+                        if p.type_changed {
+                            p.awaiting_new_port = false;
+                        }
                     }
                     None => {
                         p.port_no = None;
@@ -219,66 +478,97 @@ pub fn apply(state: &mut State, record: &Record) {
                         p.config = 0;
                     }
                 }
-                p.last_seq = seq;
+                settle(state, k, ts);
             }
             state.last_port_desc = ports.clone();
+            None
         }
         Event::FlowsInstalled {
             ifname,
-            cookie,
+            port_no,
             count,
             ..
         } => {
             if let Some(p) = state.ports.get_mut(ifname) {
-                p.flows = Some((*cookie, *count));
-                p.last_seq = seq;
+                p.flows = Some(InstalledFlows {
+                    port_no: *port_no,
+                    count: *count,
+                });
             }
+            Some(ifname.clone())
         }
         Event::FlowsRemoved { ifname, .. } => {
             if let Some(p) = state.ports.get_mut(ifname) {
                 p.flows = None;
-                p.ready_since = None;
-                p.last_seq = seq;
             }
+            Some(ifname.clone())
         }
         Event::PodReady {
             ifname, port_no, ..
         } => {
             if let Some(p) = state.ports.get_mut(ifname) {
-                p.ready_since = Some(ts);
-                p.port_no = Some(*port_no);
-                p.phase = "ready".into();
+                p.ready = Some(ReadyMark {
+                    port_no: *port_no,
+                    since: ts,
+                });
                 p.last_error = None;
-                p.last_seq = seq;
             }
+            Some(ifname.clone())
         }
-        Event::PodNotReady { ifname, phase, .. } => {
+        Event::PodNotReady { .. } => None,
+        Event::PodFailed {
+            ifname,
+            step,
+            error,
+        } => {
             if let Some(p) = state.ports.get_mut(ifname) {
-                p.phase = phase.clone();
-                p.ready_since = None;
-                p.last_seq = seq;
+                if *step == crate::event::Step::OvsdbWait {
+                    p.attach_failures = p.attach_failures.saturating_add(1);
+                }
+                fail(p, error);
             }
-        }
-        Event::PodFailed { ifname, error } => {
-            if let Some(p) = state.ports.get_mut(ifname) {
-                p.last_error = Some(error.clone());
-                p.last_seq = seq;
-            }
+            Some(ifname.clone())
         }
         Event::Reconciled { ifname, finding } => {
-            if finding == "vanished" {
+            if *finding == Finding::Vanished {
                 state.ports.remove(ifname);
-            } else if let Some(p) = state.ports.get_mut(ifname) {
-                p.last_seq = seq;
+                return;
             }
+            None
+        }
+        Event::DeleteRequested { ifname } => {
+            if let Some(p) = state.ports.get_mut(ifname) {
+                p.removing = true;
+                p.ready = None;
+            }
+            None
         }
         Event::PodDeleted { ifname } => {
             state.ports.remove(ifname);
+            None
         }
+    };
+    if let Some(name) = touched {
+        settle(state, &name, ts);
     }
 }
 
-/// True when the port's last reported state includes LIVE.
-pub fn is_live(p: &PortView) -> bool {
-    p.state & STATE_LIVE != 0
+fn fail(p: &mut PodPort, f: &Failure) {
+    p.last_error = Some(f.reason.clone());
+    if f.is_permanent() {
+        p.failed = Some(f.clone());
+        p.ready = None;
+    }
+}
+
+/// A Ready whose facts no longer hold (port gone, renumbered, not usable, flows gone) is
+/// withdrawn, and a new wait starts.
+fn settle(state: &mut State, ifname: &str, ts: u64) {
+    let policy = &state.policy;
+    if let Some(p) = state.ports.get_mut(ifname) {
+        if !p.still_ready(policy) {
+            p.ready = None;
+            p.waiting_since = ts;
+        }
+    }
 }

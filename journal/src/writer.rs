@@ -176,6 +176,9 @@ impl Journal {
             .map_err(|e| JournalError::Storage(format!("{}: {e}", dir.display())))?;
         let db = crate::reader::open_db(&dir)?;
         let trees = Trees::open(&db, &dir)?;
+        if let Some(e) = trees.old_version() {
+            return Err(e);
+        }
         let mut recovered = trees.replay(None, true);
         if recovered.stopped_at.is_none() {
             recovered.stopped_at = crate::reader::check_hwm(&dir, &trees);
@@ -198,6 +201,7 @@ impl Journal {
             trees,
             config,
             state: recovered.state.clone(),
+            last_seq: recovered.last_seq,
             next_seq,
             since_snapshot: recovered.records_replayed,
             subscribers: Vec::new(),
@@ -308,6 +312,8 @@ struct Writer {
     trees: Trees,
     config: JournalConfig,
     state: State,
+    /// The last record folded into `state`.
+    last_seq: u64,
     next_seq: u64,
     since_snapshot: u64,
     subscribers: Vec<Sender<Record>>,
@@ -444,6 +450,7 @@ impl Writer {
         }
         for r in &records {
             apply(&mut self.state, r);
+            self.last_seq = r.seq;
         }
         self.since_snapshot += records.len() as u64;
         self.publish(&records);
@@ -478,7 +485,7 @@ impl Writer {
     }
 
     fn write_snapshot(&mut self) -> Result<u64, JournalError> {
-        let seq = self.state.last_seq;
+        let seq = self.last_seq;
         self.trees
             .snapshots
             .insert(key(seq), encode_state(&self.state))
@@ -519,7 +526,7 @@ impl Writer {
                 let _ = tx.send(self.write_snapshot());
             }
             Command::State(tx) => {
-                let _ = tx.send((self.state.last_seq, self.state.clone()));
+                let _ = tx.send((self.last_seq, self.state.clone()));
             }
             Command::Subscribe { from, tx } => {
                 for r in self.trees.records(from) {

@@ -10,38 +10,38 @@ use std::process::{Command, Output};
 
 use podport_journal::dump::record_json;
 use podport_journal::remote::end_line;
-use podport_journal::{Event, Journal, JournalConfig, JournalReader, PodRef, Record};
+use podport_journal::{Event, Journal, JournalConfig, JournalReader, PodRef, Policy, Record};
 use serde_json::Value;
 use tempfile::TempDir;
 
 const T0: u64 = 1_795_780_800_000_000;
 
-/// A small journal: one Pod that becomes ready, one that is created only.
+/// A small journal: one Pod that is attached and reported ready, one that is added only.
 fn build(dir: &Path) -> Vec<Record> {
     let j = Journal::open(dir, JournalConfig::default()).unwrap();
     let pod = |name: &str| PodRef {
         namespace: "default".into(),
         name: name.into(),
     };
-    let created = |ifname: &str, name: &str| Event::PodPortCreated {
+    let created = |ifname: &str, name: &str, cookie: u64| Event::PodAdded {
         pod: pod(name),
         container_id: format!("c-{name}"),
         ifname: ifname.into(),
-        port_uuid: "11111111-1111-1111-1111-111111111111".into(),
-        interface_uuid: "22222222-2222-2222-2222-222222222222".into(),
         ips: vec!["10.0.0.5/24".into()],
         mac: "02:00:0a:00:00:05".into(),
+        cookie,
     };
     let events = vec![
         Event::AgentStarted {
-            version: "0.1.0".into(),
+            version: "0.2.0".into(),
             config_digest: "x".into(),
+            policy: Policy::default(),
         },
-        created("vnic-1", "web-1"),
+        created("vnic-1", "web-1", 0x00a0_0000_0000_0001),
         Event::HostInterfaceCreated {
             ifname: "vnic-1".into(),
         },
-        created("vnic-2", "web-2"),
+        created("vnic-2", "web-2", 0x00a0_0000_0000_0002),
         Event::FlowsInstalled {
             ifname: "vnic-1".into(),
             port_no: 5,
@@ -181,7 +181,7 @@ fn state_from_a_compacted_agent_journal_warns() {
     let tail = s.records[2..].to_vec();
     let ctl = fake_agent(s._tmp.path(), Fake::Serve(tail));
     let (out, err) = ok(&["state", "--control", &ctl]);
-    // vnic-1's PodPortCreated (#2) is gone, so the fold cannot know it: hence the warning.
+    // vnic-1's PodAdded (#2) is gone, so the fold cannot know it: hence the warning.
     assert!(out.contains("vnic-2") && !out.contains("vnic-1"), "{out}");
     assert!(
         err.contains("starts at record #3") && err.contains("may be incomplete"),

@@ -1,12 +1,14 @@
 //! The `podport-journal` binary against a known journal: every subcommand's output checked
-//! exactly, a corrupt record, a journal locked by a running agent, a missing directory.
+//! exactly, a corrupt record, a version-1 journal, a journal locked by a running agent, a
+//! missing directory.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
 use podport_journal::dump::record_from_json_line;
 use podport_journal::{
-    Event, Journal, JournalConfig, JournalReader, Outcome, PodRef, PortDesc, PortReason,
+    Event, Failure, Finding, Journal, JournalConfig, JournalError, JournalReader, Outcome, Phase,
+    PodRef, Policy, PortDesc, PortReason, Step, POD_COOKIE_BASE,
 };
 use tempfile::TempDir;
 
@@ -36,15 +38,16 @@ fn desc(port_no: u32, name: &str, state: u32, config: u32) -> PortDesc {
 }
 
 /// The test journal: every Event kind. Pod default/web-1 (vnic-1) gets ready and is deleted;
-/// Pod default/db-0 (a 21-byte ifname, 15 on the wire) gets a port but stays not ready.
-/// A snapshot is taken after #14.
+/// Pod default/db-0 (a 21-byte ifname, 15 on the wire) gets a port number but fails for good.
+/// A snapshot is taken after #18.
 fn events() -> Vec<(u64, Event)> {
     vec![
         (
             ms(0),
             Event::AgentStarted {
-                version: "0.1.0".into(),
+                version: "0.2.0".into(),
                 config_digest: "sha256:c0ffee".into(),
+                policy: Policy::default(),
             },
         ),
         (
@@ -56,15 +59,28 @@ fn events() -> Vec<(u64, Event)> {
             },
         ),
         (
+            ms(60),
+            Event::PortDescSynced {
+                ports: vec![desc(65534, "br-int", 0, 1)],
+            },
+        ),
+        (
             ms(1_000),
-            Event::PodPortCreated {
+            Event::PodAdded {
                 pod: pod("default", "web-1"),
                 container_id: "c1".into(),
                 ifname: "vnic-1".into(),
-                port_uuid: "11111111-1111-1111-1111-111111111111".into(),
-                interface_uuid: "22222222-2222-2222-2222-222222222222".into(),
                 ips: vec!["10.0.0.5/24".into()],
                 mac: "02:00:0a:00:00:05".into(),
+                cookie: WEB_COOKIE,
+            },
+        ),
+        (
+            ms(1_100),
+            Event::PodPortCreated {
+                ifname: "vnic-1".into(),
+                port_uuid: "11111111-1111-1111-1111-111111111111".into(),
+                interface_uuid: "22222222-2222-2222-2222-222222222222".into(),
             },
         ),
         (
@@ -86,6 +102,7 @@ fn events() -> Vec<(u64, Event)> {
             ms(2_000),
             Event::OvsdbInterfaceUpdate {
                 ifname: "vnic-1".into(),
+                iface_type: "internal".into(),
                 ofport: Some(5),
                 error: None,
             },
@@ -99,14 +116,27 @@ fn events() -> Vec<(u64, Event)> {
         ),
         (
             ms(3_000),
-            Event::PodPortCreated {
+            Event::PodAdded {
                 pod: pod("default", "db-0"),
                 container_id: "c2".into(),
                 ifname: LONG.into(),
-                port_uuid: "33333333-3333-3333-3333-333333333333".into(),
-                interface_uuid: "44444444-4444-4444-4444-444444444444".into(),
                 ips: vec!["10.0.0.6/24".into(), "fd00::6/64".into()],
                 mac: "02:00:0a:00:00:06".into(),
+                cookie: DB_COOKIE,
+            },
+        ),
+        (
+            ms(3_100),
+            Event::PodPortCreated {
+                ifname: LONG.into(),
+                port_uuid: "33333333-3333-3333-3333-333333333333".into(),
+                interface_uuid: "44444444-4444-4444-4444-444444444444".into(),
+            },
+        ),
+        (
+            ms(3_200),
+            Event::HostInterfaceCreated {
+                ifname: LONG.into(),
             },
         ),
         (
@@ -115,7 +145,7 @@ fn events() -> Vec<(u64, Event)> {
                 ifname: LONG.into(),
                 from: "system".into(),
                 to: "internal".into(),
-                outcome: Outcome::Failed("device busy".into()),
+                outcome: Outcome::Failed(Failure::transient("device busy")),
             },
         ),
         (
@@ -130,7 +160,7 @@ fn events() -> Vec<(u64, Event)> {
             Event::FlowsInstalled {
                 ifname: "vnic-1".into(),
                 port_no: 5,
-                cookie: 0x5eed_0001,
+                cookie: WEB_COOKIE,
                 count: 4,
             },
         ),
@@ -139,7 +169,7 @@ fn events() -> Vec<(u64, Event)> {
             Event::PodReady {
                 ifname: "vnic-1".into(),
                 port_no: 5,
-                waited_ms: 7_012,
+                waited_ms: 6_812,
             },
         ),
         (
@@ -161,32 +191,46 @@ fn events() -> Vec<(u64, Event)> {
             },
         ),
         (
+            ms(10_000),
+            Event::OfportWaited {
+                ifname: LONG.into(),
+                ofport: 6,
+            },
+        ),
+        (
             ms(13_000),
             Event::PodNotReady {
                 ifname: LONG.into(),
-                phase: "waiting-live".into(),
-                waited_ms: 10_000,
+                phase: Phase::TypeChangeRequested,
+                waited_ms: 9_800,
             },
         ),
         (
             ms(14_000),
             Event::PodFailed {
                 ifname: LONG.into(),
-                error: "port 6 is LINK_DOWN".into(),
+                step: Step::OpenInterface,
+                error: Failure::permanent("no such device"),
             },
         ),
         (
             ms(15_000),
             Event::Reconciled {
                 ifname: "vnic-1".into(),
-                finding: "ready".into(),
+                finding: Finding::Present { port_no: 5 },
+            },
+        ),
+        (
+            ms(15_500),
+            Event::DeleteRequested {
+                ifname: "vnic-1".into(),
             },
         ),
         (
             ms(16_000),
             Event::FlowsRemoved {
                 ifname: "vnic-1".into(),
-                cookie: 0x5eed_0001,
+                cookie: WEB_COOKIE,
                 count: 4,
             },
         ),
@@ -221,7 +265,9 @@ fn events() -> Vec<(u64, Event)> {
     ]
 }
 
-const SNAPSHOT_AFTER: u64 = 14;
+const SNAPSHOT_AFTER: u64 = 18;
+const WEB_COOKIE: u64 = POD_COOKIE_BASE + 1;
+const DB_COOKIE: u64 = POD_COOKIE_BASE + 2;
 
 fn build(dir: &Path) {
     let config = JournalConfig {
@@ -279,28 +325,34 @@ fn p(dir: &TempDir) -> &str {
 
 /// `dump` of the test journal, every line.
 const DUMP: &str = "\
-#1 12:00:00.000 AgentStarted version=0.1.0 config=sha256:c0ffee
+#1 12:00:00.000 AgentStarted version=0.2.0 config=sha256:c0ffee readiness=live attached-type=internal
 #2 12:00:00.050 SwitchConnected endpoint=tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3
-#3 12:00:01.000 PodPortCreated pod=default/web-1 ifname=vnic-1 container=c1 ips=10.0.0.5/24 mac=02:00:0a:00:00:05
-#4 12:00:01.200 HostInterfaceCreated ifname=vnic-1
-#5 12:00:01.500 InterfaceTypeChanged ifname=vnic-1 from=system to=internal ok
-#6 12:00:02.000 OvsdbInterfaceUpdate ifname=vnic-1 ofport=5
-#7 12:00:02.010 PortStatus ADD port=5 name=vnic-1 state=LINK_DOWN config=0 hw=02:00:00:00:00:05
-#8 12:00:03.000 PodPortCreated pod=default/db-0 ifname=vnic-0123456789abcdef container=c2 ips=10.0.0.6/24,fd00::6/64 mac=02:00:0a:00:00:06
-#9 12:00:03.500 InterfaceTypeChanged ifname=vnic-0123456789abcdef from=system to=internal failed error=\"device busy\"
-#10 12:00:05.000 PortStatus MODIFY port=5 name=vnic-1 state=LIVE config=0 hw=02:00:00:00:00:05
-#11 12:00:05.100 FlowsInstalled ifname=vnic-1 port=5 cookie=0x5eed0001 n=4
-#12 12:00:08.012 PodReady ifname=vnic-1 port=5 waited=7.012s
-#13 12:00:08.500 PortStatus ADD port=99 name=patch-tun state=LIVE config=0 hw=02:00:00:00:00:63
-#14 12:00:09.000 PortDescSynced ports=4 [65534 br-int 0, 5 vnic-1 LIVE, 6 vnic-0123456789 LINK_DOWN, 99 patch-tun LIVE]
-#15 12:00:13.000 PodNotReady ifname=vnic-0123456789abcdef phase=waiting-live waited=10.000s
-#16 12:00:14.000 PodFailed ifname=vnic-0123456789abcdef error=\"port 6 is LINK_DOWN\"
-#17 12:00:15.000 Reconciled ifname=vnic-1 finding=ready
-#18 12:00:16.000 FlowsRemoved ifname=vnic-1 cookie=0x5eed0001 n=4
-#19 12:00:16.100 PortStatus DELETE port=5 name=vnic-1 state=LINK_DOWN config=PORT_DOWN hw=02:00:00:00:00:05
-#20 12:00:16.200 PodDeleted ifname=vnic-1
-#21 12:00:17.000 SwitchDisconnected endpoint=tcp:127.0.0.1:6653 reason=\"connection reset by peer\"
-#22 12:00:17.500 SwitchConnected endpoint=tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3
+#3 12:00:00.060 PortDescSynced ports=1 [65534 br-int 0]
+#4 12:00:01.000 PodAdded pod=default/web-1 ifname=vnic-1 container=c1 ips=10.0.0.5/24 mac=02:00:0a:00:00:05 cookie=0xa0000000000001
+#5 12:00:01.100 PodPortCreated ifname=vnic-1 port_uuid=11111111-1111-1111-1111-111111111111 interface_uuid=22222222-2222-2222-2222-222222222222
+#6 12:00:01.200 HostInterfaceCreated ifname=vnic-1
+#7 12:00:01.500 InterfaceTypeChanged ifname=vnic-1 from=system to=internal ok
+#8 12:00:02.000 OvsdbInterfaceUpdate ifname=vnic-1 type=internal ofport=5
+#9 12:00:02.010 PortStatus ADD port=5 name=vnic-1 state=LINK_DOWN config=0 hw=02:00:00:00:00:05
+#10 12:00:03.000 PodAdded pod=default/db-0 ifname=vnic-0123456789abcdef container=c2 ips=10.0.0.6/24,fd00::6/64 mac=02:00:0a:00:00:06 cookie=0xa0000000000002
+#11 12:00:03.100 PodPortCreated ifname=vnic-0123456789abcdef port_uuid=33333333-3333-3333-3333-333333333333 interface_uuid=44444444-4444-4444-4444-444444444444
+#12 12:00:03.200 HostInterfaceCreated ifname=vnic-0123456789abcdef
+#13 12:00:03.500 InterfaceTypeChanged ifname=vnic-0123456789abcdef from=system to=internal failed error=\"device busy\"
+#14 12:00:05.000 PortStatus MODIFY port=5 name=vnic-1 state=LIVE config=0 hw=02:00:00:00:00:05
+#15 12:00:05.100 FlowsInstalled ifname=vnic-1 port=5 cookie=0xa0000000000001 n=4
+#16 12:00:08.012 PodReady ifname=vnic-1 port=5 waited=6.812s
+#17 12:00:08.500 PortStatus ADD port=99 name=patch-tun state=LIVE config=0 hw=02:00:00:00:00:63
+#18 12:00:09.000 PortDescSynced ports=4 [65534 br-int 0, 5 vnic-1 LIVE, 6 vnic-0123456789 LINK_DOWN, 99 patch-tun LIVE]
+#19 12:00:10.000 OfportWaited ifname=vnic-0123456789abcdef ofport=6
+#20 12:00:13.000 PodNotReady ifname=vnic-0123456789abcdef phase=type-change-requested waited=9.800s
+#21 12:00:14.000 PodFailed ifname=vnic-0123456789abcdef step=open-interface error=\"no such device\" (permanent)
+#22 12:00:15.000 Reconciled ifname=vnic-1 finding=\"present on 5\"
+#23 12:00:15.500 DeleteRequested ifname=vnic-1
+#24 12:00:16.000 FlowsRemoved ifname=vnic-1 cookie=0xa0000000000001 n=4
+#25 12:00:16.100 PortStatus DELETE port=5 name=vnic-1 state=LINK_DOWN config=PORT_DOWN hw=02:00:00:00:00:05
+#26 12:00:16.200 PodDeleted ifname=vnic-1
+#27 12:00:17.000 SwitchDisconnected endpoint=tcp:127.0.0.1:6653 reason=\"connection reset by peer\"
+#28 12:00:17.500 SwitchConnected endpoint=tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3
 ";
 
 /// The sequence numbers at the start of each line (`#N ...`).
@@ -319,7 +371,7 @@ fn seqs(text: &str) -> Vec<u64> {
 fn dump_prints_one_readable_line_per_record() {
     let dir = journal();
     let out = run_ok(&["dump", p(&dir)], 0);
-    assert_eq!(out.lines().count(), 22);
+    assert_eq!(out.lines().count(), 28);
     assert_eq!(out, DUMP);
 }
 
@@ -343,14 +395,18 @@ fn dump_json_is_the_serde_form_plus_time() {
         );
     }
     let lines: Vec<&str> = out.lines().collect();
-    let v: serde_json::Value = serde_json::from_str(lines[9]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(lines[13]).unwrap();
     assert_eq!(v["time"], "2026-11-27T12:00:05.000Z");
     assert_eq!(v["event"]["kind"], "port_status_received");
     assert_eq!(v["event"]["reason"], "modify");
     assert_eq!(v["event"]["port"]["state"], 4);
     assert_eq!(
-        lines[11],
-        r#"{"seq":12,"ts_micros":1795780808012000,"time":"2026-11-27T12:00:08.012Z","event":{"kind":"pod_ready","ifname":"vnic-1","port_no":5,"waited_ms":7012}}"#
+        lines[15],
+        r#"{"seq":16,"ts_micros":1795780808012000,"time":"2026-11-27T12:00:08.012Z","event":{"kind":"pod_ready","ifname":"vnic-1","port_no":5,"waited_ms":6812}}"#
+    );
+    assert_eq!(
+        lines[20],
+        r#"{"seq":21,"ts_micros":1795780814000000,"time":"2026-11-27T12:00:14.000Z","event":{"kind":"pod_failed","ifname":"vnic-0123456789abcdef","step":"open-interface","error":{"kind":"permanent","reason":"no such device"}}}"#
     );
 }
 
@@ -359,15 +415,18 @@ fn dump_port_keeps_its_records_and_the_wire_name_ones() {
     let dir = journal();
     let d = p(&dir);
     let out = run_ok(&["dump", d, "--port", "vnic-1"], 0);
-    assert_eq!(seqs(&out), [3, 4, 5, 6, 7, 10, 11, 12, 14, 17, 18, 19, 20]);
+    assert_eq!(
+        seqs(&out),
+        [4, 5, 6, 7, 8, 9, 14, 15, 16, 18, 22, 23, 24, 25, 26]
+    );
     // Lines are the same as in the full dump.
     assert!(out.lines().all(|l| DUMP.lines().any(|d| d == l)));
     // A 21-byte name: the PORT_DESC lists its 15-byte wire name.
     let out = run_ok(&["dump", d, "--port", LONG], 0);
-    assert_eq!(seqs(&out), [8, 9, 14, 15, 16]);
+    assert_eq!(seqs(&out), [10, 11, 12, 13, 18, 19, 20, 21]);
     // A port no Pod owns: its PortStatus and the PORT_DESC.
     let out = run_ok(&["dump", d, "--port", "patch-tun"], 0);
-    assert_eq!(seqs(&out), [13, 14]);
+    assert_eq!(seqs(&out), [17, 18]);
     let out = run_ok(&["dump", d, "--port", "nothing"], 0);
     assert_eq!(out, "");
 }
@@ -377,8 +436,8 @@ fn dump_pod_follows_its_interfaces() {
     let dir = journal();
     let d = p(&dir);
     let out = run_ok(&["dump", d, "--pod", "default/db-0"], 0);
-    assert_eq!(seqs(&out), [8, 9, 14, 15, 16]);
-    // The PodPortCreated (#3) is before --since, the Pod is still found.
+    assert_eq!(seqs(&out), [10, 11, 12, 13, 18, 19, 20, 21]);
+    // The PodAdded (#4) is before --since, the Pod is still found.
     let out = run_ok(
         &[
             "dump",
@@ -392,12 +451,12 @@ fn dump_pod_follows_its_interfaces() {
         ],
         0,
     );
-    assert_eq!(seqs(&out), [10, 11, 12, 14, 17, 18]);
+    assert_eq!(seqs(&out), [14, 15, 16, 18]);
     let o = run(&["dump", d, "--pod", "default/nobody"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(stdout(&o), "");
     assert!(
-        stderr(&o).contains("no PodPortCreated record for Pod default/nobody"),
+        stderr(&o).contains("no PodAdded record for Pod default/nobody"),
         "{}",
         stderr(&o)
     );
@@ -413,14 +472,14 @@ fn dump_since_until_are_inclusive() {
     let dir = journal();
     let d = p(&dir);
     assert_eq!(
-        seqs(&run_ok(&["dump", d, "--since", "20"], 0)),
-        [20, 21, 22]
+        seqs(&run_ok(&["dump", d, "--since", "26"], 0)),
+        [26, 27, 28]
     );
     assert_eq!(seqs(&run_ok(&["dump", d, "--until", "2"], 0)), [1, 2]);
     let out = run_ok(&["dump", d, "--since", "5", "--until", "7"], 0);
     let want: Vec<&str> = DUMP.lines().skip(4).take(3).collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
-    assert_eq!(run_ok(&["dump", d, "--since", "23"], 0), "");
+    assert_eq!(run_ok(&["dump", d, "--since", "29"], 0), "");
     let o = run(&["dump", d, "--since", "9", "--until", "3"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -434,33 +493,43 @@ fn dump_since_until_are_inclusive() {
 fn state_is_the_folded_table() {
     let dir = journal();
     let d = p(&dir);
+    // The phase is the fold's: db-0 failed for good, web-1 deleted.
     assert_eq!(
         run_ok(&["state", d], 0),
         "\
-last seq: 22  snapshot: #14 + 8 records  switch: tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3  foreign PortStatus: 1
-INTERFACE              POD           PORT  STATE      TYPE  FLOWS  PHASE         READY SINCE
-vnic-0123456789abcdef  default/db-0  6     LINK_DOWN  -     -      waiting-live  -
+last seq: 28  snapshot: #18 + 10 records  switch: tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3  foreign PortStatus: 1
+INTERFACE              POD           PHASE   PORT  STATE      TYPE  COOKIE            FLOWS  READY SINCE  ERROR
+vnic-0123456789abcdef  default/db-0  failed  6     LINK_DOWN  -     0xa0000000000002  -      -            \"no such device\" (permanent)
 "
     );
     // Before the snapshot: replayed from the first record.
     assert_eq!(
-        run_ok(&["state", d, "--at", "12"], 0),
+        run_ok(&["state", d, "--at", "16"], 0),
         "\
-last seq: 12  snapshot: none (12 records)  switch: tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3  foreign PortStatus: 0
-INTERFACE              POD            PORT  STATE  TYPE      FLOWS                  PHASE    READY SINCE
-vnic-0123456789abcdef  default/db-0   -     -      -         -                      created  -
-vnic-1                 default/web-1  5     LIVE   internal  cookie=0x5eed0001 n=4  ready    2026-11-27T12:00:08.012Z
+last seq: 16  snapshot: none (16 records)  switch: tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3  foreign PortStatus: 0
+INTERFACE              POD            PHASE                  PORT  STATE  TYPE      COOKIE            FLOWS       READY SINCE               ERROR
+vnic-0123456789abcdef  default/db-0   type-change-requested  -     -      -         0xa0000000000002  -           -                         \"device busy\"
+vnic-1                 default/web-1  ready                  5     LIVE   internal  0xa0000000000001  n=4 port=5  2026-11-27T12:00:08.012Z  -
 "
     );
-    let at14 = run_ok(&["state", d, "--at", "14"], 0);
-    assert!(
-        at14.starts_with("last seq: 14  snapshot: #14 + 0 records  "),
-        "{at14}"
+    assert_eq!(
+        run_ok(&["state", d, "--at", "23"], 0),
+        "\
+last seq: 23  snapshot: #18 + 5 records  switch: tcp:127.0.0.1:6653 dpid=0x000000000000abcd of=1.3  foreign PortStatus: 1
+INTERFACE              POD            PHASE     PORT  STATE      TYPE      COOKIE            FLOWS       READY SINCE  ERROR
+vnic-0123456789abcdef  default/db-0   failed    6     LINK_DOWN  -         0xa0000000000002  -           -            \"no such device\" (permanent)
+vnic-1                 default/web-1  removing  5     LIVE       internal  0xa0000000000001  n=4 port=5  -            -
+"
     );
-    let at21 = run_ok(&["state", d, "--at", "21"], 0);
+    let at18 = run_ok(&["state", d, "--at", "18"], 0);
     assert!(
-        at21.starts_with("last seq: 21  snapshot: #14 + 7 records  switch: disconnected  "),
-        "{at21}"
+        at18.starts_with("last seq: 18  snapshot: #18 + 0 records  "),
+        "{at18}"
+    );
+    let at27 = run_ok(&["state", d, "--at", "27"], 0);
+    assert!(
+        at27.starts_with("last seq: 27  snapshot: #18 + 9 records  switch: disconnected  "),
+        "{at27}"
     );
     assert_eq!(
         run_ok(&["state", d, "--at", "1"], 0),
@@ -474,23 +543,25 @@ fn state_json_is_the_serde_form() {
     let out = run_ok(&["state", p(&dir), "--json"], 0);
     assert_eq!(out.lines().count(), 1);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["last_seq"], 22);
-    assert_eq!(v["snapshot_seq"], 14);
-    assert_eq!(v["records_replayed"], 8);
+    assert_eq!(v["last_seq"], 28);
+    assert_eq!(v["snapshot_seq"], 18);
+    assert_eq!(v["records_replayed"], 10);
     assert!(v["stopped_at"].is_null());
     let state: podport_journal::State = serde_json::from_value(v["state"].clone()).unwrap();
-    assert_eq!(state.last_seq, 22);
     assert_eq!(state.foreign_port_status, 1);
     let port = &state.ports[LONG];
     assert_eq!((port.port_no, port.state), (Some(6), 1));
-    assert_eq!(port.last_error.as_deref(), Some("port 6 is LINK_DOWN"));
+    assert_eq!(port.cookie, DB_COOKIE);
+    assert_eq!(port.last_error.as_deref(), Some("no such device"));
+    assert_eq!(state.phase(LONG), Some(Phase::Failed));
     assert!(!state.ports.contains_key("vnic-1"));
 
-    let out = run_ok(&["state", p(&dir), "--json", "--at", "12"], 0);
+    let out = run_ok(&["state", p(&dir), "--json", "--at", "16"], 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["last_seq"], 12);
+    assert_eq!(v["last_seq"], 16);
     assert!(v["snapshot_seq"].is_null());
-    assert_eq!(v["state"]["ports"]["vnic-1"]["ready_since"], ms(8_012));
+    assert_eq!(v["state"]["ports"]["vnic-1"]["ready"]["since"], ms(8_012));
+    assert_eq!(v["state"]["ports"]["vnic-1"]["ready"]["port_no"], 5);
 }
 
 #[test]
@@ -500,18 +571,20 @@ fn timeline_of_a_port_has_offsets_from_its_creation() {
     assert_eq!(
         run_ok(&["timeline", d, "--port", "vnic-1"], 0),
         "\
-vnic-1 pod=default/web-1: 13 records, +0 = #3 2026-11-27T12:00:01.000Z
-+0.000s PodPortCreated pod=default/web-1 ifname=vnic-1 container=c1 ips=10.0.0.5/24 mac=02:00:0a:00:00:05
+vnic-1 pod=default/web-1: 15 records, +0 = #4 2026-11-27T12:00:01.000Z
++0.000s PodAdded pod=default/web-1 ifname=vnic-1 container=c1 ips=10.0.0.5/24 mac=02:00:0a:00:00:05 cookie=0xa0000000000001
++0.100s PodPortCreated ifname=vnic-1 port_uuid=11111111-1111-1111-1111-111111111111 interface_uuid=22222222-2222-2222-2222-222222222222
 +0.200s HostInterfaceCreated ifname=vnic-1
 +0.500s InterfaceTypeChanged ifname=vnic-1 from=system to=internal ok
-+1.000s OvsdbInterfaceUpdate ifname=vnic-1 ofport=5
++1.000s OvsdbInterfaceUpdate ifname=vnic-1 type=internal ofport=5
 +1.010s PortStatus ADD port=5 name=vnic-1 state=LINK_DOWN config=0 hw=02:00:00:00:00:05
 +4.000s PortStatus MODIFY port=5 name=vnic-1 state=LIVE config=0 hw=02:00:00:00:00:05
-+4.100s FlowsInstalled ifname=vnic-1 port=5 cookie=0x5eed0001 n=4
-+7.012s PodReady ifname=vnic-1 port=5 waited=7.012s
++4.100s FlowsInstalled ifname=vnic-1 port=5 cookie=0xa0000000000001 n=4
++7.012s PodReady ifname=vnic-1 port=5 waited=6.812s
 +8.000s PortDescSynced ports=4 [65534 br-int 0, 5 vnic-1 LIVE, 6 vnic-0123456789 LINK_DOWN, 99 patch-tun LIVE]
-+14.000s Reconciled ifname=vnic-1 finding=ready
-+15.000s FlowsRemoved ifname=vnic-1 cookie=0x5eed0001 n=4
++14.000s Reconciled ifname=vnic-1 finding=\"present on 5\"
++14.500s DeleteRequested ifname=vnic-1
++15.000s FlowsRemoved ifname=vnic-1 cookie=0xa0000000000001 n=4
 +15.100s PortStatus DELETE port=5 name=vnic-1 state=LINK_DOWN config=PORT_DOWN hw=02:00:00:00:00:05
 +15.200s PodDeleted ifname=vnic-1
 "
@@ -519,19 +592,22 @@ vnic-1 pod=default/web-1: 13 records, +0 = #3 2026-11-27T12:00:01.000Z
     assert_eq!(
         run_ok(&["timeline", d, "--port", LONG], 0),
         "\
-vnic-0123456789abcdef pod=default/db-0: 5 records, +0 = #8 2026-11-27T12:00:03.000Z
-+0.000s PodPortCreated pod=default/db-0 ifname=vnic-0123456789abcdef container=c2 ips=10.0.0.6/24,fd00::6/64 mac=02:00:0a:00:00:06
+vnic-0123456789abcdef pod=default/db-0: 8 records, +0 = #10 2026-11-27T12:00:03.000Z
++0.000s PodAdded pod=default/db-0 ifname=vnic-0123456789abcdef container=c2 ips=10.0.0.6/24,fd00::6/64 mac=02:00:0a:00:00:06 cookie=0xa0000000000002
++0.100s PodPortCreated ifname=vnic-0123456789abcdef port_uuid=33333333-3333-3333-3333-333333333333 interface_uuid=44444444-4444-4444-4444-444444444444
++0.200s HostInterfaceCreated ifname=vnic-0123456789abcdef
 +0.500s InterfaceTypeChanged ifname=vnic-0123456789abcdef from=system to=internal failed error=\"device busy\"
 +6.000s PortDescSynced ports=4 [65534 br-int 0, 5 vnic-1 LIVE, 6 vnic-0123456789 LINK_DOWN, 99 patch-tun LIVE]
-+10.000s PodNotReady ifname=vnic-0123456789abcdef phase=waiting-live waited=10.000s
-+11.000s PodFailed ifname=vnic-0123456789abcdef error=\"port 6 is LINK_DOWN\"
++7.000s OfportWaited ifname=vnic-0123456789abcdef ofport=6
++10.000s PodNotReady ifname=vnic-0123456789abcdef phase=type-change-requested waited=9.800s
++11.000s PodFailed ifname=vnic-0123456789abcdef step=open-interface error=\"no such device\" (permanent)
 "
     );
-    // No PodPortCreated: offsets from its first record.
+    // No PodAdded: offsets from its first record.
     assert_eq!(
         run_ok(&["timeline", d, "--port", "patch-tun"], 0),
         "\
-patch-tun: 2 records, +0 = #13 2026-11-27T12:00:08.500Z
+patch-tun: 2 records, +0 = #17 2026-11-27T12:00:08.500Z
 +0.000s PortStatus ADD port=99 name=patch-tun state=LIVE config=0 hw=02:00:00:00:00:63
 +0.500s PortDescSynced ports=4 [65534 br-int 0, 5 vnic-1 LIVE, 6 vnic-0123456789 LINK_DOWN, 99 patch-tun LIVE]
 "
@@ -583,7 +659,7 @@ fn timeline_svg_draws_every_port() {
     let f = file.to_str().unwrap();
     assert_eq!(
         run_ok(&["timeline", d, "--svg", f], 0),
-        format!("wrote {f}: 2 ports, 22 records over 17.500s\n")
+        format!("wrote {f}: 2 ports, 28 records over 17.500s\n")
     );
     let svg = std::fs::read_to_string(&file).unwrap();
     assert!(
@@ -597,14 +673,41 @@ fn timeline_svg_draws_every_port() {
     assert!(web.contains(">vnic-1</text>"));
     assert!(web.contains(r##"<rect class="ready" "##) && web.contains(r##"fill="#2ca02c""##));
     assert!(web.contains(r#"<rect class="gone" "#));
-    assert!(web.contains("ready: +8.012s .. +16.000s"), "{web}");
+    // A band per Phase the fold derived, in order.
+    for band in [
+        "creating: +1.000s .. +1.100s",
+        "waiting-interface: +1.100s .. +1.200s",
+        "type-change-requested: +1.200s .. +2.010s",
+        "allocated: +2.010s .. +5.000s",
+        "usable: +5.000s .. +8.012s",
+        "ready: +8.012s .. +15.500s",
+        "removing: +15.500s .. +16.200s",
+        "gone: +16.200s .. +17.500s",
+    ] {
+        assert!(
+            web.contains(&format!("vnic-1 {band}</title>")),
+            "{band}: {web}"
+        );
+    }
+    assert_eq!(web.matches("<rect ").count(), 8, "{web}");
     // ADD, MODIFY, DELETE.
     assert_eq!(web.matches(r#"<line class="tick""#).count(), 3);
     let db = svg_row(&svg, LONG);
     assert!(db.contains(&format!(">{LONG}</text>")));
     assert!(!db.contains("ready") && !db.contains("#2ca02c"), "{db}");
-    assert!(db.contains("waiting: +3.000s .. +9.000s"), "{db}");
-    assert!(db.contains("allocated: +9.000s .. +17.500s"), "{db}");
+    assert!(
+        db.contains("type-change-requested: +3.200s .. +14.000s"),
+        "{db}"
+    );
+    assert!(
+        db.contains(r##"<rect class="failed" "##) && db.contains(r##"fill="#d62728""##),
+        "{db}"
+    );
+    assert!(db.contains("failed: +14.000s .. +17.500s"), "{db}");
+    // The legend names every phase.
+    for phase in Phase::ALL {
+        assert!(svg.contains(&format!(">{phase}</text>")), "{phase}");
+    }
     assert!(svg.contains(">0s</text>") && svg.contains(">16s</text>"));
 
     // --port with --svg: that row only.
@@ -620,7 +723,7 @@ fn timeline_svg_draws_every_port() {
         ],
         0,
     );
-    assert!(out.contains(": 1 ports, 22 records"), "{out}");
+    assert!(out.contains(": 1 ports, 28 records"), "{out}");
     let svg = std::fs::read_to_string(&one).unwrap();
     assert_eq!(svg.matches(r#"<g class="port""#).count(), 1);
 }
@@ -631,33 +734,36 @@ fn verify_and_stats_of_a_good_journal() {
     let d = p(&dir);
     assert_eq!(
         run_ok(&["verify", d], 0),
-        "ok: 22 records, 1 snapshots, seq 1..22\n"
+        "ok: 28 records, 1 snapshots, seq 1..28\n"
     );
     let out = run_ok(&["stats", d], 0);
     let bytes_line = out.lines().find(|l| l.starts_with("bytes:")).unwrap();
     let bytes: u64 = bytes_line["bytes:".len()..].trim().parse().unwrap();
-    assert!(bytes > 22 * 13, "{bytes}");
+    assert!(bytes > 28 * 13, "{bytes}");
     assert_eq!(
         out.replace(bytes_line, "bytes:     N"),
         "\
-records:   22
-seq:       1..22
+records:   28
+seq:       1..28
 corrupt:   0
 bytes:     N
-snapshots: 1 (#14)
+snapshots: 1 (#18)
 by kind:
   AgentStarted          1
+  DeleteRequested       1
   FlowsInstalled        1
   FlowsRemoved          1
-  HostInterfaceCreated  1
+  HostInterfaceCreated  2
   InterfaceTypeChanged  2
+  OfportWaited          1
   OvsdbInterfaceUpdate  1
+  PodAdded              2
   PodDeleted            1
   PodFailed             1
   PodNotReady           1
   PodPortCreated        2
   PodReady              1
-  PortDescSynced        1
+  PortDescSynced        2
   PortStatus            4
   Reconciled            1
   SwitchConnected       2
@@ -665,12 +771,12 @@ by kind:
 "
     );
     let v: serde_json::Value = serde_json::from_str(&run_ok(&["stats", d, "--json"], 0)).unwrap();
-    assert_eq!(v["records"], 22);
+    assert_eq!(v["records"], 28);
     assert_eq!(v["first_seq"], 1);
-    assert_eq!(v["last_seq"], 22);
+    assert_eq!(v["last_seq"], 28);
     assert_eq!(v["bytes"], bytes);
     assert_eq!(v["by_kind"]["PortStatus"], 4);
-    assert_eq!(v["snapshots"], serde_json::json!([14]));
+    assert_eq!(v["snapshots"], serde_json::json!([18]));
     assert_eq!(v["corrupt"], 0);
 }
 
@@ -712,79 +818,128 @@ fn corrupt(dir: &Path, seq: u64) {
 #[test]
 fn a_corrupt_record_is_shown_and_fails_the_exit_status() {
     let dir = journal();
-    corrupt(dir.path(), 16);
+    corrupt(dir.path(), 20);
     let d = p(&dir);
 
     let o = run(&["verify", d]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.starts_with("#16: CRC-32C mismatch: stored 0x"), "{out}");
-    assert!(stderr(&o).contains("the first #16"), "{}", stderr(&o));
+    assert!(out.starts_with("#20: CRC-32C mismatch: stored 0x"), "{out}");
+    assert!(stderr(&o).contains("the first #20"), "{}", stderr(&o));
 
     let o = run(&["dump", d]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 22);
+    assert_eq!(lines.len(), 28);
     assert!(
-        lines[15].starts_with("#16 CORRUPT: CRC-32C mismatch"),
+        lines[19].starts_with("#20 CORRUPT: CRC-32C mismatch"),
         "{}",
-        lines[15]
+        lines[19]
     );
     for (i, (got, want)) in lines.iter().zip(DUMP.lines()).enumerate() {
-        if i != 15 {
+        if i != 19 {
             assert_eq!(got, &want);
         }
     }
     assert!(
-        stderr(&o).contains("1 corrupt record(s), the first #16"),
+        stderr(&o).contains("1 corrupt record(s), the first #20"),
         "{}",
         stderr(&o)
     );
 
-    let o = run(&["dump", d, "--json", "--since", "15", "--until", "17"]);
+    let o = run(&["dump", d, "--json", "--since", "19", "--until", "21"]);
     assert_eq!(o.status.code(), Some(1));
     let lines: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[1]["seq"], 16);
+    assert_eq!(lines[1]["seq"], 20);
     assert!(lines[1]["corrupt"].as_str().unwrap().contains("CRC-32C"));
     // Out of the range asked for, it is neither shown nor counted.
-    assert_eq!(run(&["dump", d, "--until", "15"]).status.code(), Some(0));
+    assert_eq!(run(&["dump", d, "--until", "19"]).status.code(), Some(0));
 
-    // Replay from the snapshot (#14) stops at #16: the state as of #15, and a warning.
+    // Replay from the snapshot (#18) stops at #20: the state as of #19, and a warning.
     let o = run(&["state", d]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).starts_with("last seq: 15  snapshot: #14 + 1 records  "),
+        stdout(&o).starts_with("last seq: 19  snapshot: #18 + 1 records  "),
         "{}",
         stdout(&o)
     );
     assert!(
-        stderr(&o).contains("replay stopped at record #16"),
+        stderr(&o).contains("replay stopped at record #20"),
         "{}",
         stderr(&o)
     );
-    // The state as of #15 does not need #16: no warning.
-    let o = run(&["state", d, "--at", "15"]);
+    // The state as of #19 does not need #20: no warning.
+    let o = run(&["state", d, "--at", "19"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).starts_with("last seq: 15  snapshot: #14 + 1 records  "));
+    assert!(stdout(&o).starts_with("last seq: 19  snapshot: #18 + 1 records  "));
 
     let o = run(&["timeline", d, "--port", LONG]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).starts_with("vnic-0123456789abcdef pod=default/db-0: 4 records"));
-    assert!(stderr(&o).contains("#16 CORRUPT"), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("vnic-0123456789abcdef pod=default/db-0: 7 records"));
+    assert!(stderr(&o).contains("#20 CORRUPT"), "{}", stderr(&o));
 
     let o = run(&["stats", d, "--json"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
         (v["records"].as_u64(), v["corrupt"].as_u64()),
-        (Some(21), Some(1))
+        (Some(27), Some(1))
     );
+}
+
+/// Rewrites every record with envelope version 1 (payload and a valid CRC kept), as podport
+/// 0.1 left its journals.
+fn make_version_1(dir: &Path) {
+    let reader = JournalReader::open(dir).unwrap();
+    let tree = reader.raw_records();
+    let all: Vec<_> = tree.iter().map(Result::unwrap).collect();
+    for (k, v) in all {
+        let mut v = v.to_vec();
+        v[0] = 1;
+        tree.insert(k, v).unwrap();
+    }
+    tree.flush().unwrap();
+}
+
+#[test]
+fn a_version_1_journal_is_refused_with_the_reason_not_shown_empty() {
+    let dir = journal();
+    make_version_1(dir.path());
+    let d = p(&dir);
+
+    let err = Journal::open(dir.path(), JournalConfig::default())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err, JournalError::OldVersion { seq: 1, version: 1 });
+
+    for cmd in ["state", "dump", "verify", "stats"] {
+        let o = run(&[cmd, d]);
+        assert_eq!(o.status.code(), Some(2), "{cmd}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "",
+            "{cmd} shows nothing rather than an empty state"
+        );
+        let err = stderr(&o);
+        for part in [
+            "record #1 has format version 1",
+            "reads version 2 only",
+            "Move the directory aside",
+        ] {
+            assert!(err.contains(part), "{cmd}: {part:?} in {err}");
+        }
+    }
+    let svg = dir.path().join("v1.svg");
+    let o = run(&["timeline", d, "--svg", svg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("format version 1"), "{}", stderr(&o));
+    assert!(!svg.exists());
 }
 
 #[test]

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use podport_journal::codec::key;
 use podport_journal::{
-    apply, CorruptRecord, Event, FlushPolicy, Journal, JournalConfig, JournalError, JournalReader,
-    Outcome, PodRef, PortDesc, PortReason, Record, State,
+    apply, CorruptRecord, Event, Failure, Finding, FlushPolicy, Journal, JournalConfig,
+    JournalError, JournalReader, Outcome, Phase, PodRef, Policy, PortDesc, PortReason, Readiness,
+    Record, State, Step, FORMAT_VERSION, POD_COOKIE_BASE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -66,6 +67,11 @@ fn every_kind() -> Vec<Event> {
         Event::AgentStarted {
             version: "0.1.0-ünïcödé".into(),
             config_digest: String::new(),
+            policy: Policy {
+                readiness: Readiness::LiveOrLinkDown,
+                ovsdb_wait: true,
+                attached_type: String::new(),
+            },
         },
         Event::SwitchConnected {
             endpoint: "unix:/run/openvswitch/br-int.mgmt".into(),
@@ -76,23 +82,31 @@ fn every_kind() -> Vec<Event> {
             endpoint: "tcp:[::1]:6653".into(),
             reason: "connection reset — peer 🙈".into(),
         },
-        Event::PodPortCreated {
+        Event::PodAdded {
             pod: pod("kube-sýstem", "coredns-7db6d8ff4d-ŝ"),
             container_id: "c".repeat(64),
             ifname: "veth0ünï".into(),
-            port_uuid: "0b1c1e0f-7a67-4b9c-9a9b-2f5d5b0e1c11".into(),
-            interface_uuid: "5d0a2f0e-1e3c-4a55-8e8e-0a9b1c2d3e4f".into(),
             ips: vec![],
             mac: "02:00:00:00:00:01".into(),
+            cookie: POD_COOKIE_BASE + 1,
         },
-        Event::PodPortCreated {
+        Event::PodAdded {
             pod: pod("", ""),
             container_id: String::new(),
             ifname: "vethlongername-with-more-than-15".into(),
-            port_uuid: String::new(),
-            interface_uuid: String::new(),
             ips: vec!["10.0.0.7".into(), "fd00::7".into(), "".into()],
             mac: String::new(),
+            cookie: u64::MAX,
+        },
+        Event::PodPortCreated {
+            ifname: "veth0ünï".into(),
+            port_uuid: "0b1c1e0f-7a67-4b9c-9a9b-2f5d5b0e1c11".into(),
+            interface_uuid: "5d0a2f0e-1e3c-4a55-8e8e-0a9b1c2d3e4f".into(),
+        },
+        Event::PodPortCreated {
+            ifname: "vethlongername-with-more-than-15".into(),
+            port_uuid: String::new(),
+            interface_uuid: String::new(),
         },
         Event::HostInterfaceCreated {
             ifname: "veth0ünï".into(),
@@ -107,17 +121,27 @@ fn every_kind() -> Vec<Event> {
             ifname: "veth0ünï".into(),
             from: "system".into(),
             to: "internal".into(),
-            outcome: Outcome::Failed("ovsdb: constraint violation « x »".into()),
+            outcome: Outcome::Failed(Failure::transient("ovsdb: constraint violation « x »")),
         },
         Event::OvsdbInterfaceUpdate {
             ifname: "veth0ünï".into(),
+            iface_type: String::new(),
             ofport: None,
             error: Some("could not open network device veth0 (No such device)".into()),
         },
         Event::OvsdbInterfaceUpdate {
             ifname: "veth0ünï".into(),
+            iface_type: "internal".into(),
             ofport: Some(i64::MIN),
             error: None,
+        },
+        Event::OfportWaited {
+            ifname: "veth0ünï".into(),
+            ofport: i64::MAX,
+        },
+        Event::OfportWaited {
+            ifname: "veth0ünï".into(),
+            ofport: 2,
         },
         Event::PortStatusReceived {
             reason: PortReason::Add,
@@ -163,20 +187,32 @@ fn every_kind() -> Vec<Event> {
         },
         Event::PodNotReady {
             ifname: "veth0ünï".into(),
-            phase: "waiting for PortStatus".into(),
+            phase: Phase::TypeChangeRequested,
             waited_ms: 0,
         },
         Event::PodFailed {
             ifname: "veth0ünï".into(),
-            error: "x".repeat(10_000),
+            step: Step::InstallFlows,
+            error: Failure::transient("x".repeat(10_000)),
+        },
+        Event::PodFailed {
+            ifname: "vethlongername-with-more-than-15".into(),
+            step: Step::OvsdbWait,
+            error: Failure::permanent(""),
         },
         Event::Reconciled {
             ifname: "veth0ünï".into(),
-            finding: "renumbered 5 -> 7".into(),
+            finding: Finding::Renumbered {
+                from: 5,
+                to: u32::MAX,
+            },
         },
         Event::Reconciled {
             ifname: "vethlongername-with-more-than-15".into(),
-            finding: "vanished".into(),
+            finding: Finding::Vanished,
+        },
+        Event::DeleteRequested {
+            ifname: "veth0ünï".into(),
         },
         Event::PodDeleted {
             ifname: "veth0ünï".into(),
@@ -188,32 +224,52 @@ fn kinds_covered(events: &[Event]) -> HashSet<&'static str> {
     events.iter().map(Event::kind).collect()
 }
 
-/// A PortStatus / PodReady mix like a node's steady state.
+/// A node's steady state: each block of eight consecutive `i` takes one Pod (of 64 names) from
+/// its add to Ready and a not-ready report.
 fn mixed_event(i: u64) -> Event {
-    let ifname = format!("veth{:04}", i % 64);
-    match i % 4 {
-        0 => Event::PortStatusReceived {
-            reason: PortReason::Modify,
-            port: port((i % 64) as u32 + 1, &ifname, if i % 8 == 0 { 4 } else { 1 }),
-        },
-        1 => Event::PodReady {
-            ifname,
-            port_no: (i % 64) as u32 + 1,
-            waited_ms: i,
-        },
-        2 => Event::PodNotReady {
-            ifname,
-            phase: format!("phase-{}", i % 5),
-            waited_ms: i,
-        },
-        _ => Event::PodPortCreated {
+    let n = (i / 8) % 64;
+    let ifname = format!("veth{n:04}");
+    let port_no = n as u32 + 1;
+    match i % 8 {
+        0 => Event::PodAdded {
             pod: pod("default", &format!("pod-{i}")),
             container_id: format!("{i:064x}"),
             ifname,
-            port_uuid: format!("p-{i}"),
-            interface_uuid: format!("i-{i}"),
             ips: vec![format!("10.0.{}.{}", i / 256 % 256, i % 256)],
             mac: "02:00:00:00:00:01".into(),
+            cookie: POD_COOKIE_BASE + i,
+        },
+        1 => Event::PodPortCreated {
+            ifname,
+            port_uuid: format!("p-{i}"),
+            interface_uuid: format!("i-{i}"),
+        },
+        2 => Event::HostInterfaceCreated { ifname },
+        3 => Event::OvsdbInterfaceUpdate {
+            ifname,
+            iface_type: "internal".into(),
+            ofport: Some(i64::from(port_no)),
+            error: None,
+        },
+        4 => Event::PortStatusReceived {
+            reason: PortReason::Add,
+            port: port(port_no, &ifname, if i % 16 == 4 { 4 } else { 1 }),
+        },
+        5 => Event::FlowsInstalled {
+            ifname,
+            port_no,
+            cookie: POD_COOKIE_BASE + i - 5,
+            count: 5,
+        },
+        6 => Event::PodReady {
+            ifname,
+            port_no,
+            waited_ms: i,
+        },
+        _ => Event::PodNotReady {
+            ifname,
+            phase: Phase::ALL[(i / 8 % 8) as usize],
+            waited_ms: i,
         },
     }
 }
@@ -227,7 +283,7 @@ fn every_event_kind_round_trips_with_seq_and_timestamp() {
     let events = every_kind();
     assert_eq!(
         kinds_covered(&events).len(),
-        16,
+        19,
         "the fixture covers every Event variant"
     );
     let mut appended = Vec::new();
@@ -417,7 +473,7 @@ fn group_commit_ten_producers_dense_unique_ordered() {
                                 let i = burst * (EACH / 10) + k;
                                 j.append(Event::PodNotReady {
                                     ifname: format!("p{p}"),
-                                    phase: format!("{i}"),
+                                    phase: Phase::ALL[(i % 8) as usize],
                                     waited_ms: i,
                                 })
                             })
@@ -536,12 +592,13 @@ fn crash_event(run: u64, i: u64) -> Event {
     if i % 3 == 2 {
         Event::PodFailed {
             ifname: format!("crash{run}"),
-            error: format!("{i}:{}", "e".repeat((i % 700) as usize)),
+            step: Step::TypeChange,
+            error: Failure::transient(format!("{i}:{}", "e".repeat((i % 700) as usize))),
         }
     } else {
         Event::PodNotReady {
             ifname: format!("crash{run}"),
-            phase: format!("{i}"),
+            phase: Phase::Allocated,
             waited_ms: i,
         }
     }
@@ -550,7 +607,9 @@ fn crash_event(run: u64, i: u64) -> Event {
 /// (run, iteration) of a record the crash child wrote.
 fn crash_ident(e: &Event) -> Option<(u64, u64)> {
     let (ifname, i) = match e {
-        Event::PodFailed { ifname, error } => (ifname, error.split(':').next()?.parse().ok()?),
+        Event::PodFailed { ifname, error, .. } => {
+            (ifname, error.reason.split(':').next()?.parse().ok()?)
+        }
         Event::PodNotReady {
             ifname, waited_ms, ..
         } => (ifname, *waited_ms),
@@ -922,7 +981,7 @@ fn garbage_payload_with_a_valid_crc_fails_validation_not_a_panic() {
         let good = ten_records(dir.path());
         let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         tamper(dir.path(), 5, |_| {
-            let mut v = vec![1u8];
+            let mut v = vec![FORMAT_VERSION];
             v.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
             v.extend_from_slice(&payload);
             v
@@ -934,7 +993,7 @@ fn garbage_payload_with_a_valid_crc_fails_validation_not_a_panic() {
     let good = ten_records(dir.path());
     tamper(dir.path(), 5, |v| {
         let payload = &v[5..v.len() - 4];
-        let mut out = vec![1u8];
+        let mut out = vec![FORMAT_VERSION];
         out.extend_from_slice(&crc32c::crc32c(payload).to_be_bytes());
         out.extend_from_slice(payload);
         out
@@ -944,18 +1003,25 @@ fn garbage_payload_with_a_valid_crc_fails_validation_not_a_panic() {
 
 #[test]
 fn future_format_version_is_reported_not_misread() {
+    let future = FORMAT_VERSION + 1;
     let dir = tempfile::tempdir().unwrap();
     let good = ten_records(dir.path());
     tamper(dir.path(), 5, |mut v| {
-        v[0] = 2;
+        v[0] = future;
         v
     });
     {
         let reader = JournalReader::open(dir.path()).unwrap();
         let err = reader.records(5).next().unwrap().unwrap_err();
-        assert_eq!(err, JournalError::FutureVersion { seq: 5, version: 2 });
+        assert_eq!(
+            err,
+            JournalError::FutureVersion {
+                seq: 5,
+                version: future
+            }
+        );
     }
-    check_bad_fifth(dir.path(), &good, "format version 2");
+    check_bad_fifth(dir.path(), &good, &format!("format version {future}"));
     // Version 0 is corrupt (not "future").
     let dir = tempfile::tempdir().unwrap();
     let good = ten_records(dir.path());
@@ -964,6 +1030,90 @@ fn future_format_version_is_reported_not_misread() {
         v
     });
     check_bad_fifth(dir.path(), &good, "unknown format version 0");
+    // A version-1 record amid version-2 ones is a bad record that says what it is.
+    let dir = tempfile::tempdir().unwrap();
+    let good = ten_records(dir.path());
+    tamper(dir.path(), 5, |mut v| {
+        v[0] = 1;
+        v
+    });
+    check_bad_fifth(dir.path(), &good, "format version 1 (podport 0.1)");
+}
+
+/// Rewrites every stored record with envelope version 1 (its payload and a valid CRC kept), as
+/// podport 0.1 left its journals.
+fn make_version_1(dir: &Path) {
+    let reader = JournalReader::open(dir).unwrap();
+    let tree = reader.raw_records();
+    let all: Vec<_> = tree.iter().map(Result::unwrap).collect();
+    for (k, v) in all {
+        let mut v = v.to_vec();
+        v[0] = 1;
+        tree.insert(k, v).unwrap();
+    }
+    tree.flush().unwrap();
+}
+
+#[test]
+fn a_version_1_journal_is_refused_with_old_version_not_replayed() {
+    assert_eq!(FORMAT_VERSION, 2);
+    let dir = tempfile::tempdir().unwrap();
+    ten_records(dir.path());
+    make_version_1(dir.path());
+
+    let err = Journal::open(dir.path(), config()).map(|_| ()).unwrap_err();
+    assert_eq!(err, JournalError::OldVersion { seq: 1, version: 1 });
+    let text = err.to_string();
+    for part in [
+        "record #1 has format version 1",
+        "reads version 2 only",
+        "cookie",
+        "Move the directory aside",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text:?}");
+    }
+
+    // The refusal left the journal as it was, and the reader says the same for each record.
+    let reader = JournalReader::open(dir.path()).unwrap();
+    assert_eq!(
+        reader.check_version(),
+        Err(JournalError::OldVersion { seq: 1, version: 1 })
+    );
+    let items: Vec<_> = reader.records(0).collect();
+    assert_eq!(items.len(), 10);
+    for (k, item) in items.iter().enumerate() {
+        let seq = k as u64 + 1;
+        assert_eq!(
+            item,
+            &Err(JournalError::OldVersion { seq, version: 1 }),
+            "#{seq}"
+        );
+    }
+    for replay in [reader.replay(), reader.replay_full()] {
+        assert_eq!(replay.last_seq, 0);
+        assert_eq!(replay.state, State::default());
+        let stopped = replay.stopped_at.expect("replay says why it stopped");
+        assert_eq!(stopped.seq, 1);
+        assert!(stopped.reason.contains("format version 1"), "{stopped:?}");
+    }
+    let bad = reader.verify();
+    assert_eq!(
+        bad.iter().map(|c| c.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert!(
+        bad.iter().all(|c| c.reason.contains("format version 1")),
+        "{bad:?}"
+    );
+    drop(reader);
+
+    // A current journal passes the check.
+    let fresh = tempfile::tempdir().unwrap();
+    ten_records(fresh.path());
+    assert_eq!(
+        JournalReader::open(fresh.path()).unwrap().check_version(),
+        Ok(())
+    );
 }
 
 #[test]
@@ -1351,7 +1501,11 @@ fn dropped_or_lagging_subscriber_does_not_affect_the_writer() {
     );
     let (last, state) = j.state().unwrap();
     assert_eq!(last, 100);
-    assert_eq!(state.last_seq, 100);
+    assert_eq!(
+        state.ports.len(),
+        12,
+        "the Pods of the first 100 mixed events"
+    );
     j.close().unwrap();
 }
 

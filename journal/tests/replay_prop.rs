@@ -9,8 +9,9 @@
 use proptest::prelude::*;
 
 use podport_journal::{
-    apply, wire_name, Event, FlushPolicy, Journal, JournalConfig, JournalReader, Outcome, PodRef,
-    PortDesc, PortReason, Record, State,
+    apply, wire_name, Event, Failure, FailureKind, Finding, FlushPolicy, Journal, JournalConfig,
+    JournalReader, Outcome, Phase, PodRef, Policy, PortDesc, PortReason, Readiness, Record, State,
+    Step, POD_COOKIE_BASE,
 };
 
 const IFNAMES: [&str; 4] = ["veth-a", "veth-b", "veth-c", "vethlongname-abcdef"];
@@ -27,11 +28,27 @@ fn port_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A port number: mostly a Pod's, sometimes 0 or a reserved one (LOCAL, ANY, ...).
+fn port_no() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        8 => 1u32..=6,
+        1 => prop::sample::select(&[0u32, 0xffff_ff00, 0xffff_fffd, 0xffff_fffe, 0xffff_ffff][..]),
+    ]
+}
+
+/// `ofp_port_state` bits: the usual ones, or any.
+fn state_bits() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        4 => 0u32..8,
+        1 => any::<u32>(),
+    ]
+}
+
 fn port_desc() -> impl Strategy<Value = PortDesc> {
     (
-        1u32..=6,
+        port_no(),
         port_name(),
-        0u32..8,
+        state_bits(),
         prop::sample::select(&[0u32, 1, 0x20, 0x41][..]),
     )
         .prop_map(|(port_no, name, state, config)| PortDesc {
@@ -52,45 +69,128 @@ fn reason() -> impl Strategy<Value = PortReason> {
     ]
 }
 
+fn cookie() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        4 => (0u64..100).prop_map(|n| POD_COOKIE_BASE + n),
+        1 => any::<u64>(),
+        1 => Just(u64::MAX),
+    ]
+}
+
+fn failure() -> impl Strategy<Value = Failure> {
+    (
+        prop::sample::select(&[FailureKind::Transient, FailureKind::Permanent][..]),
+        "[a-z ]{0,12}",
+    )
+        .prop_map(|(kind, reason)| Failure { kind, reason })
+}
+
+const STEPS: [Step; 8] = [
+    Step::CreatePort,
+    Step::TypeChange,
+    Step::OpenInterface,
+    Step::InterfaceDeleted,
+    Step::OvsdbWait,
+    Step::InstallFlows,
+    Step::RemoveFlows,
+    Step::DeletePort,
+];
+
+fn finding() -> impl Strategy<Value = Finding> {
+    prop_oneof![
+        port_no().prop_map(|port_no| Finding::Present { port_no }),
+        (port_no(), port_no()).prop_map(|(from, to)| Finding::Renumbered { from, to }),
+        port_no().prop_map(|port_no| Finding::Allocated { port_no }),
+        Just(Finding::Waiting),
+        Just(Finding::Vanished),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::sample::select(
+            &[
+                Readiness::Live,
+                Readiness::LiveOrLinkDown,
+                Readiness::Allocated,
+            ][..],
+        ),
+        any::<bool>(),
+        prop::sample::select(&["internal", "internal", "system", ""][..]),
+    )
+        .prop_map(|(readiness, ovsdb_wait, attached_type)| Policy {
+            readiness,
+            ovsdb_wait,
+            attached_type: attached_type.into(),
+        })
+}
+
+fn iface_type() -> impl Strategy<Value = String> {
+    prop::sample::select(&["internal", "system", ""][..]).prop_map(str::to_string)
+}
+
+fn pod_added() -> impl Strategy<Value = Event> {
+    (
+        ifname(),
+        0u32..100,
+        prop::collection::vec("10\\.0\\.0\\.[0-9]{1,3}", 0..3),
+        cookie(),
+    )
+        .prop_map(|(ifname, n, ips, cookie)| Event::PodAdded {
+            pod: PodRef {
+                namespace: "default".into(),
+                name: format!("pod-{n}"),
+            },
+            container_id: format!("{n:064x}"),
+            mac: format!("02:00:00:00:00:{n:02x}"),
+            ifname,
+            ips,
+            cookie,
+        })
+}
+
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        4 => (ifname(), 0u32..100, prop::collection::vec("10\\.0\\.0\\.[0-9]{1,3}", 0..3))
-            .prop_map(|(ifname, n, ips)| Event::PodPortCreated {
-                pod: PodRef { namespace: "default".into(), name: format!("pod-{n}") },
-                container_id: format!("{n:064x}"),
-                port_uuid: format!("port-{n}"),
-                interface_uuid: format!("iface-{n}"),
-                mac: format!("02:00:00:00:00:{n:02x}"),
-                ifname,
-                ips,
-            }),
+        3 => pod_added(),
+        2 => (ifname(), 0u32..100).prop_map(|(ifname, n)| Event::PodPortCreated {
+            ifname,
+            port_uuid: format!("port-{n}"),
+            interface_uuid: format!("iface-{n}"),
+        }),
         2 => ifname().prop_map(|ifname| Event::HostInterfaceCreated { ifname }),
-        2 => (ifname(), prop::option::of("[a-z ]{0,12}")).prop_map(|(ifname, failed)| {
+        2 => (ifname(), iface_type(), prop::option::of(failure())).prop_map(|(ifname, to, failed)| {
             Event::InterfaceTypeChanged {
                 ifname,
                 from: "system".into(),
-                to: "internal".into(),
+                to,
                 outcome: failed.map_or(Outcome::Ok, Outcome::Failed),
             }
         }),
-        2 => (ifname(), prop::option::of(-1i64..8), prop::option::of("[a-z ]{0,12}"))
-            .prop_map(|(ifname, ofport, error)| Event::OvsdbInterfaceUpdate { ifname, ofport, error }),
+        2 => (ifname(), iface_type(), prop::option::of(-1i64..8), prop::option::of("[a-z ]{0,12}"))
+            .prop_map(|(ifname, iface_type, ofport, error)| Event::OvsdbInterfaceUpdate {
+                ifname,
+                iface_type,
+                ofport,
+                error,
+            }),
+        1 => (ifname(), -1i64..8).prop_map(|(ifname, ofport)| Event::OfportWaited { ifname, ofport }),
         8 => (reason(), port_desc()).prop_map(|(reason, port)| Event::PortStatusReceived { reason, port }),
         1 => prop::collection::vec(port_desc(), 0..4).prop_map(|ports| Event::PortDescSynced { ports }),
-        2 => (ifname(), 1u32..=6, any::<u64>(), 0u32..20).prop_map(|(ifname, port_no, cookie, count)| {
+        2 => (ifname(), port_no(), any::<u64>(), 0u32..20).prop_map(|(ifname, port_no, cookie, count)| {
             Event::FlowsInstalled { ifname, port_no, cookie, count }
         }),
         1 => (ifname(), any::<u64>(), 0u32..20).prop_map(|(ifname, cookie, count)| {
             Event::FlowsRemoved { ifname, cookie, count }
         }),
-        3 => (ifname(), 1u32..=6, 0u64..10_000).prop_map(|(ifname, port_no, waited_ms)| {
+        3 => (ifname(), port_no(), 0u64..10_000).prop_map(|(ifname, port_no, waited_ms)| {
             Event::PodReady { ifname, port_no, waited_ms }
         }),
-        2 => (ifname(), prop::sample::select(&["attached", "no-port", "not-live", "no-flows"][..]), 0u64..10_000)
-            .prop_map(|(ifname, phase, waited_ms)| Event::PodNotReady { ifname, phase: phase.into(), waited_ms }),
-        1 => (ifname(), "[a-z ]{0,20}").prop_map(|(ifname, error)| Event::PodFailed { ifname, error }),
-        1 => (ifname(), prop::sample::select(&["ready", "vanished", "renumbered 5 -> 7", "waiting"][..]))
-            .prop_map(|(ifname, finding)| Event::Reconciled { ifname, finding: finding.into() }),
+        2 => (ifname(), prop::sample::select(&Phase::ALL[..]), 0u64..10_000)
+            .prop_map(|(ifname, phase, waited_ms)| Event::PodNotReady { ifname, phase, waited_ms }),
+        2 => (ifname(), prop::sample::select(&STEPS[..]), failure())
+            .prop_map(|(ifname, step, error)| Event::PodFailed { ifname, step, error }),
+        2 => (ifname(), finding()).prop_map(|(ifname, finding)| Event::Reconciled { ifname, finding }),
+        1 => ifname().prop_map(|ifname| Event::DeleteRequested { ifname }),
         1 => ifname().prop_map(|ifname| Event::PodDeleted { ifname }),
         1 => any::<u64>().prop_map(|datapath_id| Event::SwitchConnected {
             endpoint: "unix:/run/openvswitch/br-int.mgmt".into(),
@@ -98,8 +198,72 @@ fn event() -> impl Strategy<Value = Event> {
             of_version: "OpenFlow1.5".into(),
         }),
         1 => Just(Event::SwitchDisconnected { endpoint: "unix:/run/openvswitch/br-int.mgmt".into(), reason: "eof".into() }),
-        1 => Just(Event::AgentStarted { version: "0.1.0".into(), config_digest: "abc".into() }),
+        1 => policy().prop_map(|policy| Event::AgentStarted {
+            version: "0.2.0".into(),
+            config_digest: "abc".into(),
+            policy,
+        }),
     ]
+}
+
+/// A Pod's whole attach, in order, so replays also cover ports that get usable and Ready (and
+/// lose it again to later events).
+fn pod_life() -> impl Strategy<Value = Vec<Event>> {
+    (
+        pod_added(),
+        1u32..=6,
+        prop::sample::select(&[4u32, 5, 1][..]),
+    )
+        .prop_map(|(added, port_no, state)| {
+            let Event::PodAdded { ifname, cookie, .. } = &added else {
+                unreachable!()
+            };
+            let (ifname, cookie) = (ifname.clone(), *cookie);
+            vec![
+                Event::SwitchConnected {
+                    endpoint: "unix:/run/openvswitch/br-int.mgmt".into(),
+                    datapath_id: 1,
+                    of_version: "OpenFlow1.5".into(),
+                },
+                Event::PortDescSynced { ports: vec![] },
+                added,
+                Event::PodPortCreated {
+                    ifname: ifname.clone(),
+                    port_uuid: "p".into(),
+                    interface_uuid: "i".into(),
+                },
+                Event::HostInterfaceCreated {
+                    ifname: ifname.clone(),
+                },
+                Event::OvsdbInterfaceUpdate {
+                    ifname: ifname.clone(),
+                    iface_type: "internal".into(),
+                    ofport: Some(i64::from(port_no)),
+                    error: None,
+                },
+                Event::PortStatusReceived {
+                    reason: PortReason::Add,
+                    port: PortDesc {
+                        port_no,
+                        name: wire_name(&ifname).to_string(),
+                        state,
+                        config: 0,
+                        hw_addr: [2, 0, 0, 0, 0, port_no as u8],
+                    },
+                },
+                Event::FlowsInstalled {
+                    ifname: ifname.clone(),
+                    port_no,
+                    cookie,
+                    count: 3,
+                },
+                Event::PodReady {
+                    ifname,
+                    port_no,
+                    waited_ms: 10,
+                },
+            ]
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -117,6 +281,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Ops, with whole Pod lives spliced in among the single events.
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(
+        prop_oneof![
+            12 => op().prop_map(|o| vec![o]),
+            1 => pod_life().prop_map(|es| es.into_iter().map(|e| Op::Append(e, 1_000)).collect()),
+        ],
+        0..120,
+    )
+    .prop_map(|chunks| chunks.into_iter().flatten().collect())
+}
+
 #[derive(Clone, Debug)]
 struct Setup {
     snapshot_every: Option<u64>,
@@ -130,7 +306,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop::option::weighted(0.7, 1u64..40),
         prop_oneof![0u64..60, Just(u64::MAX)],
         prop_oneof![Just(1usize), 2usize..64, Just(4096)],
-        prop::collection::vec(op(), 0..150),
+        ops(),
     )
         .prop_map(|(snapshot_every, retain_records, max_group, ops)| Setup {
             snapshot_every,
@@ -285,17 +461,16 @@ fn pinned_compaction_cases() {
     };
     let created = |i: usize| {
         Op::Append(
-            Event::PodPortCreated {
+            Event::PodAdded {
                 pod: PodRef {
                     namespace: "default".into(),
                     name: format!("p{i}"),
                 },
                 container_id: String::new(),
                 ifname: IFNAMES[i].into(),
-                port_uuid: String::new(),
-                interface_uuid: String::new(),
                 ips: vec![],
                 mac: String::new(),
+                cookie: POD_COOKIE_BASE + i as u64,
             },
             1,
         )

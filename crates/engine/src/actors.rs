@@ -10,15 +10,17 @@
 //!
 //! The journal writer is the journal crate's own thread.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use crossbeam_channel::Sender;
-use podport_journal::{Event, Journal, PortDesc, PortReason};
+#[cfg(test)]
+use podport_journal::FailureKind;
+use podport_journal::{Event, Failure, Journal, PortDesc, PortReason};
 use podport_openflow::{
-    ClientError, ClientEvent, EventReceiver, FlowMod, OfClient, Port, PortReason as OfReason,
+    ClientError, ClientEvent, EventReceiver, FlowDescRequest, FlowEntry, FlowMod, OfClient, Port,
+    PortReason as OfReason,
 };
 use podport_ovsdb::client::{OvsdbClient, OvsdbError, OvsdbEvent, OvsdbEventReceiver};
 use podport_ovsdb::ops::PodPortSpec;
@@ -34,13 +36,12 @@ use crate::spec::{AddPodError, PodSpec};
 #[rtype(result = "()")]
 pub struct Fact(pub Input);
 
-/// Several facts in order (a drained, coalesced batch from the switch), and the PortStatus
-/// messages coalesced away, which are journaled without going through the core.
+/// Several facts in order (a drained batch from the switch): every one is applied and
+/// journaled, and what follows is decided once for the batch.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Facts {
     pub inputs: Vec<Input>,
-    pub coalesced: Vec<Event>,
 }
 
 /// `add_pod` from the API.
@@ -87,14 +88,14 @@ pub struct EngineActor {
     subscribers: Vec<Sender<PodEvent>>,
     metrics: Arc<Metrics>,
     tick: Option<SpawnHandle>,
-    /// Commands from the restore, executed once the other actors exist.
-    initial: Vec<Command>,
+    /// Recorded in `AgentStarted` when the actor starts.
+    config_digest: String,
 }
 
 impl EngineActor {
     pub fn new(
         core: Core,
-        initial: Vec<Command>,
+        config_digest: String,
         journal: Arc<Journal>,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -106,7 +107,7 @@ impl EngineActor {
             subscribers: Vec::new(),
             metrics,
             tick: None,
-            initial,
+            config_digest,
         }
     }
 
@@ -125,11 +126,11 @@ impl EngineActor {
     fn execute(&mut self, cmds: Vec<Command>) {
         for cmd in cmds {
             match cmd {
-                Command::Journal(event) => {
+                Command::Journal { ts_micros, event } => {
                     if matches!(event, Event::PortStatusReceived { .. }) {
                         self.metrics.port_status_received.inc();
                     }
-                    self.journal_append(event);
+                    self.journal_append(ts_micros, event);
                 }
                 Command::Emit(ev) => {
                     match &ev {
@@ -167,6 +168,7 @@ impl EngineActor {
                 }
                 c @ (Command::InstallFlows { .. }
                 | Command::RemoveFlows { .. }
+                | Command::SweepFlows { .. }
                 | Command::InstallBridgeDefaults) => {
                     if let Some(a) = &self.flows {
                         a.do_send(FlowCommand(c));
@@ -184,8 +186,8 @@ impl EngineActor {
 
     /// Appends to the journal without blocking the engine on the disk: the writer's group
     /// commit makes it durable, and `Journal::pending` (the lag gauge) counts what is not yet.
-    fn journal_append(&self, event: Event) {
-        drop(self.journal.append(event));
+    fn journal_append(&self, ts_micros: u64, event: Event) {
+        drop(self.journal.append_at(ts_micros, event));
     }
 
     /// Schedules the next tick (not-ready reports, retries) for when the core wants it.
@@ -209,8 +211,12 @@ impl Actor for EngineActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The default mailbox (16) is too small for bursts of facts.
         ctx.set_mailbox_capacity(4096);
-        let initial = std::mem::take(&mut self.initial);
-        self.execute(initial);
+        let cmds = self.core.start(
+            env!("CARGO_PKG_VERSION"),
+            &self.config_digest,
+            Instant::now(),
+        );
+        self.execute(cmds);
         self.arm_tick(ctx);
     }
 }
@@ -225,14 +231,8 @@ impl Handler<Fact> for EngineActor {
 impl Handler<Facts> for EngineActor {
     type Result = ();
     fn handle(&mut self, msg: Facts, ctx: &mut Context<Self>) {
-        for e in msg.coalesced {
-            self.metrics.port_status_received.inc();
-            self.journal_append(e);
-        }
-        for i in msg.inputs {
-            let cmds = self.core.handle(i, Instant::now());
-            self.execute(cmds);
-        }
+        let cmds = self.core.handle_batch(msg.inputs, Instant::now());
+        self.execute(cmds);
         self.arm_tick(ctx);
     }
 }
@@ -288,9 +288,37 @@ impl Handler<Subscribe> for EngineActor {
     }
 }
 
-/// Is this OVSDB error worth retrying (the server is away), or final?
-fn transient(e: &OvsdbError) -> bool {
+/// Is this OVSDB error worth waiting out here (the server is away)? Everything else goes
+/// to the core, typed.
+fn server_away(e: &OvsdbError) -> bool {
     matches!(e, OvsdbError::NotConnected | OvsdbError::Disconnected(_))
+}
+
+/// An OVSDB error as the core sees it: retrying helps, or not.
+fn ovsdb_failure(e: OvsdbError) -> Failure {
+    if e.is_transient() {
+        Failure::transient(e.to_string())
+    } else {
+        Failure::permanent(e.to_string())
+    }
+}
+
+/// A switch error as the core sees it. A flow the switch rejects (bad match, bad action) is
+/// rejected again on every retry; a full table or a lost connection may pass.
+fn switch_failure(e: &ClientError) -> Failure {
+    let transient = match e {
+        ClientError::NotConnected | ClientError::Disconnected(_) | ClientError::Stopped => true,
+        // OFPET_FLOW_MOD_FAILED (5) / OFPFMFC_TABLE_FULL (1).
+        ClientError::Rejected(m) | ClientError::FlowModRejected { error: m, .. } => {
+            m.err_type == 5 && m.code == 1
+        }
+        _ => false,
+    };
+    if transient {
+        Failure::transient(e.to_string())
+    } else {
+        Failure::permanent(e.to_string())
+    }
 }
 
 /// Runs an OVSDB operation, retrying while the server is away, so no Pod is lost to an
@@ -303,7 +331,7 @@ where
     let mut delay = Duration::from_millis(50);
     loop {
         match op().await {
-            Err(e) if transient(&e) => {
+            Err(e) if server_away(&e) => {
                 debug!(%what, error = %e, "OVSDB away; retrying");
                 actix_rt::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -419,7 +447,7 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                         },
                         Err(e) => Input::PortCreateFailed {
                             ifname: spec.ifname,
-                            error: e.to_string(),
+                            error: ovsdb_failure(e),
                         },
                     }));
                 }
@@ -430,7 +458,7 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                     .await;
                     engine.do_send(Fact(Input::TypeChanged {
                         ifname,
-                        result: r.map_err(|e| e.to_string()),
+                        result: r.map_err(ovsdb_failure),
                     }));
                 }
                 Command::DeletePort { ifname } => {
@@ -440,14 +468,14 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                     .await;
                     engine.do_send(Fact(Input::PortDeleted {
                         ifname,
-                        result: r.map(drop).map_err(|e| e.to_string()),
+                        result: r.map(drop).map_err(ovsdb_failure),
                     }));
                 }
                 Command::WaitOfport { ifname, timeout } => {
                     let r = client.wait_for_ofport(&ifname, timeout).await;
                     engine.do_send(Fact(Input::OfportWaited {
                         ifname,
-                        result: r.map_err(|e| e.to_string()),
+                        result: r.map_err(|e| Failure::transient(e.to_string())),
                     }));
                 }
                 other => warn!(?other, "OVSDB actor got a command that is not its own"),
@@ -510,77 +538,39 @@ impl OpenFlowActor {
     }
 }
 
-/// Turns drained client events into facts, keeping only the latest PortStatus per port
-/// between connection changes (the client's read loop never waits for the engine; this is
-/// where a backlog collapses).
-fn coalesce(
-    events: Vec<ClientEvent>,
-    endpoint: &str,
-    metrics: &Metrics,
-    coalesced: &mut Vec<Event>,
-) -> Vec<Input> {
-    let mut out: Vec<Input> = Vec::new();
-    // Index in `out` of the latest PortStatus per port since the last connection change.
-    let mut latest: HashMap<u32, usize> = HashMap::new();
-    let mut dropped = Vec::new();
+/// Turns drained client events into facts, in order. Every PortStatus is kept: each is
+/// journaled and applied (cheap), and the core decides once per batch, which is where a
+/// backlog collapses.
+fn facts(events: Vec<ClientEvent>, endpoint: &str) -> Vec<Input> {
+    let mut out = Vec::with_capacity(events.len());
     for ev in events {
         match ev {
-            ClientEvent::PortStatus(ps) => {
-                let input = Input::PortStatus {
-                    reason: reason(ps.reason),
-                    port: port_desc(&ps.port),
-                };
-                let key = ps.port.port_no.0;
-                if let Some(&i) = latest.get(&key) {
-                    dropped.push(i);
-                    metrics.port_status_coalesced.inc();
-                }
-                latest.insert(key, out.len());
-                out.push(input);
-            }
+            ClientEvent::PortStatus(ps) => out.push(Input::PortStatus {
+                reason: reason(ps.reason),
+                port: port_desc(&ps.port),
+            }),
             ClientEvent::Connected {
                 version,
                 datapath_id,
-            } => {
-                latest.clear();
-                out.push(Input::SwitchConnected {
-                    endpoint: endpoint.to_string(),
-                    datapath_id,
-                    of_version: version.to_string(),
-                });
-            }
+            } => out.push(Input::SwitchConnected {
+                endpoint: endpoint.to_string(),
+                datapath_id,
+                of_version: version.to_string(),
+            }),
             ClientEvent::PortDesc(Ok(ports)) => {
-                latest.clear();
                 info!(ports = ports.len(), "PORT_DESC taken");
                 out.push(Input::PortDesc {
                     ports: ports.iter().map(port_desc).collect(),
                 });
             }
             ClientEvent::PortDesc(Err(_)) => {}
-            ClientEvent::Disconnected { reason } => {
-                latest.clear();
-                out.push(Input::SwitchDisconnected {
-                    endpoint: endpoint.to_string(),
-                    reason: reason.to_string(),
-                });
-            }
+            ClientEvent::Disconnected { reason } => out.push(Input::SwitchDisconnected {
+                endpoint: endpoint.to_string(),
+                reason: reason.to_string(),
+            }),
         }
     }
-    if dropped.is_empty() {
-        return out;
-    }
-    dropped.sort_unstable();
-    let mut kept = Vec::with_capacity(out.len() - dropped.len());
-    for (i, input) in out.into_iter().enumerate() {
-        match (dropped.binary_search(&i), input) {
-            // Every PortStatus is journaled, also the ones the core never sees.
-            (Ok(_), Input::PortStatus { reason, port }) => {
-                coalesced.push(Event::PortStatusReceived { reason, port })
-            }
-            (_, input) => kept.push(input),
-        }
-    }
-    kept
+    out
 }
 
 impl Actor for OpenFlowActor {
@@ -611,14 +601,19 @@ impl Actor for OpenFlowActor {
                             }
                         }
                     }
-                    let mut coalesced = Vec::new();
-                    let facts = coalesce(batch, &endpoint, &metrics, &mut coalesced);
+                    let n = batch.len();
+                    let inputs = facts(batch, &endpoint);
+                    let merged = inputs
+                        .iter()
+                        .filter(|i| matches!(i, Input::PortStatus { .. }))
+                        .count();
+                    if merged > 1 {
+                        metrics.port_status_coalesced.inc_by(merged as u64 - 1);
+                    }
+                    debug!(events = n, "switch batch");
                     // Waiting here is the backpressure: meanwhile the client keeps reading
-                    // and the next drain coalesces what piled up.
-                    let msg = Facts {
-                        inputs: facts,
-                        coalesced,
-                    };
+                    // and the next drain takes what piled up as one batch.
+                    let msg = Facts { inputs };
                     if engine.send(msg).await.is_err() {
                         break;
                     }
@@ -675,18 +670,23 @@ impl Supervised for FlowProgrammer {
 /// Sends a batch (fenced by one barrier), retrying with backoff while the error is a
 /// rejection that may pass later; a lost connection is not retried here: the engine
 /// reinstalls everything after the reconnect.
-async fn send_flows(client: &OfClient, flows: Vec<FlowMod>) -> Result<u32, String> {
+async fn send_flows(client: &OfClient, flows: Vec<FlowMod>, atomic: bool) -> Result<u32, Failure> {
     let n = flows.len() as u32;
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=3 {
-        match client.flow_mods(flows.clone()).await {
+        let r = if atomic {
+            client.flow_mods_atomic(flows.clone()).await
+        } else {
+            client.flow_mods(flows.clone()).await
+        };
+        match r {
             Ok(()) => return Ok(n),
             Err(
                 e @ (ClientError::NotConnected
                 | ClientError::Disconnected(_)
                 | ClientError::Stopped),
-            ) => return Err(e.to_string()),
-            Err(e) if attempt == 3 => return Err(e.to_string()),
+            ) => return Err(switch_failure(&e)),
+            Err(e) if attempt == 3 => return Err(switch_failure(&e)),
             Err(e) => {
                 warn!(error = %e, attempt, "flow batch failed; retrying");
                 actix_rt::time::sleep(delay).await;
@@ -694,7 +694,67 @@ async fn send_flows(client: &OfClient, flows: Vec<FlowMod>) -> Result<u32, Strin
             }
         }
     }
-    Err("unreachable".into())
+    Err(Failure::transient("no attempt was made"))
+}
+
+/// True when the switch holds exactly `desired` under `cookie`: each desired flow is there,
+/// and nothing else is (no duplicate, no flow on a stale port number).
+async fn already_installed(client: &OfClient, cookie: u64, desired: &[FlowMod]) -> bool {
+    match client
+        .flow_desc(FlowDescRequest::by_cookie(cookie, u64::MAX))
+        .await
+    {
+        Ok(installed) => same_flows(&installed, desired),
+        Err(e) => {
+            warn!(cookie, error = %e, "cannot read the switch's flows; replacing them");
+            false
+        }
+    }
+}
+
+/// Set equality of installed entries and desired flow mods (OVS keeps one flow per match and
+/// priority, so equal counts and mutual inclusion mean the same table).
+fn same_flows(installed: &[FlowEntry], desired: &[FlowMod]) -> bool {
+    installed.len() == desired.len()
+        && desired
+            .iter()
+            .all(|d| installed.iter().any(|e| e.matches_flow_mod(d)))
+        && installed
+            .iter()
+            .all(|e| desired.iter().any(|d| e.matches_flow_mod(d)))
+}
+
+/// Removes flows under Pod cookies that no tracked Pod has (Pods deleted while the agent was
+/// away, or never journaled): only cookies handed out before the sweep was decided, so a
+/// Pod added meanwhile is never touched.
+async fn sweep_flows(client: &OfClient, keep: &[u64], below: u64) {
+    let base = podport_journal::POD_COOKIE_BASE;
+    let entries = match client
+        .flow_desc(FlowDescRequest::by_cookie(base, 0xff00_0000_0000_0000))
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            warn!(error = %e, "cannot read the switch's flows; no sweep this time");
+            return;
+        }
+    };
+    let mut stale: Vec<u64> = entries
+        .iter()
+        .map(|e| e.cookie)
+        .filter(|c| *c < below && !keep.contains(c))
+        .collect();
+    stale.sort_unstable();
+    stale.dedup();
+    for cookie in stale {
+        match send_flows(client, vec![FlowMod::delete_by_cookie(cookie)], false).await {
+            Ok(_) => info!(
+                cookie = format_args!("{cookie:#x}"),
+                "removed flows of a Pod podport no longer tracks"
+            ),
+            Err(e) => warn!(cookie, error = %e, "could not remove stale flows"),
+        }
+    }
 }
 
 impl Handler<FlowCommand> for FlowProgrammer {
@@ -710,13 +770,21 @@ impl Handler<FlowCommand> for FlowProgrammer {
                     spec,
                     port_no,
                     cookie,
+                    verify,
                 } => {
-                    // Replace: whatever the Pod had (maybe on an old number) goes first.
-                    let mut batch = vec![FlowMod::delete_by_cookie(cookie)];
                     let flows = provider.pod_flows(&spec, port_no, cookie);
                     let count = flows.len() as u32;
-                    batch.extend(flows);
-                    let r = send_flows(&client, batch).await.map(|_| count);
+                    let r = if verify && already_installed(&client, cookie, &flows).await {
+                        // Right already: untouched, no delete-then-add window.
+                        debug!(ifname = %spec.ifname, cookie, "flows already right on the switch");
+                        Ok(count)
+                    } else {
+                        // Replace whatever the Pod had (maybe on an old number) in one bundle:
+                        // the switch never holds a mix, nor a moment without the Pod's flows.
+                        let mut batch = vec![FlowMod::delete_by_cookie(cookie)];
+                        batch.extend(flows);
+                        send_flows(&client, batch, true).await.map(|_| count)
+                    };
                     match &r {
                         Ok(_) => metrics.flow_installs.inc(),
                         Err(_) => metrics.flow_failures.inc(),
@@ -728,11 +796,15 @@ impl Handler<FlowCommand> for FlowProgrammer {
                     }));
                 }
                 Command::RemoveFlows { ifname, cookie } => {
-                    let r = send_flows(&client, vec![FlowMod::delete_by_cookie(cookie)]).await;
+                    let r =
+                        send_flows(&client, vec![FlowMod::delete_by_cookie(cookie)], false).await;
                     engine.do_send(Fact(Input::FlowsRemoved { ifname, result: r }));
                 }
+                Command::SweepFlows { keep, below } => {
+                    sweep_flows(&client, &keep, below).await;
+                }
                 Command::InstallBridgeDefaults => {
-                    if let Err(e) = send_flows(&client, provider.bridge_flows()).await {
+                    if let Err(e) = send_flows(&client, provider.bridge_flows(), false).await {
                         warn!(error = %e, "bridge default flows failed; the next connect retries");
                     }
                 }
@@ -772,40 +844,37 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_keeps_the_latest_port_status_per_port_and_journals_the_rest() {
-        let metrics = Metrics::default();
-        let mut coalesced = Vec::new();
+    fn a_batch_keeps_every_port_status_in_order() {
+        // A type change is DELETE, ADD, MODIFY for one number: merging them to the last one
+        // would lose the ADD that says the port is the new one.
         let events = vec![
             ClientEvent::Connected {
                 version: Version::Of15,
                 datapath_id: 1,
             },
-            ps(OfReason::Add, 5),
-            ps(OfReason::Add, 6),
-            ps(OfReason::Modify, 5),
             ps(OfReason::Delete, 5),
+            ps(OfReason::Add, 5),
+            ps(OfReason::Modify, 5),
             ClientEvent::Disconnected {
                 reason: podport_openflow::DisconnectReason::PeerClosed,
             },
-            // After a connection change nothing is merged across it.
-            ps(OfReason::Add, 5),
         ];
-        let kept = coalesce(events, "unix:/x", &metrics, &mut coalesced);
-        let kinds: Vec<String> = kept.iter().map(kind).collect();
+        let kinds: Vec<String> = facts(events, "unix:/x").iter().map(kind).collect();
         assert_eq!(
             kinds,
-            ["connected", "ADD:6", "DELETE:5", "disconnected", "ADD:5"]
+            ["connected", "DELETE:5", "ADD:5", "MODIFY:5", "disconnected"]
         );
-        let dropped: Vec<String> = coalesced
-            .iter()
-            .map(|e| match e {
-                Event::PortStatusReceived { reason, port } => {
-                    format!("{}:{}", reason.label(), port.port_no)
-                }
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(dropped, ["ADD:5", "MODIFY:5"]);
-        assert_eq!(metrics.port_status_coalesced.get(), 2);
+    }
+
+    #[test]
+    fn a_rejected_flow_is_permanent_and_a_full_table_or_lost_switch_is_not() {
+        let err = |t, c| podport_openflow::ErrorMsg {
+            err_type: t,
+            code: c,
+            data: Default::default(),
+        };
+        assert!(switch_failure(&ClientError::Rejected(err(5, 1))).kind == FailureKind::Transient);
+        assert!(switch_failure(&ClientError::Rejected(err(4, 2))).is_permanent());
+        assert!(!switch_failure(&ClientError::NotConnected).is_permanent());
     }
 }

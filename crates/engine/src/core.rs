@@ -1,53 +1,29 @@
-//! The engine's core: every Pod port's state machine, driven by inputs and producing
-//! commands. Pure: no sockets, no actors, no clock (time is passed in).
+//! The engine's core: decides, for every Pod port, what to do next. Pure: no sockets, no
+//! actors, no clock (time is passed in).
 //!
-//! Use: feed every fact with [`Core::handle`] (`Input` in, `Vec<Command>` out) and call it with
-//! [`Input::Tick`] when [`Core::poll_timeout`] is due. The shell executes the commands and
-//! feeds their results back as inputs.
+//! Deciding is split from applying (the event-sourcing shape): an input gives events and
+//! commands; every change of the durable [`State`] happens only by applying a journaled event
+//! with the journal's one fold, [`apply_event`], live here and at replay. So the state a
+//! restart rebuilds from the journal is the live state, by construction.
 //!
-//! The core keeps the latest *facts* per port (what OVSDB and the switch last said, what the
-//! agent asked) and derives the phase from them, so duplicated messages, bursts coalesced to
-//! their last message and any interleaving of the OVSDB and OpenFlow streams converge to what
-//! the switch last said.
+//! Use: feed every fact with [`Core::handle`] (`Input` in, `Vec<Command>` out), in order, and
+//! call it with [`Input::Tick`] when [`Core::poll_timeout`] is due. Execute the commands in
+//! order: a [`Command::Journal`] carries the event *and* the time it was applied at, which is
+//! what the journal must record. Results of commands come back as inputs.
+//!
+//! What is not durable is only what a restart cannot carry over anyway: requests in flight
+//! (a restarted core asks again for whatever the state still needs), retry timers and the
+//! next "not ready yet" report.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use podport_journal::{wire_name, Event, Outcome, PodRef, PortDesc, PortReason};
-use podport_openflow::PortNo;
+use podport_journal::{
+    apply_event, wire_name, Event, Failure, Finding, Outcome, Phase, PodPort, PodRef, Policy,
+    PortDesc, PortReason, Readiness, State, Step,
+};
 
 use crate::spec::{validate, AddPodError, PodSpec};
-
-/// `ofp_port_state` bits.
-pub const STATE_LINK_DOWN: u32 = 1;
-pub const STATE_LIVE: u32 = 4;
-/// `ofp_port_config` PORT_DOWN.
-pub const CONFIG_PORT_DOWN: u32 = 1;
-
-/// When a port counts as usable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Readiness {
-    /// The switch reports LIVE (with any other bits).
-    Live,
-    /// LIVE, or LINK_DOWN: the Windows OVS workaround (ovs-issues#351).
-    LiveOrLinkDown,
-    /// Any allocated port number (Windows OVS may never report LIVE).
-    Allocated,
-}
-
-impl std::str::FromStr for Readiness {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "live" => Ok(Readiness::Live),
-            "live-or-link-down" => Ok(Readiness::LiveOrLinkDown),
-            "allocated" => Ok(Readiness::Allocated),
-            _ => Err(format!(
-                "unknown readiness {s:?} (live, live-or-link-down, allocated)"
-            )),
-        }
-    }
-}
 
 /// How the engine learns that a port has its number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +51,10 @@ pub struct CoreConfig {
     /// as agents do. A sandbox whose dummy devices open any type at once can use a type OVS
     /// cannot open (`ofport` -1 until the attach), which is what Windows nodes see.
     pub initial_type: String,
-    /// Delay before retrying a failed step (flows, or an OVSDB create or type change).
+    /// First delay before a transient failure is retried; doubled per attempt up to
+    /// `retry_cap`, with up to a quarter added as jitter.
     pub flow_retry: Duration,
+    pub retry_cap: Duration,
 }
 
 impl Default for CoreConfig {
@@ -88,43 +66,18 @@ impl Default for CoreConfig {
             attached_type: "internal".into(),
             initial_type: String::new(),
             flow_retry: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(30),
         }
     }
 }
 
-/// A port's phase, derived from its facts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
-    /// Asked OVSDB for the Port and Interface.
-    Creating,
-    /// Port and Interface exist; waiting for the Pod's host interface.
-    WaitingInterface,
-    /// Host interface exists; the type change is requested or done, no port number yet.
-    TypeChangeRequested,
-    /// The switch gave a port number that is not usable yet (not LIVE).
-    Allocated,
-    /// Usable; flows are being installed.
-    Usable,
-    /// Flows confirmed by a barrier.
-    Ready,
-    /// Being deleted.
-    Removing,
-    /// Deleted.
-    Gone,
-}
-
-impl Phase {
-    /// Stable lower-case name (used in events, status and the journal).
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Creating => "creating",
-            Phase::WaitingInterface => "waiting-interface",
-            Phase::TypeChangeRequested => "type-change-requested",
-            Phase::Allocated => "allocated",
-            Phase::Usable => "usable",
-            Phase::Ready => "ready",
-            Phase::Removing => "removing",
-            Phase::Gone => "gone",
+impl CoreConfig {
+    /// The rules the fold needs, journaled in `AgentStarted`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            readiness: self.readiness,
+            ovsdb_wait: matches!(self.strategy, Strategy::OvsdbWait { .. }),
+            attached_type: self.attached_type.clone(),
         }
     }
 }
@@ -142,6 +95,7 @@ pub enum PodEvent {
         phase: Phase,
         waited: Duration,
     },
+    /// A step failed; `error` ends in "(permanent)" when nothing more will be tried.
     Failed {
         ifname: String,
         error: String,
@@ -163,14 +117,14 @@ pub enum Input {
     },
     PortCreateFailed {
         ifname: String,
-        error: String,
+        error: Failure,
     },
     HostInterfaceCreated {
         ifname: String,
     },
     TypeChanged {
         ifname: String,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
     },
     OvsdbInterface {
         ifname: String,
@@ -204,20 +158,20 @@ pub enum Input {
     FlowsInstalled {
         ifname: String,
         port_no: u32,
-        result: Result<u32, String>,
+        result: Result<u32, Failure>,
     },
     FlowsRemoved {
         ifname: String,
-        result: Result<u32, String>,
+        result: Result<u32, Failure>,
     },
     PortDeleted {
         ifname: String,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
     },
     /// The legacy strategy's OVSDB wait finished.
     OfportWaited {
         ifname: String,
-        result: Result<i64, String>,
+        result: Result<i64, Failure>,
     },
     DeletePod {
         ifname: String,
@@ -237,67 +191,111 @@ pub enum Command {
         ifname: String,
         timeout: Duration,
     },
-    /// Replace the Pod's flows (delete by cookie, then add) for `port_no`, fenced by a barrier.
+    /// Make the switch hold exactly the Pod's flows for `port_no` under `cookie`, confirmed by
+    /// a barrier. With `verify`, what the switch already holds is read first and a Pod whose
+    /// flows are right is left untouched (after a restart or a reconnect).
     InstallFlows {
         spec: PodSpec,
         port_no: u32,
         cookie: u64,
+        verify: bool,
     },
     RemoveFlows {
         ifname: String,
         cookie: u64,
     },
     InstallBridgeDefaults,
+    /// Remove flows under Pod cookies below `below` that are not in `keep` (Pods that went
+    /// away while the agent was not there to remove their flows).
+    SweepFlows {
+        keep: Vec<u64>,
+        below: u64,
+    },
     DeletePort {
         ifname: String,
     },
-    Journal(Event),
+    /// Append `event`, applied at `ts_micros` (µs since the epoch), to the journal.
+    Journal {
+        ts_micros: u64,
+        event: Event,
+    },
     Emit(PodEvent),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Flows {
-    None,
-    Pending(u32),
-    Installed(u32),
+/// A retry timer with its attempt count (for the backoff).
+#[derive(Clone, Copy, Debug, Default)]
+struct Backoff {
+    at: Option<Instant>,
+    attempts: u32,
 }
 
+impl Backoff {
+    fn due(&self, now: Instant) -> bool {
+        self.at.is_none_or(|t| now >= t)
+    }
+
+    /// Schedules the next attempt: `base * 2^attempts`, capped, plus a jitter of up to a
+    /// quarter that is derived from the port's name and the attempt (pure, yet spread).
+    fn schedule(&mut self, now: Instant, config: &CoreConfig, salt: &str) {
+        let exp = config
+            .flow_retry
+            .saturating_mul(1u32 << self.attempts.min(16))
+            .min(config.retry_cap);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in salt.bytes().chain(self.attempts.to_le_bytes()) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let jitter = exp.mul_f64((h % 1000) as f64 / 4000.0);
+        self.at = Some(now + exp + jitter);
+        self.attempts = self.attempts.saturating_add(1);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+/// What a port's process holds besides the durable state: requests in flight and timers.
 #[derive(Clone, Debug)]
-struct PortEntry {
-    spec: PodSpec,
-    cookie: u64,
-    created: bool,
-    attached: bool,
-    /// The type change to `attached_type` succeeded (our transaction or the monitor says so).
-    type_done: bool,
-    ovsdb_type: Option<String>,
-    /// The type OVSDB showed when the type change was asked for (journaled as `from`; by the
-    /// time the reply comes the monitor already shows the new type).
+struct Runtime {
+    create_in_flight: bool,
+    type_in_flight: bool,
+    /// The type OVSDB showed when the type change was asked for (journaled as `from`).
     type_from: Option<String>,
-    ovsdb_ofport: Option<i64>,
-    ovsdb_error: Option<String>,
-    /// What the switch last said: port number and state/config bits.
-    of_port: Option<u32>,
-    of_state: u32,
-    of_config: u32,
-    /// The legacy strategy's answer.
-    waited_ofport: Option<u32>,
     wait_in_flight: bool,
-    attach_failures: u32,
-    retry_wait_at: Option<Instant>,
-    flows: Flows,
-    flow_retry_at: Option<Instant>,
-    /// A failed OVSDB step (create or type change) is asked again at this time.
-    ovsdb_retry_at: Option<Instant>,
-    removing: bool,
-    ready_since: Option<Instant>,
-    /// Start of the current wait (attach time, or add time before the attach).
-    waiting_since: Instant,
+    delete_in_flight: bool,
+    /// An install in flight, for this port number.
+    flows_pending: Option<u32>,
+    /// The flows the state believes in were installed by an earlier process or connection:
+    /// check them against the switch before relying on them.
+    verify_flows: bool,
+    ovsdb: Backoff,
+    flows: Backoff,
+    wait: Backoff,
     next_not_ready: Instant,
-    /// Restored from the journal and not yet checked against the switch.
-    restored: bool,
-    restored_port: Option<u32>,
-    last_error: Option<String>,
+    /// Rebuilt from the journal and not yet checked against the switch's port list.
+    restored: Option<Option<u32>>,
+    was_ready: bool,
+}
+
+impl Runtime {
+    fn new(now: Instant, config: &CoreConfig) -> Runtime {
+        Runtime {
+            create_in_flight: false,
+            type_in_flight: false,
+            type_from: None,
+            wait_in_flight: false,
+            delete_in_flight: false,
+            flows_pending: None,
+            verify_flows: false,
+            ovsdb: Backoff::default(),
+            flows: Backoff::default(),
+            wait: Backoff::default(),
+            next_not_ready: now + config.not_ready_every,
+            restored: None,
+            was_ready: false,
+        }
+    }
 }
 
 /// A port as `status()` shows it.
@@ -305,6 +303,7 @@ struct PortEntry {
 pub struct PortStatusView {
     pub ifname: String,
     pub pod: String,
+    pub cookie: u64,
     pub port_no: Option<u32>,
     pub state: u32,
     pub phase: Phase,
@@ -319,102 +318,97 @@ pub struct PortStatusView {
 #[derive(Debug)]
 pub struct Core {
     config: CoreConfig,
-    ports: BTreeMap<String, PortEntry>,
-    connected: bool,
-    /// A PORT_DESC arrived since the last connect: port numbers are current.
-    desc_synced: bool,
-    next_cookie: u64,
-    foreign_port_status: u64,
+    state: State,
+    runtime: BTreeMap<String, Runtime>,
+    /// The wall clock at `epoch`: journal times are derived from `now`, so the core stays pure.
+    epoch: Instant,
+    epoch_micros: u64,
 }
-
-/// Reports a failed step: journaled, and told to subscribers. The engine keeps trying.
-fn failed(out: &mut Vec<Command>, ifname: &str, error: String) {
-    out.push(Command::Journal(Event::PodFailed {
-        ifname: ifname.to_string(),
-        error: error.clone(),
-    }));
-    out.push(Command::Emit(PodEvent::Failed {
-        ifname: ifname.to_string(),
-        error,
-    }));
-}
-
-/// Cookies of Pod flows carry this in their top byte, so they never collide with the bridge's.
-pub const POD_COOKIE_BASE: u64 = 0x00a0_0000_0000_0000;
 
 impl Core {
-    pub fn new(config: CoreConfig) -> Core {
+    /// A core with no history (tests; an engine always starts from its journal).
+    pub fn new(config: CoreConfig, now: Instant, wall_micros: u64) -> Core {
+        Core::restore(config, State::default(), now, wall_micros)
+    }
+
+    /// A core whose state is the journal's fold. Nothing is in flight: whatever the state
+    /// still needs is asked for again by [`Core::start`].
+    pub fn restore(config: CoreConfig, state: State, now: Instant, wall_micros: u64) -> Core {
+        let runtime = state
+            .ports
+            .iter()
+            .map(|(k, p)| {
+                let mut rt = Runtime::new(now, &config);
+                rt.restored = Some(p.port_no);
+                rt.verify_flows = p.flows.is_some();
+                rt.was_ready = p.is_ready();
+                (k.clone(), rt)
+            })
+            .collect();
         Core {
             config,
-            ports: BTreeMap::new(),
-            connected: false,
-            desc_synced: false,
-            next_cookie: POD_COOKIE_BASE + 1,
-            foreign_port_status: 0,
+            state,
+            runtime,
+            epoch: now,
+            epoch_micros: wall_micros,
         }
     }
 
-    /// A core rebuilt from the journal's folded state at restart. Nothing is programmed until
-    /// the switch's PORT_DESC (and OVSDB's snapshot) confirm or correct what the journal says.
-    pub fn restore(
-        config: CoreConfig,
-        state: &podport_journal::State,
-        now: Instant,
-    ) -> (Core, Vec<Command>) {
-        let mut core = Core::new(config);
-        let mut cmds = Vec::new();
-        for view in state.ports.values() {
-            let Ok(mac) = view.mac.parse() else { continue };
-            let spec = PodSpec {
-                namespace: view.pod.namespace.clone(),
-                name: view.pod.name.clone(),
-                container_id: view.container_id.clone(),
-                ifname: view.ifname.clone(),
-                ips: view.ips.clone(),
-                mac,
-            };
-            let attached = view.phase != "created";
-            let type_done = view.iface_type == core.config.attached_type;
-            let cookie = core.alloc_cookie();
-            let entry = PortEntry {
-                created: true,
-                attached,
-                type_done,
-                ovsdb_ofport: view.ofport,
-                ovsdb_error: view.ovsdb_error.clone(),
-                restored: true,
-                restored_port: view.port_no,
-                ..PortEntry::new(spec, cookie, now, &core.config)
-            };
-            if attached && !type_done {
-                // The agent may have died between the attach and the type change.
-                cmds.push(Command::SetInterfaceType {
-                    ifname: view.ifname.clone(),
-                    iface_type: core.config.attached_type.clone(),
-                });
-            }
-            core.ports.insert(view.ifname.clone(), entry);
-        }
-        (core, cmds)
+    /// Journals `AgentStarted` (the rules of the fold) and asks for what the restored state
+    /// still needs (a create, a type change, a deletion that had not completed).
+    pub fn start(&mut self, version: &str, config_digest: &str, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        self.emit(
+            Event::AgentStarted {
+                version: version.into(),
+                config_digest: config_digest.into(),
+                policy: self.config.policy(),
+            },
+            now,
+            &mut out,
+        );
+        self.evaluate(now, &mut out);
+        out
+    }
+
+    /// The durable state (the journal's fold).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    fn ts(&self, now: Instant) -> u64 {
+        let d = now.saturating_duration_since(self.epoch).as_micros();
+        self.epoch_micros
+            .saturating_add(u64::try_from(d).unwrap_or(u64::MAX))
+    }
+
+    /// The only way state changes: apply the event, then journal it with the same time.
+    fn emit(&mut self, event: Event, now: Instant, out: &mut Vec<Command>) {
+        let ts = self.ts(now);
+        apply_event(&mut self.state, ts, &event);
+        out.push(Command::Journal {
+            ts_micros: ts,
+            event,
+        });
     }
 
     /// Checks that `spec` may be added: valid on its own, and its wire name collides with no
     /// tracked port. Adding the same Pod twice is fine (idempotent).
     pub fn check_new_pod(&self, spec: &PodSpec) -> Result<(), AddPodError> {
         validate(spec)?;
-        if let Some(p) = self.ports.get(&spec.ifname) {
-            if p.spec.container_id != spec.container_id {
+        if let Some(p) = self.state.ports.get(&spec.ifname) {
+            if p.container_id != spec.container_id {
                 return Err(AddPodError::AlreadyTracked {
                     ifname: spec.ifname.clone(),
-                    pod: p.spec.pod(),
-                    container_id: p.spec.container_id.clone(),
+                    pod: p.pod.to_string(),
+                    container_id: p.container_id.clone(),
                 });
             }
             return Ok(());
         }
-        // Names from the journal may predate the length check, so compare wire names.
         let wire = wire_name(&spec.ifname);
         if let Some(other) = self
+            .state
             .ports
             .keys()
             .find(|k| k.as_str() != spec.ifname && wire_name(k) == wire)
@@ -429,36 +423,37 @@ impl Core {
 
     /// Whether the switch connection is up and its port list is current.
     pub fn switch_ready(&self) -> bool {
-        self.connected && self.desc_synced
+        self.state.switch_ready()
     }
 
-    /// How many ports are ready. Cheap (no views built): the engine updates its gauge with
-    /// it after every input.
+    /// How many ports are ready.
     pub fn ready_count(&self) -> usize {
-        self.ports.values().filter(|p| p.is_ready()).count()
+        self.state.ports.values().filter(|p| p.is_ready()).count()
     }
 
     /// PortStatus messages seen for ports no Pod owns.
     pub fn foreign_port_status(&self) -> u64 {
-        self.foreign_port_status
+        self.state.foreign_port_status
     }
 
     /// Ifnames of every tracked port.
     pub fn ifnames(&self) -> impl Iterator<Item = &str> {
-        self.ports.keys().map(String::as_str)
+        self.state.ports.keys().map(String::as_str)
     }
 
     /// When `Input::Tick` is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ports
-            .values()
-            .flat_map(|p| {
-                let not_ready = (!p.is_ready() && !p.removing).then_some(p.next_not_ready);
+        self.state
+            .ports
+            .iter()
+            .filter_map(|(k, p)| Some((p, self.runtime.get(k)?)))
+            .flat_map(|(p, rt)| {
+                let waiting = !p.is_ready() && !p.removing && p.failed.is_none();
                 [
-                    not_ready,
-                    p.retry_wait_at,
-                    p.flow_retry_at,
-                    p.ovsdb_retry_at,
+                    waiting.then_some(rt.next_not_ready),
+                    rt.ovsdb.at,
+                    rt.flows.at,
+                    rt.wait.at,
                 ]
             })
             .flatten()
@@ -467,18 +462,27 @@ impl Core {
 
     /// Every tracked port.
     pub fn status(&self, now: Instant) -> Vec<PortStatusView> {
-        self.ports
+        let ts = self.ts(now);
+        self.state
+            .ports
             .values()
             .map(|p| PortStatusView {
-                ifname: p.spec.ifname.clone(),
-                pod: p.spec.pod(),
-                port_no: p.usable_port(&self.config).or(p.of_port),
-                state: p.of_state,
-                phase: p.phase(&self.config, self.switch_ready()),
+                ifname: p.ifname.clone(),
+                pod: p.pod.to_string(),
+                cookie: p.cookie,
+                port_no: p.usable_port(&self.state.policy).or(p.port_no),
+                state: p.state,
+                phase: self.state.phase_of(p),
                 ready: p.is_ready(),
-                ready_for: p.ready_since.map(|t| now.saturating_duration_since(t)),
-                waited: now.saturating_duration_since(p.waiting_since),
-                last_error: p.last_error.clone(),
+                ready_for: p
+                    .ready
+                    .map(|r| Duration::from_micros(ts.saturating_sub(r.since))),
+                waited: Duration::from_micros(ts.saturating_sub(p.waiting_since)),
+                last_error: p
+                    .failed
+                    .as_ref()
+                    .map(|f| f.to_string())
+                    .or_else(|| p.last_error.clone()),
                 attach_failures: p.attach_failures,
             })
             .collect()
@@ -486,147 +490,159 @@ impl Core {
 
     /// The phase of one port.
     pub fn phase(&self, ifname: &str) -> Option<Phase> {
-        self.ports
-            .get(ifname)
-            .map(|p| p.phase(&self.config, self.switch_ready()))
-    }
-
-    fn alloc_cookie(&mut self) -> u64 {
-        let c = self.next_cookie;
-        self.next_cookie += 1;
-        c
+        self.state.phase(ifname)
     }
 
     /// Handles one input at `now`; returns the commands to execute, in order.
     pub fn handle(&mut self, input: Input, now: Instant) -> Vec<Command> {
         let mut out = Vec::new();
+        self.decide(input, now, &mut out);
+        self.evaluate(now, &mut out);
+        out
+    }
+
+    /// Handles several inputs, deciding what follows once at the end (a drained batch).
+    pub fn handle_batch(&mut self, inputs: Vec<Input>, now: Instant) -> Vec<Command> {
+        let mut out = Vec::new();
+        for i in inputs {
+            self.decide(i, now, &mut out);
+        }
+        self.evaluate(now, &mut out);
+        out
+    }
+
+    fn rt(&mut self, ifname: &str) -> Option<&mut Runtime> {
+        self.runtime.get_mut(ifname)
+    }
+
+    fn port(&self, ifname: &str) -> Option<&PodPort> {
+        self.state.ports.get(ifname)
+    }
+
+    fn fail(
+        &mut self,
+        ifname: &str,
+        step: Step,
+        error: Failure,
+        now: Instant,
+        out: &mut Vec<Command>,
+    ) {
+        let text = error.to_string();
+        self.emit(
+            Event::PodFailed {
+                ifname: ifname.to_string(),
+                step,
+                error,
+            },
+            now,
+            out,
+        );
+        out.push(Command::Emit(PodEvent::Failed {
+            ifname: ifname.to_string(),
+            error: text,
+        }));
+    }
+
+    fn decide(&mut self, input: Input, now: Instant, out: &mut Vec<Command>) {
         match input {
             Input::AddPod(spec) => {
-                if self.ports.contains_key(&spec.ifname) {
-                    // Idempotent: make sure OVSDB has it, nothing else changes.
-                    out.push(Command::CreatePort(spec));
-                    return out;
+                if self.state.ports.contains_key(&spec.ifname) {
+                    // Idempotent: the state already drives the create where it is missing.
+                    return;
                 }
-                let cookie = self.alloc_cookie();
+                let cookie = self.state.next_cookie;
                 let ifname = spec.ifname.clone();
-                self.ports.insert(
-                    ifname,
-                    PortEntry::new(spec.clone(), cookie, now, &self.config),
+                self.runtime
+                    .insert(ifname.clone(), Runtime::new(now, &self.config));
+                self.emit(
+                    Event::PodAdded {
+                        pod: PodRef {
+                            namespace: spec.namespace.clone(),
+                            name: spec.name.clone(),
+                        },
+                        container_id: spec.container_id.clone(),
+                        ifname,
+                        ips: spec.ips.clone(),
+                        mac: spec.mac.to_string(),
+                        cookie,
+                    },
+                    now,
+                    out,
                 );
-                out.push(Command::CreatePort(spec));
             }
             Input::PortCreated {
                 ifname,
                 port_uuid,
                 interface_uuid,
             } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    let first = !p.created;
-                    p.created = true;
-                    if first {
-                        out.push(Command::Journal(Event::PodPortCreated {
-                            pod: PodRef {
-                                namespace: p.spec.namespace.clone(),
-                                name: p.spec.name.clone(),
-                            },
-                            container_id: p.spec.container_id.clone(),
-                            ifname: ifname.clone(),
+                let Some(rt) = self.rt(&ifname) else { return };
+                rt.create_in_flight = false;
+                rt.ovsdb.reset();
+                if self.port(&ifname).is_some_and(|p| p.port_uuid.is_none()) {
+                    self.emit(
+                        Event::PodPortCreated {
+                            ifname,
                             port_uuid,
                             interface_uuid,
-                            ips: p.spec.ips.clone(),
-                            mac: p.spec.mac.to_string(),
-                        }));
-                        if p.ovsdb_type.is_some() {
-                            // The monitor was faster than the create's reply.
-                            out.push(Command::Journal(Event::OvsdbInterfaceUpdate {
-                                ifname: ifname.clone(),
-                                ofport: p.ovsdb_ofport,
-                                error: p.ovsdb_error.clone(),
-                            }));
-                        }
-                        if p.attached {
-                            // The attach came before the port existed: do the type change now.
-                            p.type_from = p.ovsdb_type.clone();
-                            out.push(Command::Journal(Event::HostInterfaceCreated {
-                                ifname: ifname.clone(),
-                            }));
-                            out.push(Command::SetInterfaceType {
-                                ifname: ifname.clone(),
-                                iface_type: self.config.attached_type.clone(),
-                            });
-                        }
-                    }
+                        },
+                        now,
+                        out,
+                    );
                 }
             }
             Input::PortCreateFailed { ifname, error } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    p.last_error = Some(error.clone());
-                    // Asked again later: a Pod is never left behind by one failed step.
-                    p.ovsdb_retry_at = Some(now + self.config.flow_retry);
-                    failed(&mut out, &ifname, error);
+                let config = self.config.clone();
+                let Some(rt) = self.rt(&ifname) else { return };
+                rt.create_in_flight = false;
+                if !error.is_permanent() {
+                    rt.ovsdb.schedule(now, &config, &ifname);
                 }
+                self.fail(&ifname, Step::CreatePort, error, now, out);
             }
             Input::HostInterfaceCreated { ifname } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    if p.attached || p.removing {
-                        return out;
-                    }
-                    p.attached = true;
-                    p.waiting_since = now;
-                    p.next_not_ready = now + self.config.not_ready_every;
-                    if p.created {
-                        p.type_from = p.ovsdb_type.clone();
-                        out.push(Command::Journal(Event::HostInterfaceCreated {
-                            ifname: ifname.clone(),
-                        }));
-                        out.push(Command::SetInterfaceType {
-                            ifname: ifname.clone(),
-                            iface_type: self.config.attached_type.clone(),
-                        });
-                    }
+                if self
+                    .port(&ifname)
+                    .is_some_and(|p| !p.attached && !p.removing)
+                {
+                    self.emit(Event::HostInterfaceCreated { ifname }, now, out);
                 }
             }
             Input::TypeChanged { ifname, result } => {
-                let to = self.config.attached_type.clone();
-                let strategy = self.config.strategy;
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    let from = p
-                        .type_from
-                        .take()
-                        .or_else(|| p.ovsdb_type.clone())
-                        .unwrap_or_default();
-                    match result {
-                        Ok(()) => {
-                            p.type_done = true;
-                            out.push(Command::Journal(Event::InterfaceTypeChanged {
-                                ifname: ifname.clone(),
-                                from,
-                                to,
-                                outcome: Outcome::Ok,
-                            }));
-                            if let Strategy::OvsdbWait { timeout, .. } = strategy {
-                                p.wait_in_flight = true;
-                                out.push(Command::WaitOfport {
-                                    ifname: ifname.clone(),
-                                    timeout,
-                                });
-                            }
-                        }
-                        Err(e) => {
-                            p.last_error = Some(e.clone());
-                            p.ovsdb_retry_at = Some(now + self.config.flow_retry);
-                            out.push(Command::Journal(Event::InterfaceTypeChanged {
-                                ifname: ifname.clone(),
-                                from,
-                                to,
-                                outcome: Outcome::Failed(e.clone()),
-                            }));
-                            out.push(Command::Emit(PodEvent::Failed {
-                                ifname: ifname.clone(),
-                                error: e,
-                            }));
-                        }
+                let config = self.config.clone();
+                let Some(rt) = self.rt(&ifname) else { return };
+                rt.type_in_flight = false;
+                let from = rt.type_from.take();
+                let outcome = match result {
+                    Ok(()) => {
+                        rt.ovsdb.reset();
+                        Outcome::Ok
                     }
+                    Err(e) => {
+                        if !e.is_permanent() {
+                            rt.ovsdb.schedule(now, &config, &ifname);
+                        }
+                        Outcome::Failed(e)
+                    }
+                };
+                let from = from
+                    .or_else(|| self.port(&ifname).and_then(|p| p.iface_type.clone()))
+                    .unwrap_or_default();
+                let failed = match &outcome {
+                    Outcome::Failed(e) => Some(e.to_string()),
+                    Outcome::Ok => None,
+                };
+                self.emit(
+                    Event::InterfaceTypeChanged {
+                        ifname: ifname.clone(),
+                        from,
+                        to: config.attached_type.clone(),
+                        outcome,
+                    },
+                    now,
+                    out,
+                );
+                if let Some(error) = failed {
+                    out.push(Command::Emit(PodEvent::Failed { ifname, error }));
                 }
             }
             Input::OvsdbInterface {
@@ -634,36 +650,59 @@ impl Core {
                 iface_type,
                 ofport,
                 error,
-            } => self.on_ovsdb(&ifname, iface_type, ofport, error, &mut out),
+            } => self.on_ovsdb(&ifname, iface_type, ofport, error, now, out),
             Input::OvsdbInterfaceGone { ifname } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    if !p.removing && p.created {
-                        p.ovsdb_ofport = None;
-                        p.last_error = Some("the Interface row was deleted from OVSDB".into());
-                    }
+                if self
+                    .port(&ifname)
+                    .is_some_and(|p| !p.removing && p.port_uuid.is_some())
+                {
+                    self.fail(
+                        &ifname,
+                        Step::InterfaceDeleted,
+                        Failure::transient("the Interface row was deleted from OVSDB"),
+                        now,
+                        out,
+                    );
                 }
             }
             Input::OvsdbSnapshot { interfaces } => {
                 let present: BTreeMap<&str, _> =
                     interfaces.iter().map(|i| (i.0.as_str(), i)).collect();
-                let mut vanished = Vec::new();
-                for (name, p) in &self.ports {
-                    if p.created && !p.removing && !present.contains_key(name.as_str()) {
-                        vanished.push(name.clone());
-                    }
-                }
+                let vanished: Vec<String> = self
+                    .state
+                    .ports
+                    .values()
+                    .filter(|p| {
+                        p.port_uuid.is_some()
+                            && !p.removing
+                            && !present.contains_key(p.ifname.as_str())
+                    })
+                    .map(|p| p.ifname.clone())
+                    .collect();
                 for (name, ty, ofport, error) in &interfaces {
-                    if self.ports.contains_key(name) {
-                        self.on_ovsdb(name, ty.clone(), *ofport, error.clone(), &mut out);
+                    if self.state.ports.contains_key(name) {
+                        self.on_ovsdb(name, ty.clone(), *ofport, error.clone(), now, out);
                     }
                 }
                 for name in vanished {
-                    // Deleted from OVS while we were away (or by someone else): report it.
-                    self.ports.remove(&name);
-                    out.push(Command::Journal(Event::Reconciled {
-                        ifname: name.clone(),
-                        finding: "vanished".into(),
-                    }));
+                    // Deleted from OVS while we were away (or by someone else): its flows go
+                    // too, and it is reported.
+                    let cookie = self.port(&name).map(|p| p.cookie);
+                    self.runtime.remove(&name);
+                    self.emit(
+                        Event::Reconciled {
+                            ifname: name.clone(),
+                            finding: Finding::Vanished,
+                        },
+                        now,
+                        out,
+                    );
+                    if let Some(cookie) = cookie {
+                        out.push(Command::RemoveFlows {
+                            ifname: name.clone(),
+                            cookie,
+                        });
+                    }
                     out.push(Command::Emit(PodEvent::Removed {
                         ifname: name,
                         reason: "its port vanished from OVSDB".into(),
@@ -671,73 +710,32 @@ impl Core {
                 }
             }
             Input::PortStatus { reason, port } => {
-                out.push(Command::Journal(Event::PortStatusReceived {
-                    reason,
-                    port: port.clone(),
-                }));
-                let Some(name) = self.by_wire_name(&port.name) else {
-                    self.foreign_port_status += 1;
-                    return out;
-                };
-                if PortNo(port.port_no).is_reserved() {
-                    return out;
-                }
-                let p = self.ports.get_mut(&name).expect("looked up above");
-                match reason {
-                    PortReason::Delete => {
-                        // A DELETE of another number than the one we hold is stale.
-                        if p.of_port == Some(port.port_no) {
-                            p.of_port = None;
-                            p.of_state = 0;
-                            p.of_config = 0;
-                        }
-                    }
-                    _ => {
-                        p.of_port = Some(port.port_no);
-                        p.of_state = port.state;
-                        p.of_config = port.config;
-                    }
-                }
+                self.emit(Event::PortStatusReceived { reason, port }, now, out);
             }
             Input::PortDesc { ports } => {
-                out.push(Command::Journal(Event::PortDescSynced {
-                    ports: ports.clone(),
-                }));
-                let first_after_connect = !self.desc_synced;
-                self.desc_synced = true;
-                for p in self.ports.values_mut() {
-                    let wire = wire_name(&p.spec.ifname);
-                    match ports
-                        .iter()
-                        .find(|d| d.name == wire && !PortNo(d.port_no).is_reserved())
-                    {
-                        Some(d) => {
-                            p.of_port = Some(d.port_no);
-                            p.of_state = d.state;
-                            p.of_config = d.config;
-                        }
-                        None => {
-                            p.of_port = None;
-                            p.of_state = 0;
-                            p.of_config = 0;
-                        }
-                    }
-                    if p.restored {
-                        p.restored = false;
-                        let finding = match (p.restored_port, p.of_port) {
-                            (Some(a), Some(b)) if a == b => "present".to_string(),
-                            (Some(a), Some(b)) => format!("renumbered {a} -> {b}"),
-                            (None, Some(b)) => format!("allocated {b}"),
-                            (_, None) => "waiting".to_string(),
-                        };
-                        out.push(Command::Journal(Event::Reconciled {
-                            ifname: p.spec.ifname.clone(),
-                            finding,
-                        }));
-                    }
+                let first_after_connect = !self.state.desc_synced;
+                self.emit(Event::PortDescSynced { ports }, now, out);
+                let restored: Vec<(String, Option<u32>)> = self
+                    .runtime
+                    .iter_mut()
+                    .filter_map(|(k, rt)| Some((k.clone(), rt.restored.take()?)))
+                    .collect();
+                for (ifname, before) in restored {
+                    let now_no = self.port(&ifname).and_then(|p| p.port_no);
+                    let finding = match (before, now_no) {
+                        (Some(a), Some(b)) if a == b => Finding::Present { port_no: b },
+                        (Some(a), Some(b)) => Finding::Renumbered { from: a, to: b },
+                        (None, Some(b)) => Finding::Allocated { port_no: b },
+                        (_, None) => Finding::Waiting,
+                    };
+                    self.emit(Event::Reconciled { ifname, finding }, now, out);
                 }
                 if first_after_connect {
                     out.push(Command::InstallBridgeDefaults);
+                    out.push(Command::SweepFlows {
+                        keep: self.state.ports.values().map(|p| p.cookie).collect(),
+                        below: self.state.next_cookie,
+                    });
                 }
             }
             Input::SwitchConnected {
@@ -745,148 +743,176 @@ impl Core {
                 datapath_id,
                 of_version,
             } => {
-                self.connected = true;
-                self.desc_synced = false;
-                out.push(Command::Journal(Event::SwitchConnected {
-                    endpoint,
-                    datapath_id,
-                    of_version,
-                }));
+                self.emit(
+                    Event::SwitchConnected {
+                        endpoint,
+                        datapath_id,
+                        of_version,
+                    },
+                    now,
+                    out,
+                );
             }
             Input::SwitchDisconnected { endpoint, reason } => {
-                self.connected = false;
-                self.desc_synced = false;
-                for p in self.ports.values_mut() {
-                    // A restarted switch has no flows and may renumber ports: everything is
-                    // re-learned from PORT_DESC and reinstalled.
-                    p.flows = Flows::None;
-                    if p.ready_since.take().is_some() {
-                        p.waiting_since = now;
-                        p.next_not_ready = now + self.config.not_ready_every;
+                for (k, rt) in self.runtime.iter_mut() {
+                    // Replies to what was sent on the old connection never come; flows may
+                    // have survived (the switch did not restart): check before replacing.
+                    rt.flows_pending = None;
+                    rt.flows.reset();
+                    if self.state.ports.get(k).is_some_and(|p| p.flows.is_some()) {
+                        rt.verify_flows = true;
                     }
                 }
-                out.push(Command::Journal(Event::SwitchDisconnected {
-                    endpoint,
-                    reason,
-                }));
+                self.emit(Event::SwitchDisconnected { endpoint, reason }, now, out);
             }
             Input::FlowsInstalled {
                 ifname,
                 port_no,
                 result,
             } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    if p.flows != Flows::Pending(port_no) {
-                        // Superseded by a newer install (the number changed meanwhile).
-                        return out;
-                    }
-                    match result {
-                        Ok(count) => {
-                            p.flows = Flows::Installed(port_no);
-                            p.flow_retry_at = None;
-                            out.push(Command::Journal(Event::FlowsInstalled {
-                                ifname: ifname.clone(),
+                let config = self.config.clone();
+                let Some(rt) = self.rt(&ifname) else { return };
+                if rt.flows_pending != Some(port_no) {
+                    // Superseded by a newer install (the number changed meanwhile).
+                    return;
+                }
+                rt.flows_pending = None;
+                match result {
+                    Ok(count) => {
+                        rt.flows.reset();
+                        rt.verify_flows = false;
+                        let cookie = self.port(&ifname).map_or(0, |p| p.cookie);
+                        self.emit(
+                            Event::FlowsInstalled {
+                                ifname,
                                 port_no,
-                                cookie: p.cookie,
+                                cookie,
                                 count,
-                            }));
+                            },
+                            now,
+                            out,
+                        );
+                    }
+                    Err(e) => {
+                        if !e.is_permanent() {
+                            rt.flows.schedule(now, &config, &ifname);
                         }
-                        Err(e) => {
-                            p.flows = Flows::None;
-                            p.flow_retry_at = Some(now + self.config.flow_retry);
-                            p.last_error = Some(e.clone());
-                            failed(&mut out, &ifname, e);
-                        }
+                        self.fail(&ifname, Step::InstallFlows, e, now, out);
                     }
                 }
             }
             Input::FlowsRemoved { ifname, result } => {
-                if let Some(p) = self.ports.get(&ifname) {
-                    match result {
-                        Ok(count) => out.push(Command::Journal(Event::FlowsRemoved {
-                            ifname: ifname.clone(),
-                            cookie: p.cookie,
+                let Some(cookie) = self.port(&ifname).map(|p| p.cookie) else {
+                    return;
+                };
+                match result {
+                    Ok(count) => self.emit(
+                        Event::FlowsRemoved {
+                            ifname,
+                            cookie,
                             count,
-                        })),
-                        Err(e) => out.push(Command::Journal(Event::PodFailed {
-                            ifname: ifname.clone(),
-                            error: format!("removing flows: {e}"),
-                        })),
+                        },
+                        now,
+                        out,
+                    ),
+                    Err(e) => {
+                        // The port's deletion goes on; a later restart's sweep finds leftovers.
+                        let e = Failure {
+                            kind: e.kind,
+                            reason: format!("removing flows: {}", e.reason),
+                        };
+                        self.emit(
+                            Event::PodFailed {
+                                ifname,
+                                step: Step::RemoveFlows,
+                                error: e,
+                            },
+                            now,
+                            out,
+                        );
                     }
                 }
             }
-            Input::PortDeleted { ifname, result } => match result {
-                Ok(()) => {
-                    if self.ports.remove(&ifname).is_some() {
-                        out.push(Command::Journal(Event::PodDeleted {
-                            ifname: ifname.clone(),
-                        }));
+            Input::PortDeleted { ifname, result } => {
+                let config = self.config.clone();
+                let Some(rt) = self.rt(&ifname) else { return };
+                rt.delete_in_flight = false;
+                match result {
+                    Ok(()) => {
+                        self.runtime.remove(&ifname);
+                        self.emit(
+                            Event::PodDeleted {
+                                ifname: ifname.clone(),
+                            },
+                            now,
+                            out,
+                        );
                         out.push(Command::Emit(PodEvent::Removed {
                             ifname,
                             reason: "deleted".into(),
                         }));
                     }
-                }
-                Err(e) => {
-                    if let Some(p) = self.ports.get_mut(&ifname) {
-                        p.last_error = Some(e.clone());
+                    Err(e) => {
+                        // A deletion is always retried: the Pod is going away whatever OVSDB
+                        // said, and a permanent error here would leave its port behind.
+                        rt.ovsdb.schedule(now, &config, &ifname);
+                        let e = Failure::transient(format!("deleting the port: {}", e.reason));
+                        let text = e.to_string();
+                        self.emit(
+                            Event::PodFailed {
+                                ifname: ifname.clone(),
+                                step: Step::DeletePort,
+                                error: e,
+                            },
+                            now,
+                            out,
+                        );
+                        out.push(Command::Emit(PodEvent::Failed {
+                            ifname,
+                            error: text,
+                        }));
                     }
-                    failed(&mut out, &ifname, format!("deleting the port: {e}"));
                 }
-            },
+            }
             Input::OfportWaited { ifname, result } => {
                 let retry = match self.config.strategy {
                     Strategy::OvsdbWait { retry_every, .. } => retry_every,
                     Strategy::PortStatus => Duration::from_secs(5),
                 };
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    p.wait_in_flight = false;
-                    match result {
-                        Ok(n) if n > 0 => p.waited_ofport = u32::try_from(n).ok(),
-                        Ok(n) => {
-                            let e = format!(
-                                "ofport {n}: {}",
-                                p.ovsdb_error.clone().unwrap_or_default()
-                            );
-                            p.attach_failures += 1;
-                            p.retry_wait_at = Some(now + retry);
-                            p.last_error = Some(e.clone());
-                            failed(&mut out, &ifname, e);
-                        }
-                        Err(e) => {
-                            // The legacy failure: the attach failed, retried later.
-                            p.attach_failures += 1;
-                            p.retry_wait_at = Some(now + retry);
-                            p.last_error = Some(e.clone());
-                            failed(&mut out, &ifname, e);
-                        }
+                let Some(rt) = self.rt(&ifname) else { return };
+                rt.wait_in_flight = false;
+                match result {
+                    Ok(n) if n > 0 => {
+                        rt.wait.reset();
+                        self.emit(Event::OfportWaited { ifname, ofport: n }, now, out);
+                    }
+                    other => {
+                        // The legacy failure: the attach failed, retried later.
+                        rt.wait.at = Some(now + retry);
+                        let e = match other {
+                            Ok(n) => {
+                                let err = self
+                                    .port(&ifname)
+                                    .and_then(|p| p.ovsdb_error.clone())
+                                    .unwrap_or_default();
+                                Failure::transient(format!("ofport {n}: {err}"))
+                            }
+                            Err(e) => Failure::transient(e.reason),
+                        };
+                        self.fail(&ifname, Step::OvsdbWait, e, now, out);
                     }
                 }
             }
             Input::DeletePod { ifname } => {
-                if let Some(p) = self.ports.get_mut(&ifname) {
-                    if !p.removing {
-                        p.removing = true;
-                        p.ready_since = None;
-                        out.push(Command::RemoveFlows {
-                            ifname: ifname.clone(),
-                            cookie: p.cookie,
-                        });
-                        out.push(Command::DeletePort { ifname });
+                if self.port(&ifname).is_some_and(|p| !p.removing) {
+                    if let Some(rt) = self.rt(&ifname) {
+                        rt.ovsdb.reset();
                     }
+                    self.emit(Event::DeleteRequested { ifname }, now, out);
                 }
             }
             Input::Tick => {}
         }
-        self.evaluate(now, &mut out);
-        out
-    }
-
-    fn by_wire_name(&self, name: &str) -> Option<String> {
-        if self.ports.contains_key(name) {
-            return Some(name.to_string());
-        }
-        self.ports.keys().find(|k| wire_name(k) == name).cloned()
     }
 
     fn on_ovsdb(
@@ -895,225 +921,189 @@ impl Core {
         iface_type: String,
         ofport: Option<i64>,
         error: Option<String>,
+        now: Instant,
         out: &mut Vec<Command>,
     ) {
         let attached_type = self.config.attached_type.clone();
-        let Some(p) = self.ports.get_mut(ifname) else {
+        let Some(p) = self.port(ifname) else { return };
+        let changed = p.iface_type.as_deref() != Some(iface_type.as_str())
+            || p.ofport != ofport
+            || p.ovsdb_error != error;
+        if !changed {
             return;
-        };
-        let changed = p.ovsdb_ofport != ofport || p.ovsdb_error != error;
-        let on_attached_type = p.attached && iface_type == attached_type;
-        if on_attached_type {
-            p.type_done = true;
         }
-        p.ovsdb_type = Some(iface_type);
-        p.ovsdb_ofport = ofport;
-        p.ovsdb_error = error.clone();
-        // Before the create's reply the journal has no PodPortCreated for the fold to attach
-        // this to; the PortCreated input journals the facts right after it.
-        if changed && p.created {
-            out.push(Command::Journal(Event::OvsdbInterfaceUpdate {
+        let on_attached_type = p.attached && iface_type == attached_type;
+        let created = p.port_uuid.is_some();
+        let new_failure = p.ofport != ofport || p.ovsdb_error != error;
+        self.emit(
+            Event::OvsdbInterfaceUpdate {
                 ifname: ifname.to_string(),
+                iface_type,
                 ofport,
                 error: error.clone(),
-            }));
-        }
+            },
+            now,
+            out,
+        );
         // A -1 that OVS writes for the attached type is a failure: reported, and watched
         // (OVS retries at every reconfiguration). Before the type change is applied, a port
-        // that cannot be opened is expected (no vNIC yet), whenever that update arrives, and
-        // the update that only carries our own type change repeats the old -1 unchanged.
-        if changed && p.created && on_attached_type && ofport == Some(-1) {
-            let e = format!(
+        // that cannot be opened is expected (no vNIC yet).
+        if new_failure && created && on_attached_type && ofport == Some(-1) {
+            let e = Failure::transient(format!(
                 "OVS could not open the interface: {}",
                 error.unwrap_or_else(|| "no error text".into())
-            );
-            p.last_error = Some(e.clone());
-            failed(out, ifname, e);
+            ));
+            self.fail(ifname, Step::OpenInterface, e, now, out);
         }
     }
 
-    /// Derives what to do for every port from its facts.
+    /// Derives what to do for every port from the state.
     fn evaluate(&mut self, now: Instant, out: &mut Vec<Command>) {
-        let switch_ready = self.switch_ready();
-        let config = &self.config;
-        for p in self.ports.values_mut() {
-            if p.removing {
-                continue;
+        let names: Vec<String> = self.state.ports.keys().cloned().collect();
+        for name in names {
+            self.evaluate_port(&name, now, out);
+        }
+    }
+
+    fn evaluate_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
+        let switch_ready = self.state.switch_ready();
+        let ts_now = self.ts(now);
+        let config = self.config.clone();
+        let policy = self.state.policy.clone();
+        let Some(p) = self.state.ports.get(name) else {
+            return;
+        };
+        let p = p.clone();
+        let rt = self
+            .runtime
+            .entry(name.to_string())
+            .or_insert_with(|| Runtime::new(now, &config));
+        if p.removing {
+            if !rt.delete_in_flight && rt.ovsdb.due(now) {
+                rt.delete_in_flight = true;
+                rt.ovsdb.at = None;
+                out.push(Command::RemoveFlows {
+                    ifname: name.to_string(),
+                    cookie: p.cookie,
+                });
+                out.push(Command::DeletePort {
+                    ifname: name.to_string(),
+                });
             }
-            // Legacy strategy: retry the OVSDB wait when due.
-            if let Strategy::OvsdbWait { timeout, .. } = config.strategy {
-                if p.type_done
-                    && p.waited_ofport.is_none()
-                    && !p.wait_in_flight
-                    && p.retry_wait_at.is_some_and(|t| now >= t)
-                {
-                    p.retry_wait_at = None;
-                    p.wait_in_flight = true;
-                    out.push(Command::WaitOfport {
-                        ifname: p.spec.ifname.clone(),
-                        timeout,
-                    });
-                }
+            return;
+        }
+        if p.failed.is_some() {
+            return;
+        }
+        // OVSDB steps: the create, then (once attached) the type change.
+        if p.port_uuid.is_none() {
+            if !rt.create_in_flight && rt.ovsdb.due(now) {
+                rt.create_in_flight = true;
+                rt.ovsdb.at = None;
+                out.push(Command::CreatePort(spec_of(&p)));
             }
-            // Failed OVSDB steps are asked again when due.
-            if p.ovsdb_retry_at.is_some_and(|t| now >= t) {
-                p.ovsdb_retry_at = None;
-                if !p.created {
-                    out.push(Command::CreatePort(p.spec.clone()));
-                } else if p.attached && !p.type_done {
-                    p.type_from = p.ovsdb_type.clone();
-                    out.push(Command::SetInterfaceType {
-                        ifname: p.spec.ifname.clone(),
-                        iface_type: config.attached_type.clone(),
-                    });
-                }
+        } else if p.attached && !p.type_changed && !rt.type_in_flight && rt.ovsdb.due(now) {
+            rt.type_in_flight = true;
+            rt.ovsdb.at = None;
+            rt.type_from = p.iface_type.clone();
+            out.push(Command::SetInterfaceType {
+                ifname: name.to_string(),
+                iface_type: config.attached_type.clone(),
+            });
+        }
+        // Legacy strategy: the OVSDB wait, again when due.
+        if let Strategy::OvsdbWait { timeout, .. } = config.strategy {
+            if p.type_changed && p.waited_ofport.is_none() && !rt.wait_in_flight && rt.wait.due(now)
+            {
+                rt.wait.at = None;
+                rt.wait_in_flight = true;
+                out.push(Command::WaitOfport {
+                    ifname: name.to_string(),
+                    timeout,
+                });
             }
-            let usable = p.usable_port(config);
-            // Flows follow the usable port number; nothing is programmed until the port
-            // list after a (re)connect is known.
-            if let (Some(n), true) = (usable, switch_ready) {
-                let retry_due = p.flow_retry_at.is_none_or(|t| now >= t);
-                match p.flows {
-                    Flows::Installed(m) | Flows::Pending(m) if m == n => {}
-                    _ if retry_due => {
-                        p.flows = Flows::Pending(n);
-                        p.flow_retry_at = None;
-                        out.push(Command::InstallFlows {
-                            spec: p.spec.clone(),
-                            port_no: n,
-                            cookie: p.cookie,
-                        });
-                    }
-                    _ => {}
-                }
+        }
+        // Flows follow the usable port number; nothing is programmed until the port list
+        // after a (re)connect is known.
+        let usable = p.usable_port(&policy);
+        if let (Some(n), true) = (usable, switch_ready) {
+            let installed = p.flows.is_some_and(|f| f.port_no == n);
+            if (!installed || rt.verify_flows) && rt.flows_pending != Some(n) && rt.flows.due(now) {
+                rt.flows_pending = Some(n);
+                rt.flows.at = None;
+                out.push(Command::InstallFlows {
+                    spec: spec_of(&p),
+                    port_no: n,
+                    cookie: p.cookie,
+                    verify: rt.verify_flows,
+                });
             }
-            let ready = matches!((usable, p.flows), (Some(n), Flows::Installed(m)) if n == m)
-                && switch_ready;
-            match (ready, p.ready_since) {
-                (true, None) => {
-                    p.ready_since = Some(now);
-                    p.last_error = None;
-                    let waited = now.saturating_duration_since(p.waiting_since);
-                    let port_no = usable.unwrap_or_default();
-                    let ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
-                    out.push(Command::Journal(Event::PodReady {
-                        ifname: p.spec.ifname.clone(),
-                        port_no,
-                        waited_ms: ms,
-                    }));
-                    out.push(Command::Emit(PodEvent::Ready {
-                        ifname: p.spec.ifname.clone(),
-                        port_no,
-                        waited,
-                    }));
-                }
-                (false, Some(_)) => {
-                    // Lost readiness (port gone or renumbered): a new wait starts.
-                    p.ready_since = None;
-                    p.waiting_since = now;
-                    p.next_not_ready = now + config.not_ready_every;
-                }
-                (false, None) if now >= p.next_not_ready => {
-                    let phase = p.phase(config, switch_ready);
-                    let waited = now.saturating_duration_since(p.waiting_since);
-                    p.next_not_ready = now + config.not_ready_every;
-                    out.push(Command::Journal(Event::PodNotReady {
-                        ifname: p.spec.ifname.clone(),
-                        phase: phase.name().into(),
-                        waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                    }));
-                    out.push(Command::Emit(PodEvent::NotReady {
-                        ifname: p.spec.ifname.clone(),
-                        phase,
-                        waited,
-                    }));
-                }
-                _ => {}
+        }
+        let ready_now = switch_ready
+            && usable.is_some()
+            && p.flows.is_some_and(|f| Some(f.port_no) == usable)
+            && rt.flows_pending.is_none();
+        if p.is_ready() {
+            rt.was_ready = true;
+            return;
+        }
+        if rt.was_ready {
+            // Lost readiness (port gone or renumbered, flows gone): a new wait starts.
+            rt.was_ready = false;
+            rt.next_not_ready = now + config.not_ready_every;
+        }
+        let waited = Duration::from_micros(ts_now.saturating_sub(p.waiting_since));
+        let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
+        if ready_now {
+            let port_no = usable.unwrap_or_default();
+            if let Some(rt) = self.runtime.get_mut(name) {
+                rt.was_ready = true;
             }
+            self.emit(
+                Event::PodReady {
+                    ifname: name.to_string(),
+                    port_no,
+                    waited_ms,
+                },
+                now,
+                out,
+            );
+            out.push(Command::Emit(PodEvent::Ready {
+                ifname: name.to_string(),
+                port_no,
+                waited,
+            }));
+        } else if now >= rt.next_not_ready {
+            rt.next_not_ready = now + config.not_ready_every;
+            let phase = self.state.phase_of(&p);
+            self.emit(
+                Event::PodNotReady {
+                    ifname: name.to_string(),
+                    phase,
+                    waited_ms,
+                },
+                now,
+                out,
+            );
+            out.push(Command::Emit(PodEvent::NotReady {
+                ifname: name.to_string(),
+                phase,
+                waited,
+            }));
         }
     }
 }
 
-impl PortEntry {
-    fn new(spec: PodSpec, cookie: u64, now: Instant, config: &CoreConfig) -> PortEntry {
-        PortEntry {
-            spec,
-            cookie,
-            created: false,
-            attached: false,
-            type_done: false,
-            ovsdb_type: None,
-            type_from: None,
-            ovsdb_ofport: None,
-            ovsdb_error: None,
-            of_port: None,
-            of_state: 0,
-            of_config: 0,
-            waited_ofport: None,
-            wait_in_flight: false,
-            attach_failures: 0,
-            retry_wait_at: None,
-            flows: Flows::None,
-            flow_retry_at: None,
-            ovsdb_retry_at: None,
-            removing: false,
-            ready_since: None,
-            waiting_since: now,
-            next_not_ready: now + config.not_ready_every,
-            restored: false,
-            restored_port: None,
-            last_error: None,
-        }
-    }
-
-    fn is_ready(&self) -> bool {
-        self.ready_since.is_some()
-    }
-
-    /// The port number flows may use now, if any.
-    fn usable_port(&self, config: &CoreConfig) -> Option<u32> {
-        if !self.attached || !self.type_done {
-            return None;
-        }
-        match config.strategy {
-            Strategy::OvsdbWait { .. } => self.waited_ofport,
-            Strategy::PortStatus => {
-                let n = self.of_port.filter(|n| !PortNo(*n).is_reserved())?;
-                let live = self.of_state & STATE_LIVE != 0;
-                let ok = match config.readiness {
-                    Readiness::Live => live,
-                    Readiness::LiveOrLinkDown => live || self.of_state & STATE_LINK_DOWN != 0,
-                    Readiness::Allocated => true,
-                };
-                ok.then_some(n)
-            }
-        }
-    }
-
-    fn phase(&self, config: &CoreConfig, switch_ready: bool) -> Phase {
-        if self.removing {
-            return Phase::Removing;
-        }
-        if !self.created {
-            return Phase::Creating;
-        }
-        if !self.attached {
-            return Phase::WaitingInterface;
-        }
-        if self.is_ready() {
-            return Phase::Ready;
-        }
-        if self.usable_port(config).is_some() && switch_ready {
-            return Phase::Usable;
-        }
-        let allocated = match config.strategy {
-            Strategy::PortStatus => self.of_port.is_some(),
-            Strategy::OvsdbWait { .. } => self.waited_ofport.is_some(),
-        };
-        if allocated && self.type_done {
-            Phase::Allocated
-        } else {
-            Phase::TypeChangeRequested
-        }
+/// The spec of a tracked port, as the agent gave it (validated at the add).
+fn spec_of(p: &PodPort) -> PodSpec {
+    PodSpec {
+        namespace: p.pod.namespace.clone(),
+        name: p.pod.name.clone(),
+        container_id: p.container_id.clone(),
+        ifname: p.ifname.clone(),
+        ips: p.ips.clone(),
+        // Validated at the add; a journal edited by hand gets the zero MAC and fails the
+        // flows' checks rather than the engine.
+        mac: p.mac.parse().unwrap_or_default(),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
-use podport_journal::{Event, Journal, JournalConfig, JournalError};
+use podport_journal::{now_micros, Journal, JournalConfig, JournalError};
 use podport_openflow::{ClientOptions, Endpoint, OfClient};
 use podport_ovsdb::client::{OvsdbClient, OvsdbOptions};
 use tracing::info;
@@ -90,17 +90,18 @@ impl Engine {
         if let Some(bad) = &recovered.stopped_at {
             tracing::warn!(%bad, last_good = recovered.last_seq, "journal replay stopped early");
         }
-        let (core, initial) = Core::restore(config.core.clone(), &recovered.state, Instant::now());
         info!(
             restored = recovered.state.ports.len(),
             last_seq = recovered.last_seq,
             "engine state rebuilt from the journal"
         );
-        // Not awaited: the writer's group commit makes it durable with what follows.
-        drop(journal.append(Event::AgentStarted {
-            version: env!("CARGO_PKG_VERSION").into(),
-            config_digest: config.config_digest.clone(),
-        }));
+        // The journal's fold is the core's state: nothing is translated.
+        let core = Core::restore(
+            config.core.clone(),
+            recovered.state,
+            Instant::now(),
+            now_micros(),
+        );
         let metrics = Arc::new(Metrics::default());
         let (tx, rx) = std::sync::mpsc::channel();
         let j = journal.clone();
@@ -135,7 +136,7 @@ impl Engine {
                         config.flows.clone(),
                     );
                     let flows = Supervisor::start(move |_| FlowProgrammer::new(c, fp, ea, mm));
-                    let mut actor = EngineActor::new(core, initial, j, m);
+                    let mut actor = EngineActor::new(core, config.config_digest.clone(), j, m);
                     actor.connect(ovsdb, flows);
                     ctx.run(actor);
                     let _ = tx.send((engine_addr, actix::System::current()));

@@ -47,7 +47,8 @@ pub mod flows;
 pub mod metrics;
 pub mod spec;
 
-pub use crate::core::{CoreConfig, Phase, PodEvent, PortStatusView, Readiness, Strategy};
+pub use crate::core::{CoreConfig, PodEvent, PortStatusView, Strategy};
 pub use engine::{BlockingEngine, Engine, EngineConfig, EngineError};
 pub use flows::{DefaultFlows, FlowProvider};
+pub use podport_journal::{Failure, FailureKind, Phase, Readiness};
 pub use spec::{AddPodError, PodSpec};

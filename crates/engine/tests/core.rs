@@ -2,12 +2,13 @@
 
 use std::time::{Duration, Instant};
 
-use podport_engine::core::{
-    Command, Core, CoreConfig, Input, Phase, PodEvent, Readiness, Strategy, STATE_LINK_DOWN,
-    STATE_LIVE,
-};
+use podport_engine::core::{Command, Core, CoreConfig, Input, PodEvent, Strategy};
 use podport_engine::spec::{AddPodError, PodSpec};
-use podport_journal::{Event, PortDesc, PortReason};
+use podport_journal::{Event, Failure, Finding, Phase, PortDesc, PortReason, Readiness};
+
+const STATE_LINK_DOWN: u32 = podport_openflow::PortState::LINK_DOWN.bits();
+const STATE_LIVE: u32 = podport_openflow::PortState::LIVE.bits();
+const WALL: u64 = 1_700_000_000_000_000;
 
 fn spec(ifname: &str) -> PodSpec {
     PodSpec {
@@ -48,9 +49,13 @@ struct Harness {
 
 impl Harness {
     fn new(config: CoreConfig) -> Harness {
+        let now = Instant::now();
+        let mut core = Core::new(config, now, WALL);
+        // AgentStarted journals the policy the fold derives phases with.
+        core.start("test", "", now);
         Harness {
-            core: Core::new(config),
-            now: Instant::now(),
+            core,
+            now,
             auto_flows: true,
             commands: Vec::new(),
         }
@@ -120,7 +125,7 @@ fn emitted(cmds: &[Command]) -> Vec<PodEvent> {
 fn journaled(cmds: &[Command]) -> Vec<Event> {
     cmds.iter()
         .filter_map(|c| match c {
-            Command::Journal(e) => Some(e.clone()),
+            Command::Journal { event, .. } => Some(event.clone()),
             _ => None,
         })
         .collect()
@@ -147,10 +152,13 @@ fn the_whole_path_to_ready() {
     h.auto_flows = false;
     h.connect(vec![port(0xffff_fffe, "br-int", STATE_LIVE)]);
     let c = h.feed(Input::AddPod(spec("vnic-a")));
-    assert!(matches!(&c[0], Command::CreatePort(s) if s.ifname == "vnic-a"));
-    assert!(
-        matches!(&journaled(&c)[..], [Event::PodPortCreated { ifname, .. }] if ifname == "vnic-a")
-    );
+    assert!(c
+        .iter()
+        .any(|c| matches!(c, Command::CreatePort(s) if s.ifname == "vnic-a")));
+    assert!(matches!(
+        &journaled(&c)[..],
+        [Event::PodAdded { ifname, .. }, Event::PodPortCreated { .. }] if ifname == "vnic-a"
+    ));
     assert_eq!(h.phase("vnic-a"), Phase::WaitingInterface);
 
     h.feed(Input::OvsdbInterface {
@@ -202,7 +210,7 @@ fn the_whole_path_to_ready() {
 #[test]
 fn the_type_change_is_journaled_with_the_type_before_it() {
     let now = Instant::now();
-    let mut core = Core::new(CoreConfig::default());
+    let mut core = Core::new(CoreConfig::default(), now, WALL);
     let iface = |ty: &str| Input::OvsdbInterface {
         ifname: "vnic-a".into(),
         iface_type: ty.into(),
@@ -246,20 +254,34 @@ fn the_type_change_is_journaled_with_the_type_before_it() {
 }
 
 #[test]
-fn port_status_before_the_attach_or_ovsdb_is_kept_but_nothing_is_programmed_early() {
+fn port_status_before_the_attach_is_kept_but_only_the_port_after_the_type_change_counts() {
     let mut h = Harness::new(CoreConfig::default());
     h.connect(vec![]);
     h.feed(Input::AddPod(spec("vnic-a")));
-    // The switch announces the port before OVSDB shows its number and before the attach.
+    // The switch announces the port (of the initial type) before the attach.
     let c = h.feed(ps(PortReason::Add, 7, "vnic-a", 0));
     let c2 = h.feed(ps(PortReason::Modify, 7, "vnic-a", STATE_LIVE));
     assert!(installs(&c).is_empty() && installs(&c2).is_empty());
     assert_eq!(h.phase("vnic-a"), Phase::WaitingInterface);
+    // The attach: the type change destroys that port; its LIVE does not make the Pod ready.
     let c = h.feed(Input::HostInterfaceCreated {
         ifname: "vnic-a".into(),
     });
-    assert_eq!(installs(&c), vec![7]);
-    assert!(is_ready_event(&c, 7));
+    assert!(installs(&c).is_empty(), "{c:?}");
+    assert!(emitted(&c).is_empty(), "{c:?}");
+    assert_eq!(h.phase("vnic-a"), Phase::TypeChangeRequested);
+    // The old port's last words change nothing either.
+    assert!(emitted(&h.feed(ps(PortReason::Modify, 7, "vnic-a", STATE_LIVE))).is_empty());
+    // OVS: DELETE, ADD, MODIFY for the new port: one Ready, from the new port.
+    let mut all = h.feed(ps(PortReason::Delete, 7, "vnic-a", STATE_LIVE));
+    all.extend(h.feed(ps(PortReason::Add, 7, "vnic-a", 0)));
+    all.extend(h.feed(ps(PortReason::Modify, 7, "vnic-a", STATE_LIVE)));
+    let readies = emitted(&all)
+        .into_iter()
+        .filter(|e| matches!(e, PodEvent::Ready { .. }))
+        .count();
+    assert_eq!(readies, 1, "{all:?}");
+    assert_eq!(installs(&all), vec![7]);
 }
 
 #[test]
@@ -290,7 +312,7 @@ fn a_port_recreated_with_another_number_moves_its_flows() {
     h.feed(Input::HostInterfaceCreated {
         ifname: "vnic-a".into(),
     });
-    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
     h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
     let c = h.feed(ps(PortReason::Add, 9, "vnic-a", STATE_LIVE));
     assert_eq!(installs(&c), vec![9]);
@@ -326,7 +348,10 @@ fn unknown_ports_are_journaled_and_otherwise_ignored() {
     assert_eq!(c.len(), 1);
     assert!(matches!(
         &c[0],
-        Command::Journal(Event::PortStatusReceived { .. })
+        Command::Journal {
+            event: Event::PortStatusReceived { .. },
+            ..
+        }
     ));
     assert_eq!(h.core.foreign_port_status(), 1);
 }
@@ -407,7 +432,7 @@ fn readiness_policies() {
         h.feed(Input::HostInterfaceCreated {
             ifname: "vnic-a".into(),
         });
-        let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", state));
+        let c = h.feed(ps(PortReason::Add, 5, "vnic-a", state));
         assert_eq!(
             is_ready_event(&c, 5),
             usable,
@@ -444,7 +469,7 @@ fn a_slow_port_gets_not_ready_events_forever_and_then_becomes_ready() {
         }
         assert_eq!(h.core.poll_timeout(), Some(h.now + every));
     }
-    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
     match &emitted(&c)[..] {
         [PodEvent::Ready { waited, .. }] => assert_eq!(*waited, every * 10),
         other => panic!("{other:?}"),
@@ -483,7 +508,7 @@ fn a_failed_interface_is_reported_and_watched() {
         ofport: Some(5),
         error: None,
     });
-    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
     assert!(is_ready_event(&c, 5));
 }
 
@@ -495,7 +520,7 @@ fn after_a_switch_restart_numbers_are_relearned_before_any_flow() {
     h.feed(Input::HostInterfaceCreated {
         ifname: "vnic-a".into(),
     });
-    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
     assert_eq!(h.phase("vnic-a"), Phase::Ready);
     h.feed(Input::SwitchDisconnected {
         endpoint: "unix:/x".into(),
@@ -541,7 +566,7 @@ fn the_legacy_strategy_fails_on_timeout_and_retries() {
     assert!(installs(&h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE))).is_empty());
     let c = h.feed(Input::OfportWaited {
         ifname: "vnic-a".into(),
-        result: Err("\"wait\" timed out after 5000 ms".into()),
+        result: Err(Failure::transient("\"wait\" timed out after 5000 ms")),
     });
     assert!(
         matches!(&emitted(&c)[..], [PodEvent::Failed { error, .. }] if error.contains("timed out"))
@@ -572,90 +597,105 @@ fn failed_flows_are_retried() {
     h.feed(Input::HostInterfaceCreated {
         ifname: "vnic-a".into(),
     });
-    h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
     let c = h.feed(Input::FlowsInstalled {
         ifname: "vnic-a".into(),
         port_no: 5,
-        result: Err("switch said BAD_MATCH".into()),
+        result: Err(Failure::transient("switch said TABLE_FULL")),
     });
     assert!(matches!(&emitted(&c)[..], [PodEvent::Failed { .. }]));
     assert!(installs(&h.advance(Duration::from_millis(500))).is_empty());
-    assert_eq!(installs(&h.advance(Duration::from_millis(500))), vec![5]);
+    // Backoff: 1 s for the first retry, plus up to a quarter of jitter.
+    assert_eq!(installs(&h.advance(Duration::from_millis(750))), vec![5]);
+}
+
+/// Folds `events` as a journal would hold them (1 ms apart).
+fn fold(events: Vec<Event>) -> podport_journal::State {
+    let mut state = podport_journal::State::default();
+    for (i, event) in events.into_iter().enumerate() {
+        podport_journal::apply_event(&mut state, WALL + i as u64 * 1000, &event);
+    }
+    state
+}
+
+fn ready_pod_events(name: &str, no: u32, cookie: u64) -> Vec<Event> {
+    vec![
+        Event::PodAdded {
+            pod: podport_journal::PodRef {
+                namespace: "default".into(),
+                name: name.into(),
+            },
+            container_id: format!("c-{name}"),
+            ifname: name.into(),
+            ips: vec!["10.0.0.5/24".into()],
+            mac: "02:00:00:00:00:05".into(),
+            cookie,
+        },
+        Event::PodPortCreated {
+            ifname: name.into(),
+            port_uuid: "p".into(),
+            interface_uuid: "i".into(),
+        },
+        Event::HostInterfaceCreated {
+            ifname: name.into(),
+        },
+        Event::InterfaceTypeChanged {
+            ifname: name.into(),
+            from: "".into(),
+            to: "internal".into(),
+            outcome: podport_journal::Outcome::Ok,
+        },
+        Event::PortStatusReceived {
+            reason: PortReason::Add,
+            port: port(no, name, STATE_LIVE),
+        },
+        Event::FlowsInstalled {
+            ifname: name.into(),
+            port_no: no,
+            cookie,
+            count: 5,
+        },
+        Event::PodReady {
+            ifname: name.into(),
+            port_no: no,
+            waited_ms: 1,
+        },
+    ]
 }
 
 #[test]
 fn restart_reconciles_the_journal_with_the_switch() {
-    // A journal with three ready Pods.
-    let mut state = podport_journal::State::default();
-    let mut seq = 0;
-    let mut rec = |state: &mut podport_journal::State, event: Event| {
-        seq += 1;
-        podport_journal::apply(
-            state,
-            &podport_journal::Record {
-                seq,
-                ts_micros: seq * 1000,
-                event,
-            },
-        );
-    };
-    for (name, no) in [("vnic-a", 5), ("vnic-b", 6), ("vnic-c", 7)] {
-        rec(
-            &mut state,
-            Event::PodPortCreated {
-                pod: podport_journal::PodRef {
-                    namespace: "default".into(),
-                    name: name.into(),
-                },
-                container_id: format!("c-{name}"),
-                ifname: name.into(),
-                port_uuid: "p".into(),
-                interface_uuid: "i".into(),
-                ips: vec!["10.0.0.5/24".into()],
-                mac: "02:00:00:00:00:05".into(),
-            },
-        );
-        rec(
-            &mut state,
-            Event::HostInterfaceCreated {
-                ifname: name.into(),
-            },
-        );
-        rec(
-            &mut state,
-            Event::InterfaceTypeChanged {
-                ifname: name.into(),
-                from: "".into(),
-                to: "internal".into(),
-                outcome: podport_journal::Outcome::Ok,
-            },
-        );
-        rec(
-            &mut state,
-            Event::PortStatusReceived {
-                reason: PortReason::Modify,
-                port: port(no, name, STATE_LIVE),
-            },
-        );
-        rec(
-            &mut state,
-            Event::PodReady {
-                ifname: name.into(),
-                port_no: no,
-                waited_ms: 1,
-            },
-        );
+    // A journal with three ready Pods, added in an order unlike their names' order.
+    let base = podport_journal::POD_COOKIE_BASE;
+    let mut events = Vec::new();
+    for (name, no, cookie) in [
+        ("vnic-c", 7, base + 1),
+        ("vnic-a", 5, base + 2),
+        ("vnic-b", 6, base + 3),
+    ] {
+        events.extend(ready_pod_events(name, no, cookie));
     }
+    let state = fold(events);
     let now = Instant::now();
-    let (core, cmds) = Core::restore(CoreConfig::default(), &state, now);
-    assert!(cmds.is_empty(), "{cmds:?}");
+    let mut core = Core::restore(CoreConfig::default(), state, now, WALL + 1_000_000);
+    let cmds = core.start("test", "", now);
+    assert!(
+        cmds.iter().all(|c| matches!(
+            c,
+            Command::Journal {
+                event: Event::AgentStarted { .. },
+                ..
+            }
+        )),
+        "a restart asks OVS for nothing a ready Pod already has: {cmds:?}"
+    );
     let mut h = Harness {
         core,
         now,
         auto_flows: true,
         commands: vec![],
     };
-    // OVSDB no longer has vnic-c: deleted while the engine was down.
+    // OVSDB no longer has vnic-c: deleted while the engine was down. Its flows go too.
     let c = h.feed(Input::OvsdbSnapshot {
         interfaces: vec![
             ("vnic-a".into(), "internal".into(), Some(5), None),
@@ -664,7 +704,11 @@ fn restart_reconciles_the_journal_with_the_switch() {
     });
     assert!(journaled(&c).contains(&Event::Reconciled {
         ifname: "vnic-c".into(),
-        finding: "vanished".into()
+        finding: Finding::Vanished,
+    }));
+    assert!(c.contains(&Command::RemoveFlows {
+        ifname: "vnic-c".into(),
+        cookie: base + 1
     }));
     assert!(matches!(&emitted(&c)[..], [PodEvent::Removed { ifname, .. }] if ifname == "vnic-c"));
     // The switch: vnic-a kept 5, vnic-b renumbered to 9. No PortStatus at all.
@@ -675,21 +719,99 @@ fn restart_reconciles_the_journal_with_the_switch() {
     let j = journaled(&c);
     assert!(j.contains(&Event::Reconciled {
         ifname: "vnic-a".into(),
-        finding: "present".into()
+        finding: Finding::Present { port_no: 5 },
     }));
     assert!(j.contains(&Event::Reconciled {
         ifname: "vnic-b".into(),
-        finding: "renumbered 6 -> 9".into()
+        finding: Finding::Renumbered { from: 6, to: 9 },
     }));
-    let mut ports = installs(&c);
-    ports.sort();
-    assert_eq!(ports, vec![5, 9]);
-    assert!(is_ready_event(&c, 5) && is_ready_event(&c, 9));
+    // Cookies are the journal's, never re-derived; vnic-a's flows are only checked.
+    let flows: Vec<(u32, u64, bool)> = c
+        .iter()
+        .filter_map(|c| match c {
+            Command::InstallFlows {
+                port_no,
+                cookie,
+                verify,
+                ..
+            } => Some((*port_no, *cookie, *verify)),
+            _ => None,
+        })
+        .collect();
+    assert!(flows.contains(&(5, base + 2, true)), "{flows:?}");
+    assert!(
+        flows.iter().any(|f| f.0 == 9 && f.1 == base + 3),
+        "{flows:?}"
+    );
+    // vnic-a stayed ready throughout: no second Ready; vnic-b is ready on its new number.
+    assert!(!is_ready_event(&c, 5));
+    assert!(is_ready_event(&c, 9));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    // A new Pod gets a cookie no restored Pod has.
+    let c = h.feed(Input::AddPod(spec("vnic-d")));
+    assert!(journaled(&c)
+        .iter()
+        .any(|e| matches!(e, Event::PodAdded { cookie, .. } if *cookie == base + 4)));
+}
+
+#[test]
+fn a_restart_before_the_attach_does_not_attach() {
+    // Added, port created, "not ready yet" reported: no attach ever came.
+    let mut events = ready_pod_events("vnic-a", 5, podport_journal::POD_COOKIE_BASE + 1);
+    events.truncate(2);
+    events.push(Event::PodNotReady {
+        ifname: "vnic-a".into(),
+        phase: Phase::WaitingInterface,
+        waited_ms: 30_000,
+    });
+    let now = Instant::now();
+    let mut core = Core::restore(CoreConfig::default(), fold(events), now, WALL + 1_000_000);
+    let mut cmds = core.start("test", "", now);
+    let mut h = Harness {
+        core,
+        now,
+        auto_flows: true,
+        commands: vec![],
+    };
+    cmds.extend(h.connect(vec![port(5, "vnic-a", STATE_LIVE)]));
+    assert!(
+        !cmds.iter().any(|c| matches!(
+            c,
+            Command::SetInterfaceType { .. } | Command::InstallFlows { .. }
+        )),
+        "{cmds:?}"
+    );
+    assert_eq!(h.phase("vnic-a"), Phase::WaitingInterface);
+}
+
+#[test]
+fn a_permanent_failure_fails_the_pod_once_and_is_not_retried() {
+    let now = Instant::now();
+    let mut core = Core::new(CoreConfig::default(), now, WALL);
+    core.handle(Input::AddPod(spec("vnic-a")), now);
+    let c = core.handle(
+        Input::PortCreateFailed {
+            ifname: "vnic-a".into(),
+            error: Failure::permanent("vnic-a is already used by another Pod (container x)"),
+        },
+        now,
+    );
+    assert!(
+        matches!(&emitted(&c)[..], [PodEvent::Failed { error, .. }] if error.contains("permanent"))
+    );
+    assert_eq!(core.phase("vnic-a"), Some(Phase::Failed));
+    assert_eq!(core.poll_timeout(), None, "nothing scheduled");
+    for s in 1..=60 {
+        let c = core.handle(Input::Tick, now + Duration::from_secs(s));
+        assert!(c.is_empty(), "{c:?}");
+    }
+    let st = core.status(now);
+    assert!(st[0].last_error.as_deref().unwrap().contains("another Pod"));
 }
 
 mod convergence {
     //! Any interleaving of one port's OVSDB updates with its PortStatus stream (each keeping
-    //! its own order), with duplicates and with bursts coalesced to their last message,
+    //! its own order), with duplicates, and the attach anywhere before the type change,
     //! converges to what the switch last said.
 
     use super::*;
@@ -730,7 +852,6 @@ mod convergence {
         fn converges(
             choices in proptest::collection::vec(any::<bool>(), 12),
             dups in proptest::collection::vec(0usize..3, 12),
-            coalesce in proptest::collection::vec(any::<bool>(), 12),
             attach_at in 0usize..12,
         ) {
             let (n1, n2) = (5u32, 11u32);
@@ -742,19 +863,25 @@ mod convergence {
             while !sw.is_empty() || !db.is_empty() {
                 let take_sw = db.is_empty() || (!sw.is_empty() && choices[i % choices.len()]);
                 let from = if take_sw { &mut sw } else { &mut db };
-                // Coalesce: drop this PortStatus when the next one of the burst follows.
                 let item = from.pop().unwrap();
-                let skip = take_sw && coalesce[i % coalesce.len()] && !from.is_empty();
-                if !skip {
-                    for _ in 0..=dups[i % dups.len()] {
-                        merged.push(item.clone());
-                    }
+                for _ in 0..=dups[i % dups.len()] {
+                    merged.push(item.clone());
                 }
                 i += 1;
             }
             let mut h = Harness::new(CoreConfig::default());
             h.connect(vec![]);
             h.feed(Input::AddPod(spec("vnic-a")));
+            // The attach comes before the type change it causes: before the switch's first
+            // DELETE and before OVSDB shows the attached type.
+            let first_change = merged
+                .iter()
+                .position(|i| {
+                    matches!(i, Input::PortStatus { reason: PortReason::Delete, .. })
+                        || matches!(i, Input::OvsdbInterface { iface_type, .. } if iface_type == "internal")
+                })
+                .unwrap_or(merged.len());
+            let attach_at = attach_at.min(first_change);
             for (k, input) in merged.into_iter().enumerate() {
                 if k == attach_at {
                     h.feed(Input::HostInterfaceCreated { ifname: "vnic-a".into() });
@@ -772,19 +899,20 @@ mod convergence {
 
 #[test]
 fn failed_ovsdb_steps_are_asked_again() {
-    let mut core = Core::new(CoreConfig::default());
     let now = Instant::now();
+    let mut core = Core::new(CoreConfig::default(), now, WALL);
     core.handle(Input::AddPod(spec("vnic-a")), now);
     let c = core.handle(
         Input::PortCreateFailed {
             ifname: "vnic-a".into(),
-            error: "server busy".into(),
+            error: Failure::transient("server busy"),
         },
         now,
     );
     assert!(matches!(&emitted(&c)[..], [PodEvent::Failed { .. }]));
-    assert_eq!(core.poll_timeout(), Some(now + Duration::from_secs(1)));
-    let c = core.handle(Input::Tick, now + Duration::from_secs(1));
+    let due = core.poll_timeout().expect("a retry is scheduled");
+    assert!(due >= now + Duration::from_secs(1) && due <= now + Duration::from_millis(1250));
+    let c = core.handle(Input::Tick, now + Duration::from_millis(1250));
     assert!(
         matches!(&c[..], [Command::CreatePort(s)] if s.ifname == "vnic-a"),
         "{c:?}"
@@ -806,11 +934,11 @@ fn failed_ovsdb_steps_are_asked_again() {
     core.handle(
         Input::TypeChanged {
             ifname: "vnic-a".into(),
-            result: Err("constraint violation".into()),
+            result: Err(Failure::transient("connection reset")),
         },
         now,
     );
-    let c = core.handle(Input::Tick, now + Duration::from_secs(1));
+    let c = core.handle(Input::Tick, now + Duration::from_millis(1250));
     assert!(
         c.iter()
             .any(|c| matches!(c, Command::SetInterfaceType { .. })),

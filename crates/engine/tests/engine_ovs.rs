@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use podport_engine::core::{CoreConfig, Phase, Strategy};
+use podport_engine::core::{CoreConfig, Strategy};
+use podport_engine::Phase;
 use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
-use podport_journal::Event;
+use podport_journal::{Event, Finding};
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 
 const BOUND: Duration = Duration::from_secs(30);
@@ -138,8 +139,8 @@ fn one_pod_gets_exactly_the_specified_flows() {
     // The journal tells the same story.
     let (_, state) = engine.journal().state().unwrap();
     let p = &state.ports["vnic-1"];
-    assert_eq!((p.port_no, p.phase.as_str()), (Some(n), "ready"));
-    assert_eq!(p.flows.map(|f| f.1), Some(5));
+    assert_eq!((p.port_no, state.phase_of(p)), (Some(n), Phase::Ready));
+    assert_eq!(p.flows.map(|f| f.count), Some(5));
     let metrics = engine.metrics_text();
     assert!(metrics.contains("podport_pods_ready 1"), "{metrics}");
     engine.shutdown().unwrap();
@@ -349,26 +350,51 @@ fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
     sb.del_port("vnic-3").unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
-    let mut ready = BTreeSet::new();
+    let records = engine
+        .journal()
+        .subscribe(engine.journal().recovered().last_seq + 1)
+        .unwrap();
+    // Wait for the verdicts: vnic-3 removed, vnic-1 and vnic-2's flows checked on the switch.
+    let mut checked = BTreeSet::new();
     let mut removed = Vec::new();
+    let mut ready_again = Vec::new();
     let deadline = Instant::now() + BOUND;
-    while ready.len() < 2 || removed.is_empty() {
-        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(PodEvent::Ready { ifname, .. }) => {
-                ready.insert(ifname);
+    while checked.len() < 2 || removed.is_empty() {
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                PodEvent::Removed { ifname, reason } => removed.push((ifname, reason)),
+                PodEvent::Ready { ifname, .. } => ready_again.push(ifname),
+                _ => {}
             }
-            Ok(PodEvent::Removed { ifname, reason }) => removed.push((ifname, reason)),
-            Ok(_) => {}
-            Err(_) => panic!("after the restart: ready {ready:?}, removed {removed:?}"),
+        }
+        match records.recv_timeout(Duration::from_millis(50)) {
+            Ok(r) => {
+                if let Event::FlowsInstalled { ifname, .. } = r.event {
+                    checked.insert(ifname);
+                }
+            }
+            Err(_) if Instant::now() > deadline => {
+                panic!("after the restart: checked {checked:?}, removed {removed:?}")
+            }
+            Err(_) => {}
         }
     }
     assert_eq!(
-        ready,
+        checked,
         BTreeSet::from(["vnic-1".to_string(), "vnic-2".to_string()])
     );
     assert_eq!(removed[0].0, "vnic-3");
-    // Same flows, no duplicates (vnic-3's stay until someone deletes them: its cookie).
+    // Ready before the restart, ready after it: no second Ready.
+    assert!(ready_again.is_empty(), "{ready_again:?}");
+    for p in engine.blocking().status().unwrap() {
+        assert_eq!(p.phase, Phase::Ready, "{p:?}");
+    }
+    // Same flows, no duplicates; vnic-3's went with its port.
     let after: Vec<String> = flows(&sb);
+    assert!(
+        !after.iter().any(|f| f.contains("0xa0000000000003")),
+        "{after:#?}"
+    );
     let unique: BTreeSet<String> = after.iter().cloned().collect();
     assert_eq!(after.len(), unique.len(), "duplicate flows: {after:#?}");
     for f in flows_before
@@ -390,17 +416,19 @@ fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
             .any(|e| matches!(e, Event::PortStatusReceived { .. })),
         "{events:#?}"
     );
-    for (ifname, finding) in [
-        ("vnic-1", "present"),
-        ("vnic-2", "present"),
-        ("vnic-3", "vanished"),
-    ] {
+    for (ifname, present) in [("vnic-1", true), ("vnic-2", true), ("vnic-3", false)] {
         assert!(
-            events.contains(&Event::Reconciled {
-                ifname: ifname.into(),
-                finding: finding.into()
+            events.iter().any(|e| match e {
+                Event::Reconciled { ifname: i, finding } if i == ifname => {
+                    if present {
+                        matches!(finding, Finding::Present { .. })
+                    } else {
+                        *finding == Finding::Vanished
+                    }
+                }
+                _ => false,
             }),
-            "no Reconciled {ifname} {finding} in {events:#?}"
+            "no Reconciled {ifname} (present: {present}) in {events:#?}"
         );
     }
 }

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::conn::{ConnConfig, ConnError, Connection, Event, Reply, RequestError};
+use crate::conn::{ConnConfig, ConnError, Connection, Event, Reply, ReplyError, RequestError};
 use crate::flow::FlowMod;
+use crate::flow_desc::{FlowDescRequest, FlowEntry};
 use crate::framer::{FrameError, OfFramer};
 use crate::message::ErrorMsg;
 use crate::port::{Port, PortStatus};
@@ -103,8 +104,16 @@ pub enum ClientError {
     Disconnected(DisconnectReason),
     #[error("switch answered with an error: {0}")]
     Rejected(ErrorMsg),
+    /// From [`OfClient::flow_mods`]: the others may have applied. From
+    /// [`OfClient::flow_mods_atomic`] over 1.5: none of the batch applied.
     #[error("switch rejected flow mod #{index} of the batch: {error}")]
     FlowModRejected { index: usize, error: ErrorMsg },
+    /// A multi-part reply had more entries than the connection's bound allows.
+    #[error("the reply has more than {limit} entries")]
+    TooManyEntries { limit: usize },
+    /// The switch answered with something that does not fit the request.
+    #[error("unexpected reply from the switch: {0}")]
+    UnexpectedReply(String),
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error("the client task has stopped")]
@@ -115,6 +124,11 @@ enum Command {
     PortDesc(oneshot::Sender<Result<Vec<Port>, ClientError>>),
     PortDescEvent,
     FlowMods(Vec<FlowMod>, oneshot::Sender<Result<(), ClientError>>),
+    FlowModsAtomic(Vec<FlowMod>, oneshot::Sender<Result<(), ClientError>>),
+    FlowDesc(
+        FlowDescRequest,
+        oneshot::Sender<Result<Vec<FlowEntry>, ClientError>>,
+    ),
     Barrier(oneshot::Sender<Result<(), ClientError>>),
 }
 
@@ -171,6 +185,30 @@ impl OfClient {
         rx.await.map_err(|_| ClientError::Stopped)?
     }
 
+    /// Applies `flow_mods` all at once or not at all.
+    ///
+    /// Over OpenFlow 1.5 they go in one bundle (ATOMIC | ORDERED): if the switch rejects any,
+    /// the call fails with [`ClientError::FlowModRejected`] naming the first rejected one (or
+    /// [`ClientError::Rejected`] when the bundle itself is refused) and none is applied.
+    /// Over 1.3, which has no bundles, this is [`OfClient::flow_mods`]: one batch fenced by a
+    /// barrier, *not* atomic (the flow mods other than a rejected one may have applied).
+    pub async fn flow_mods_atomic(&self, flow_mods: Vec<FlowMod>) -> Result<(), ClientError> {
+        if flow_mods.is_empty() {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::FlowModsAtomic(flow_mods, tx))?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
+    /// The installed flows that pass `request`'s filter (flow statistics in 1.3, flow
+    /// descriptions in 1.5; all parts assembled, in the switch's order).
+    pub async fn flow_desc(&self, request: FlowDescRequest) -> Result<Vec<FlowEntry>, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::FlowDesc(request, tx))?;
+        rx.await.map_err(|_| ClientError::Stopped)?
+    }
+
     /// Sends a barrier and waits for its reply.
     pub async fn barrier(&self) -> Result<(), ClientError> {
         let (tx, rx) = oneshot::channel();
@@ -189,11 +227,13 @@ enum Waiter {
     PortDescEvent,
     Barrier(oneshot::Sender<Result<(), ClientError>>),
     BatchMember { batch: u64, index: usize },
+    FlowDesc(oneshot::Sender<Result<Vec<FlowEntry>, ClientError>>),
+    Atomic(oneshot::Sender<Result<(), ClientError>>),
 }
 
 struct Batch {
     remaining: usize,
-    first_error: Option<(usize, ErrorMsg)>,
+    first_error: Option<(usize, ReplyError)>,
     tx: oneshot::Sender<Result<(), ClientError>>,
 }
 
@@ -208,7 +248,7 @@ impl Waiters {
     fn complete(
         &mut self,
         xid: u32,
-        result: Result<Reply, ErrorMsg>,
+        result: Result<Reply, ReplyError>,
         events: &mpsc::UnboundedSender<ClientEvent>,
     ) {
         let Some(waiter) = self.by_xid.remove(&xid) else {
@@ -225,18 +265,32 @@ impl Waiters {
                     Ok(other) => Err(ClientError::Disconnected(DisconnectReason::Io(format!(
                         "unexpected reply: {other}"
                     )))),
-                    Err(e) => Err(ClientError::Rejected(e)),
+                    Err(e) => Err(reply_error(e)),
                 };
                 let _ = events.send(ClientEvent::PortDesc(r));
             }
             (Waiter::PortDesc(tx), Err(e)) => {
-                let _ = tx.send(Err(ClientError::Rejected(e)));
+                let _ = tx.send(Err(reply_error(e)));
             }
             (Waiter::Barrier(tx), Ok(_)) => {
                 let _ = tx.send(Ok(()));
             }
             (Waiter::Barrier(tx), Err(e)) => {
-                let _ = tx.send(Err(ClientError::Rejected(e)));
+                let _ = tx.send(Err(reply_error(e)));
+            }
+            (Waiter::FlowDesc(tx), result) => {
+                let _ = tx.send(match result {
+                    Ok(Reply::FlowDesc(entries)) => Ok(entries),
+                    Ok(other) => Err(ClientError::UnexpectedReply(other.to_string())),
+                    Err(e) => Err(reply_error(e)),
+                });
+            }
+            (Waiter::Atomic(tx), result) => {
+                let _ = tx.send(match result {
+                    Ok(Reply::FlowModsCommitted) => Ok(()),
+                    Ok(other) => Err(ClientError::UnexpectedReply(other.to_string())),
+                    Err(e) => Err(reply_error(e)),
+                });
             }
             (Waiter::BatchMember { batch, index }, result) => {
                 let Some(b) = self.batches.get_mut(&batch) else {
@@ -252,9 +306,10 @@ impl Waiters {
                     if let Some(b) = self.batches.remove(&batch) {
                         let _ = b.tx.send(match b.first_error {
                             None => Ok(()),
-                            Some((index, error)) => {
+                            Some((index, ReplyError::Switch(error))) => {
                                 Err(ClientError::FlowModRejected { index, error })
                             }
+                            Some((_, other)) => Err(reply_error(other)),
                         });
                     }
                 }
@@ -276,8 +331,11 @@ impl Waiters {
                 }
                 // The Disconnected event that follows says it all.
                 Waiter::PortDescEvent => {}
-                Waiter::Barrier(tx) => {
+                Waiter::Barrier(tx) | Waiter::Atomic(tx) => {
                     let _ = tx.send(err);
+                }
+                Waiter::FlowDesc(tx) => {
+                    let _ = tx.send(Err(ClientError::Disconnected(reason.clone())));
                 }
                 Waiter::BatchMember { .. } => {}
             }
@@ -359,7 +417,10 @@ async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
             }
             // The next connection's `Connected` is the cue to ask again.
             Command::PortDescEvent => {}
-            Command::FlowMods(_, tx) | Command::Barrier(tx) => {
+            Command::FlowMods(_, tx) | Command::FlowModsAtomic(_, tx) | Command::Barrier(tx) => {
+                let _ = tx.send(Err(ClientError::NotConnected));
+            }
+            Command::FlowDesc(_, tx) => {
                 let _ = tx.send(Err(ClientError::NotConnected));
             }
         }
@@ -496,6 +557,17 @@ fn handle_input(
     }
 }
 
+fn reply_error(e: ReplyError) -> ClientError {
+    match e {
+        ReplyError::Switch(error) => ClientError::Rejected(error),
+        ReplyError::FlowModRejected { index, error } => {
+            ClientError::FlowModRejected { index, error }
+        }
+        ReplyError::TooManyEntries { limit } => ClientError::TooManyEntries { limit },
+        ReplyError::Unexpected(what) => ClientError::UnexpectedReply(what),
+    }
+}
+
 fn request_error(e: RequestError) -> ClientError {
     match e {
         RequestError::NotReady | RequestError::Closed => ClientError::NotConnected,
@@ -534,42 +606,73 @@ fn handle_command(
                 let _ = tx.send(Err(request_error(e)));
             }
         },
-        Command::FlowMods(flow_mods, tx) => {
-            let batch = waiters.next_batch;
-            waiters.next_batch += 1;
-            let mut sent = 0;
-            for (index, fm) in flow_mods.iter().enumerate() {
-                match conn.send_flow_mod(fm) {
-                    Ok(xid) => {
-                        waiters
-                            .by_xid
-                            .insert(xid, Waiter::BatchMember { batch, index });
-                        sent += 1;
-                    }
-                    Err(e) => {
-                        // The ones already sent stay tracked but nobody waits on them.
-                        for xid in waiters
-                            .by_xid
-                            .iter()
-                            .filter(|(_, w)| matches!(w, Waiter::BatchMember { batch: b, .. } if *b == batch))
-                            .map(|(x, _)| *x)
-                            .collect::<Vec<_>>()
-                        {
-                            waiters.by_xid.remove(&xid);
-                        }
-                        let _ = tx.send(Err(request_error(e)));
-                        return;
-                    }
+        Command::FlowDesc(request, tx) => match conn.request_flow_desc(request) {
+            Ok(xid) => {
+                waiters.by_xid.insert(xid, Waiter::FlowDesc(tx));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(request_error(e)));
+            }
+        },
+        Command::FlowModsAtomic(flow_mods, tx) if conn.version() == Some(Version::Of15) => {
+            match conn.send_flow_mods_atomic(&flow_mods) {
+                Ok(xid) => {
+                    waiters.by_xid.insert(xid, Waiter::Atomic(tx));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(request_error(e)));
                 }
             }
-            waiters.batches.insert(
-                batch,
-                Batch {
-                    remaining: sent,
-                    first_error: None,
-                    tx,
-                },
-            );
+        }
+        // 1.3 has no bundles: one batch fenced by a barrier, not atomic (see the method).
+        Command::FlowModsAtomic(flow_mods, tx) | Command::FlowMods(flow_mods, tx) => {
+            send_batch(conn, waiters, &flow_mods, tx)
         }
     }
+}
+
+/// Sends flow mods back to back; the barrier that `fence` adds confirms them all.
+fn send_batch(
+    conn: &mut Connection,
+    waiters: &mut Waiters,
+    flow_mods: &[FlowMod],
+    tx: oneshot::Sender<Result<(), ClientError>>,
+) {
+    let batch = waiters.next_batch;
+    waiters.next_batch += 1;
+    let mut sent = 0;
+    for (index, fm) in flow_mods.iter().enumerate() {
+        match conn.send_flow_mod(fm) {
+            Ok(xid) => {
+                waiters
+                    .by_xid
+                    .insert(xid, Waiter::BatchMember { batch, index });
+                sent += 1;
+            }
+            Err(e) => {
+                // The ones already sent stay tracked but nobody waits on them.
+                for xid in waiters
+                    .by_xid
+                    .iter()
+                    .filter(
+                        |(_, w)| matches!(w, Waiter::BatchMember { batch: b, .. } if *b == batch),
+                    )
+                    .map(|(x, _)| *x)
+                    .collect::<Vec<_>>()
+                {
+                    waiters.by_xid.remove(&xid);
+                }
+                let _ = tx.send(Err(request_error(e)));
+                return;
+            }
+        }
+    }
+    waiters.batches.insert(
+        batch,
+        Batch {
+            remaining: sent,
+            first_error: None,
+            tx,
+        },
+    );
 }

@@ -4,7 +4,8 @@
 //! Vocabulary (drive it in this order after every input):
 //! - inputs: [`Connection::handle_frame`] (one whole frame from the framer),
 //!   [`Connection::handle_timeout`] (when [`Connection::poll_timeout`] has passed);
-//! - requests: [`Connection::request_port_desc`], [`Connection::send_flow_mod`],
+//! - requests: [`Connection::request_port_desc`], [`Connection::request_flow_desc`],
+//!   [`Connection::send_flow_mod`], [`Connection::send_flow_mods_atomic`],
 //!   [`Connection::request_barrier`], then [`Connection::fence`] once per batch;
 //! - outputs: [`Connection::poll_transmit`] (frames to write), [`Connection::poll_event`]
 //!   (facts for the application), [`Connection::poll_timeout`] (when to call
@@ -18,6 +19,15 @@
 //! answered with no ERROR carrying its xid in between. [`Connection::fence`] adds that barrier
 //! automatically when flow mods are unfenced, so every flow mod gets a [`Reply::FlowModApplied`]
 //! or an error.
+//!
+//! An atomic batch (1.5 only) is a bundle driven here step by step, every step matched by xid:
+//! OPEN_REQUEST (ATOMIC | ORDERED); on OPEN_REPLY, one BUNDLE_ADD_MESSAGE per flow mod and a
+//! barrier; on the barrier's reply, COMMIT_REQUEST if no add drew an ERROR, else
+//! DISCARD_REQUEST. OVS validates each flow mod when it is added and drops a bad one from the
+//! bundle with an ERROR while keeping the bundle open, so committing without that check would
+//! apply the rest. A failure at commit comes as an ERROR naming the failed add's xid, then
+//! BUNDLE_FAILED/MSG_FAILED for the commit; OVS then applies nothing. The batch ends with one
+//! [`Event::Reply`] under the OPEN_REQUEST's xid: [`Reply::FlowModsCommitted`] or an error.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,8 +36,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
+use crate::bundle::{BundleAdd, BundleControl, BundleCtrlType, BundleFlags};
 use crate::error::{DecodeError, EncodeError};
 use crate::flow::FlowMod;
+use crate::flow_desc::{FlowDescRequest, FlowEntry};
 use crate::message::{
     bitmap_names, decode, encode, msg_type_name, negotiate, ErrorMsg, Hello, Message,
     MultipartReplyBody, MultipartRequest, SwitchConfig,
@@ -51,6 +63,9 @@ pub struct ConnConfig {
     pub handshake_timeout: Duration,
     /// Upper bound on ports assembled from one multi-part PORT_DESC reply.
     pub max_port_desc_ports: usize,
+    /// Upper bound on flows assembled from one multi-part flow description reply; past it the
+    /// request fails with [`ReplyError::TooManyEntries`] (the connection stays up).
+    pub max_flow_desc_entries: usize,
 }
 
 impl Default for ConnConfig {
@@ -62,6 +77,10 @@ impl Default for ConnConfig {
             echo_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(30),
             max_port_desc_ports: 1 << 20,
+            // About 500 bytes each once decoded, so at most some 50 MB for one reply: two
+            // orders of magnitude above the flows podport installs on a node (about five per
+            // Pod address), and enough for a whole busy bridge dumped without a filter.
+            max_flow_desc_entries: 100_000,
         }
     }
 }
@@ -117,11 +136,33 @@ pub enum RequestError {
     Encode(#[from] EncodeError),
 }
 
+/// Why a request failed, matched by xid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// The switch answered the request with this ERROR.
+    #[error("switch answered with an error: {0}")]
+    Switch(ErrorMsg),
+    /// The switch rejected flow mod `index` of an atomic batch (when it was added, or at
+    /// commit); the bundle was discarded and none of the batch applied.
+    #[error("switch rejected flow mod #{index} of the atomic batch, nothing applied: {error}")]
+    FlowModRejected { index: usize, error: ErrorMsg },
+    /// A multi-part reply grew past the configured bound; the rest of it is dropped.
+    #[error("reply has more than {limit} entries")]
+    TooManyEntries { limit: usize },
+    /// The switch answered with a message that does not fit the request.
+    #[error("unexpected reply: {0}")]
+    Unexpected(String),
+}
+
 /// The outcome of a request, matched by xid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
     /// Every port, all parts of a multi-part reply assembled, in wire order.
     PortDesc(Vec<Port>),
+    /// Every flow passing the request's filter, all parts assembled, in wire order.
+    FlowDesc(Vec<FlowEntry>),
+    /// Every flow mod of an atomic batch was committed at once.
+    FlowModsCommitted,
     /// The barrier was answered: everything sent before it is processed.
     Barrier,
     /// A barrier after this flow mod was answered and no ERROR named it.
@@ -135,10 +176,10 @@ pub enum Event {
     Connected { version: Version, datapath_id: u64 },
     /// The switch reported a port change on its own.
     PortStatus(PortStatus),
-    /// A request finished: its reply, or the ERROR the switch sent for it.
+    /// A request finished: its reply, or why it failed.
     Reply {
         xid: u32,
-        result: Result<Reply, ErrorMsg>,
+        result: Result<Reply, ReplyError>,
     },
     /// An ERROR for an xid we were not waiting on.
     UnsolicitedError { xid: u32, error: ErrorMsg },
@@ -155,9 +196,44 @@ enum Phase {
 #[derive(Debug)]
 enum Pending {
     PortDesc(Vec<Port>),
-    Barrier { automatic: bool },
+    FlowDesc(Vec<FlowEntry>),
+    /// A flow description that outgrew the bound (already reported): its remaining parts are
+    /// dropped.
+    FlowDescOverflowed,
+    Barrier {
+        automatic: bool,
+    },
     FlowMod,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchStep {
+    Opening,
+    Adding,
+    Committing,
+    Discarding,
+}
+
+/// One atomic batch of flow mods in a bundle (see the module documentation).
+#[derive(Debug)]
+struct AtomicBatch {
+    /// The OPEN_REQUEST's xid, under which the outcome is reported.
+    request_xid: u32,
+    bundle_id: u32,
+    step: BatchStep,
+    /// The xid whose answer moves the batch on: the open, the barrier after the adds, the
+    /// commit or the discard.
+    awaiting: u32,
+    /// BUNDLE_ADD_MESSAGE frames, encoded up front so that an encoding error fails the request
+    /// before anything is sent; sent once the bundle is open.
+    adds: Vec<BytesMut>,
+    /// The xid of each add, in flow mod order.
+    add_xids: Vec<u32>,
+    /// The rejected flow mod with the lowest index, and its ERROR.
+    rejected: Option<(usize, ErrorMsg)>,
+}
+
+const BATCH_FLAGS: BundleFlags = BundleFlags::ATOMIC.union(BundleFlags::ORDERED);
 
 /// One OpenFlow connection's protocol state. See the module documentation for the call order.
 #[derive(Debug)]
@@ -169,6 +245,9 @@ pub struct Connection {
     next_xid: u32,
     /// Requests in the order they were sent, so a barrier reply can confirm what preceded it.
     pending: VecDeque<(u32, Pending)>,
+    /// Atomic batches under way, in request order.
+    batches: Vec<AtomicBatch>,
+    next_bundle_id: u32,
     unfenced_flow_mods: bool,
     transmit: VecDeque<BytesMut>,
     events: VecDeque<Event>,
@@ -187,6 +266,8 @@ impl Connection {
             datapath_id: None,
             next_xid: 1,
             pending: VecDeque::new(),
+            batches: Vec::new(),
+            next_bundle_id: 1,
             unfenced_flow_mods: false,
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -216,9 +297,9 @@ impl Connection {
         matches!(self.phase, Phase::Ready)
     }
 
-    /// Number of requests waiting for a reply.
+    /// Number of requests waiting for a reply (an atomic batch counts as one).
     pub fn pending_requests(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.batches.len()
     }
 
     /// Next frame to write, if any.
@@ -347,7 +428,13 @@ impl Connection {
             }
             Message::MultipartReply(rep) => self.on_multipart_reply(xid, rep.more, rep.body),
             Message::BarrierReply => {
-                self.on_barrier_reply(xid);
+                if !self.on_batch_barrier_reply(xid) {
+                    self.on_barrier_reply(xid);
+                }
+                Ok(())
+            }
+            Message::BundleControl(reply) => {
+                self.on_bundle_control(xid, &reply);
                 Ok(())
             }
             Message::Unknown { msg_type, .. } => {
@@ -369,6 +456,60 @@ impl Connection {
         let xid = self.send_request(&Message::MultipartRequest(MultipartRequest::PortDesc))?;
         self.pending.push_back((xid, Pending::PortDesc(Vec::new())));
         Ok(xid)
+    }
+
+    /// Asks for the flows passing `request`'s filter. The reply, all parts assembled, comes as
+    /// `Event::Reply { xid, Reply::FlowDesc }`, or fails with
+    /// [`ReplyError::TooManyEntries`] past [`ConnConfig::max_flow_desc_entries`].
+    pub fn request_flow_desc(&mut self, request: FlowDescRequest) -> Result<u32, RequestError> {
+        let xid = self.send_request(&Message::MultipartRequest(MultipartRequest::FlowDesc(
+            request,
+        )))?;
+        self.pending.push_back((xid, Pending::FlowDesc(Vec::new())));
+        Ok(xid)
+    }
+
+    /// Applies `flow_mods` all at once or not at all, in one bundle (OpenFlow 1.5 only; in
+    /// 1.3 this fails with an `UnsupportedVersion` encode error and sends nothing). The
+    /// outcome comes as one `Event::Reply` under the returned xid: [`Reply::FlowModsCommitted`],
+    /// or [`ReplyError::FlowModRejected`] naming the first rejected flow mod, or
+    /// [`ReplyError::Switch`] when the bundle itself was refused.
+    pub fn send_flow_mods_atomic(&mut self, flow_mods: &[FlowMod]) -> Result<u32, RequestError> {
+        let version = self.ready_version()?;
+        if version != Version::Of15 {
+            return Err(RequestError::Encode(EncodeError::UnsupportedVersion {
+                what: "BUNDLE_CONTROL",
+                version: version.wire(),
+            }));
+        }
+        let bundle_id = self.next_bundle_id;
+        self.next_bundle_id = self.next_bundle_id.wrapping_add(1).max(1);
+        let open = Message::BundleControl(BundleControl::new(
+            bundle_id,
+            BundleCtrlType::OpenRequest,
+            BATCH_FLAGS,
+        ));
+        let request_xid = self.alloc_xid();
+        let open = encode(&open, version.wire(), request_xid)?;
+        let mut adds = Vec::with_capacity(flow_mods.len());
+        let mut add_xids = Vec::with_capacity(flow_mods.len());
+        for fm in flow_mods {
+            let xid = self.alloc_xid();
+            let add = Message::BundleAdd(BundleAdd::flow_mod(bundle_id, BATCH_FLAGS, fm.clone()));
+            adds.push(encode(&add, version.wire(), xid)?);
+            add_xids.push(xid);
+        }
+        self.transmit.push_back(open);
+        self.batches.push(AtomicBatch {
+            request_xid,
+            bundle_id,
+            step: BatchStep::Opening,
+            awaiting: request_xid,
+            adds,
+            add_xids,
+            rejected: None,
+        });
+        Ok(request_xid)
     }
 
     /// Sends a flow mod. It is confirmed (or failed) once a later barrier is answered; call
@@ -400,17 +541,25 @@ impl Connection {
         Ok(())
     }
 
-    /// The xids of requests still waiting, in send order (so a shell can fail them on close).
+    /// The xids of requests still waiting (so a shell can fail them on close): single requests
+    /// in send order, then atomic batches by their request xid.
     pub fn pending_xids(&self) -> impl Iterator<Item = u32> + '_ {
-        self.pending.iter().map(|(xid, _)| *xid)
+        self.pending
+            .iter()
+            .map(|(xid, _)| *xid)
+            .chain(self.batches.iter().map(|b| b.request_xid))
+    }
+
+    fn ready_version(&self) -> Result<Version, RequestError> {
+        match self.phase {
+            Phase::Ready => self.version.ok_or(RequestError::NotReady),
+            Phase::Closed => Err(RequestError::Closed),
+            _ => Err(RequestError::NotReady),
+        }
     }
 
     fn send_request(&mut self, msg: &Message) -> Result<u32, RequestError> {
-        let version = match self.phase {
-            Phase::Ready => self.version.ok_or(RequestError::NotReady)?,
-            Phase::Closed => return Err(RequestError::Closed),
-            _ => return Err(RequestError::NotReady),
-        };
+        let version = self.ready_version()?;
         let xid = self.alloc_xid();
         let frame = encode(msg, version.wire(), xid)?;
         self.transmit.push_back(frame);
@@ -506,12 +655,20 @@ impl Connection {
             }
             _ => {}
         }
+        let error = match self.on_batch_error(xid, error) {
+            Some(error) => error,
+            None => return Ok(()),
+        };
         match self.pending.iter().position(|(x, _)| *x == xid) {
             Some(i) => {
-                self.pending.remove(i);
+                // A flow description that overflowed was already reported.
+                if let Some((_, Pending::FlowDescOverflowed)) = self.pending.remove(i) {
+                    debug!(xid, %error, "ERROR for an abandoned flow description");
+                    return Ok(());
+                }
                 self.events.push_back(Event::Reply {
                     xid,
-                    result: Err(error),
+                    result: Err(ReplyError::Switch(error)),
                 });
             }
             None => {
@@ -533,13 +690,26 @@ impl Connection {
             warn!(xid, "MULTIPART_REPLY for no pending request ignored");
             return Ok(());
         };
-        let ports = match body {
-            MultipartReplyBody::PortDesc(ports) => ports,
+        match body {
+            MultipartReplyBody::PortDesc(ports) => self.on_port_desc_part(i, xid, more, ports),
+            MultipartReplyBody::FlowDesc(entries) => {
+                self.on_flow_desc_part(i, xid, more, entries);
+                Ok(())
+            }
             MultipartReplyBody::Other { mp_type, .. } => {
                 warn!(xid, mp_type, "unexpected multipart reply type ignored");
-                return Ok(());
+                Ok(())
             }
-        };
+        }
+    }
+
+    fn on_port_desc_part(
+        &mut self,
+        i: usize,
+        xid: u32,
+        more: bool,
+        ports: Vec<Port>,
+    ) -> Result<(), ConnError> {
         let max = self.config.max_port_desc_ports;
         let Some((_, Pending::PortDesc(acc))) = self.pending.get_mut(i) else {
             warn!(xid, "PORT_DESC reply for a request of another kind ignored");
@@ -558,6 +728,178 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    fn on_flow_desc_part(&mut self, i: usize, xid: u32, more: bool, entries: Vec<FlowEntry>) {
+        let limit = self.config.max_flow_desc_entries;
+        match self.pending.get_mut(i) {
+            Some((_, Pending::FlowDesc(acc))) => {
+                if acc.len() + entries.len() > limit {
+                    // Only this request fails: the connection and its other requests go on.
+                    warn!(
+                        xid,
+                        limit, "flow description reply too long; dropping the rest"
+                    );
+                    self.pending[i].1 = Pending::FlowDescOverflowed;
+                    self.events.push_back(Event::Reply {
+                        xid,
+                        result: Err(ReplyError::TooManyEntries { limit }),
+                    });
+                } else {
+                    acc.extend(entries);
+                }
+            }
+            Some((_, Pending::FlowDescOverflowed)) => {}
+            _ => {
+                warn!(
+                    xid,
+                    "flow description reply for a request of another kind ignored"
+                );
+                return;
+            }
+        }
+        if !more {
+            if let Some((_, Pending::FlowDesc(all))) = self.pending.remove(i) {
+                self.events.push_back(Event::Reply {
+                    xid,
+                    result: Ok(Reply::FlowDesc(all)),
+                });
+            }
+        }
+    }
+
+    /// Handles an ERROR that belongs to an atomic batch; gives the error back when it does not.
+    fn on_batch_error(&mut self, xid: u32, error: ErrorMsg) -> Option<ErrorMsg> {
+        let Some(i) = self
+            .batches
+            .iter()
+            .position(|b| b.awaiting == xid || b.add_xids.contains(&xid))
+        else {
+            return Some(error);
+        };
+        let batch = &mut self.batches[i];
+        if let Some(index) = batch.add_xids.iter().position(|x| *x == xid) {
+            // A flow mod refused when added (the barrier decides what follows) or at commit
+            // (BUNDLE_FAILED for the commit follows).
+            debug!(xid, index, bundle_id = batch.bundle_id, %error, "bundled flow mod rejected");
+            if batch
+                .rejected
+                .as_ref()
+                .is_none_or(|(first, _)| index < *first)
+            {
+                batch.rejected = Some((index, error));
+            }
+            return None;
+        }
+        let result = match (batch.step, batch.rejected.take()) {
+            (BatchStep::Committing | BatchStep::Discarding, Some((index, rejected))) => {
+                ReplyError::FlowModRejected {
+                    index,
+                    error: rejected,
+                }
+            }
+            (step, _) => {
+                if step == BatchStep::Adding {
+                    // The barrier itself failed: close the open bundle on a best-effort basis.
+                    let bundle_id = batch.bundle_id;
+                    self.queue(&Message::BundleControl(BundleControl::new(
+                        bundle_id,
+                        BundleCtrlType::DiscardRequest,
+                        BATCH_FLAGS,
+                    )));
+                }
+                ReplyError::Switch(error)
+            }
+        };
+        self.finish_batch(i, Err(result));
+        None
+    }
+
+    /// Moves a batch on when `xid` is the barrier sent after its adds; false otherwise.
+    fn on_batch_barrier_reply(&mut self, xid: u32) -> bool {
+        let Some(i) = self
+            .batches
+            .iter()
+            .position(|b| b.awaiting == xid && b.step == BatchStep::Adding)
+        else {
+            return false;
+        };
+        let (bundle_id, rejected) = {
+            let b = &self.batches[i];
+            (b.bundle_id, b.rejected.is_some())
+        };
+        let (kind, step) = if rejected {
+            (BundleCtrlType::DiscardRequest, BatchStep::Discarding)
+        } else {
+            (BundleCtrlType::CommitRequest, BatchStep::Committing)
+        };
+        let xid = self.alloc_xid();
+        let msg = Message::BundleControl(BundleControl::new(bundle_id, kind, BATCH_FLAGS));
+        self.queue_raw_xid(&msg, Version::Of15.wire(), xid);
+        let b = &mut self.batches[i];
+        b.step = step;
+        b.awaiting = xid;
+        true
+    }
+
+    fn on_bundle_control(&mut self, xid: u32, reply: &BundleControl) {
+        let Some(i) = self.batches.iter().position(|b| b.awaiting == xid) else {
+            debug!(xid, kind = ?reply.kind, "BUNDLE_CONTROL for no batch ignored");
+            return;
+        };
+        let b = &mut self.batches[i];
+        // While the adds are fenced, the switch owes us a BARRIER_REPLY, not a bundle reply.
+        let expected = match b.step {
+            BatchStep::Opening => Some(BundleCtrlType::OpenReply),
+            BatchStep::Adding => None,
+            BatchStep::Committing => Some(BundleCtrlType::CommitReply),
+            BatchStep::Discarding => Some(BundleCtrlType::DiscardReply),
+        };
+        if expected != Some(reply.kind) || reply.bundle_id != b.bundle_id {
+            let what = format!(
+                "{:?} for bundle {} while waiting for {:?} for bundle {}",
+                reply.kind, reply.bundle_id, expected, b.bundle_id
+            );
+            self.finish_batch(i, Err(ReplyError::Unexpected(what)));
+            return;
+        }
+        match b.step {
+            BatchStep::Opening => {
+                let adds = std::mem::take(&mut b.adds);
+                self.transmit.extend(adds);
+                let barrier_xid = self.alloc_xid();
+                self.queue_raw_xid(&Message::BarrierRequest, Version::Of15.wire(), barrier_xid);
+                let b = &mut self.batches[i];
+                b.step = BatchStep::Adding;
+                b.awaiting = barrier_xid;
+            }
+            BatchStep::Committing => {
+                let result = match b.rejected.take() {
+                    None => Ok(Reply::FlowModsCommitted),
+                    // OVS never does this (a failed commit ends with BUNDLE_FAILED); neither
+                    // "applied" nor "nothing applied" can be told, so say what was seen.
+                    Some((index, error)) => Err(ReplyError::Unexpected(format!(
+                        "COMMIT_REPLY after an ERROR for flow mod #{index}: {error}"
+                    ))),
+                };
+                self.finish_batch(i, result);
+            }
+            BatchStep::Discarding | BatchStep::Adding => {
+                let result = match b.rejected.take() {
+                    Some((index, error)) => ReplyError::FlowModRejected { index, error },
+                    None => ReplyError::Unexpected("bundle discarded".into()),
+                };
+                self.finish_batch(i, Err(result));
+            }
+        }
+    }
+
+    fn finish_batch(&mut self, i: usize, result: Result<Reply, ReplyError>) {
+        let b = self.batches.remove(i);
+        self.events.push_back(Event::Reply {
+            xid: b.request_xid,
+            result,
+        });
     }
 
     fn on_barrier_reply(&mut self, xid: u32) {
@@ -599,6 +941,8 @@ impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reply::PortDesc(p) => write!(f, "PORT_DESC reply with {} ports", p.len()),
+            Reply::FlowDesc(e) => write!(f, "flow description reply with {} flows", e.len()),
+            Reply::FlowModsCommitted => f.write_str("atomic flow mods committed"),
             Reply::Barrier => f.write_str("BARRIER_REPLY"),
             Reply::FlowModApplied => f.write_str("flow mod applied"),
         }
@@ -960,7 +1304,7 @@ mod tests {
             vec![
                 Event::Reply {
                     xid: bad,
-                    result: Err(error)
+                    result: Err(ReplyError::Switch(error))
                 },
                 Event::Reply {
                     xid: good,

@@ -40,4 +40,7 @@ pub enum EncodeError {
     /// The message has no encoding in the requested version.
     #[error("unsupported OpenFlow wire version 0x{version:02x} for {what}")]
     UnsupportedVersion { what: &'static str, version: u8 },
+    /// A message where the protocol forbids it (a bundle message inside BUNDLE_ADD_MESSAGE).
+    #[error("{what} is not allowed")]
+    NotAllowed { what: &'static str },
 }

@@ -78,7 +78,7 @@ pub enum OxmField {
 }
 
 impl OxmField {
-    fn decode(r: &mut Reader<'_>) -> Result<OxmField, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<OxmField, DecodeError> {
         let class = r.u16()?;
         let fh = r.u8()?;
         let len = usize::from(r.u8()?);
@@ -165,7 +165,7 @@ impl OxmField {
         })
     }
 
-    fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub(crate) fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         let basic = |buf: &mut BytesMut, field: u8, has_mask: bool, len: usize| {
             buf.put_u16(OXM_CLASS_OPENFLOW_BASIC);
             buf.put_u8(field << 1 | u8::from(has_mask));
@@ -374,7 +374,7 @@ pub enum Instruction {
 }
 
 impl Instruction {
-    fn decode(r: &mut Reader<'_>) -> Result<Instruction, DecodeError> {
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Instruction, DecodeError> {
         let mut head = Reader::new(r.bytes_peek(4)?, "instruction");
         let instruction_type = head.u16()?;
         let len = usize::from(head.u16()?);
@@ -408,7 +408,7 @@ impl Instruction {
         }
     }
 
-    fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    pub(crate) fn encode(&self, buf: &mut BytesMut) -> Result<(), EncodeError> {
         let start = buf.len();
         match self {
             Instruction::GotoTable(t) => {
@@ -679,7 +679,7 @@ impl fmt::Display for FlowMod {
 }
 
 /// `ofp_match`: type OXM, length (without padding), fields, padding to 8.
-fn decode_match(r: &mut Reader<'_>) -> Result<Vec<OxmField>, DecodeError> {
+pub(crate) fn decode_match(r: &mut Reader<'_>) -> Result<Vec<OxmField>, DecodeError> {
     let mut head = Reader::new(r.bytes_peek(4)?, "ofp_match");
     let match_type = head.u16()?;
     let len = usize::from(head.u16()?);
@@ -708,7 +708,7 @@ fn decode_match(r: &mut Reader<'_>) -> Result<Vec<OxmField>, DecodeError> {
     Ok(out)
 }
 
-fn encode_match(buf: &mut BytesMut, fields: &[OxmField]) -> Result<(), EncodeError> {
+pub(crate) fn encode_match(buf: &mut BytesMut, fields: &[OxmField]) -> Result<(), EncodeError> {
     let start = buf.len();
     buf.put_u16(MATCH_TYPE_OXM);
     buf.put_u16(0);

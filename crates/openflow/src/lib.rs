@@ -8,23 +8,27 @@
 //!   connection, not treated as errors.
 //! - [`OfFramer`] splits a byte stream into frames (rejecting lengths below 8).
 //! - [`conn::Connection`] is the protocol core: handshake, xids, reply matching, multipart
-//!   assembly, echo, PortStatus events. It does no IO and reads no clock.
+//!   assembly (PORT_DESC, flow descriptions), atomic flow mod batches in 1.5 bundles, echo,
+//!   PortStatus events. It does no IO and reads no clock.
 //! - [`client`] drives a `Connection` over a transport (`unix:`, `tcp:`, Windows named pipe)
 //!   with reconnect and backoff.
 //!
 //! Port names on the wire are cut to 15 bytes; [`PortState`] and [`PortConfig`] are bit sets.
 
+mod bundle;
 pub mod client;
 pub mod conn;
 mod error;
 mod errors;
 mod flow;
+mod flow_desc;
 mod framer;
 mod message;
 mod port;
 mod types;
 mod wire;
 
+pub use bundle::{BundleAdd, BundleControl, BundleCtrlType, BundleFlags};
 pub use client::{
     ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
 };
@@ -35,6 +39,7 @@ pub use flow::{
     Action, FlowMod, FlowModCommand, Instruction, OxmField, ETH_TYPE_ARP, ETH_TYPE_IPV4, GROUP_ANY,
     NO_BUFFER, TABLE_ALL,
 };
+pub use flow_desc::{FlowCounters, FlowDescRequest, FlowEntry, MP_FLOW_DESC};
 pub use framer::{FrameError, OfFramer};
 pub use message::{
     bitmap_names, decode, encode, encode_into, msg_type, msg_type_name, negotiate, ErrorMsg,

@@ -5,9 +5,11 @@ use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::bundle::{BundleAdd, BundleControl};
 use crate::error::{DecodeError, EncodeError};
 use crate::errors::{error_code_name, error_type_name};
 use crate::flow::FlowMod;
+use crate::flow_desc::{decode_flow_entries, FlowDescRequest, FlowEntry, MP_FLOW_DESC};
 use crate::port::{decode_port_list, Port, PortStatus};
 use crate::types::{wire_version_name, PortNo, Version};
 use crate::wire::{pad8, patch_len16, put_zeros, Reader};
@@ -32,6 +34,10 @@ pub mod msg_type {
     pub const MULTIPART_REPLY: u8 = 19;
     pub const BARRIER_REQUEST: u8 = 20;
     pub const BARRIER_REPLY: u8 = 21;
+    /// OpenFlow 1.4 and later; podport types it in 1.5 only.
+    pub const BUNDLE_CONTROL: u8 = 33;
+    /// OpenFlow 1.4 and later; podport types it in 1.5 only.
+    pub const BUNDLE_ADD_MESSAGE: u8 = 34;
 }
 
 /// The name of a message type, for logs and errors.
@@ -53,6 +59,8 @@ pub fn msg_type_name(t: u8) -> Option<&'static str> {
         MULTIPART_REPLY => "MULTIPART_REPLY",
         BARRIER_REQUEST => "BARRIER_REQUEST",
         BARRIER_REPLY => "BARRIER_REPLY",
+        BUNDLE_CONTROL => "BUNDLE_CONTROL",
+        BUNDLE_ADD_MESSAGE => "BUNDLE_ADD_MESSAGE",
         _ => return None,
     })
 }
@@ -286,6 +294,9 @@ pub const MPF_MORE: u16 = 1;
 pub enum MultipartRequest {
     /// Every port (`OFPP_ANY`). In 1.5 the request carries an 8-byte body that OVS requires.
     PortDesc,
+    /// Flows passing a filter: `OFPMP_FLOW` in 1.3, `OFPMP_FLOW_DESC` in 1.5 (same body). A
+    /// type-1 request whose body is not a valid `ofp_flow_stats_request` is a decode error.
+    FlowDesc(FlowDescRequest),
     /// Any other multipart request, kept as sent.
     Other {
         mp_type: u16,
@@ -306,7 +317,12 @@ pub struct MultipartReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MultipartReplyBody {
     PortDesc(Vec<Port>),
-    Other { mp_type: u16, body: Bytes },
+    /// The flows of one part of a flow statistics (1.3) or flow description (1.5) reply.
+    FlowDesc(Vec<FlowEntry>),
+    Other {
+        mp_type: u16,
+        body: Bytes,
+    },
 }
 
 /// Every message podport understands. Anything else is `Unknown` and is skipped by the
@@ -328,6 +344,10 @@ pub enum Message {
     MultipartReply(MultipartReply),
     BarrierRequest,
     BarrierReply,
+    /// 1.5 only: in 1.3 frames type 33 decodes as `Unknown` and encoding refuses it.
+    BundleControl(BundleControl),
+    /// 1.5 only, like `BundleControl`.
+    BundleAdd(BundleAdd),
     /// A message type this codec does not decode, kept as sent.
     Unknown {
         msg_type: u8,
@@ -355,6 +375,8 @@ impl Message {
             Message::MultipartReply(_) => MULTIPART_REPLY,
             Message::BarrierRequest => BARRIER_REQUEST,
             Message::BarrierReply => BARRIER_REPLY,
+            Message::BundleControl(_) => BUNDLE_CONTROL,
+            Message::BundleAdd(_) => BUNDLE_ADD_MESSAGE,
             Message::Unknown { msg_type, .. } => *msg_type,
         }
     }
@@ -368,8 +390,9 @@ impl Message {
 /// Decodes one complete frame (exactly one message, as the framer yields it).
 ///
 /// HELLO, ERROR and ECHO decode in any version, since they are how versions are agreed and
-/// disagreements reported; every other message must be 1.3 or 1.5. Unknown types decode to
-/// [`Message::Unknown`]. The header's length must equal the frame's length.
+/// disagreements reported; every other message must be 1.3 or 1.5. The bundle messages are
+/// typed in 1.5 only and are `Unknown` in other versions, like every type this codec does not
+/// decode. The header's length must equal the frame's length.
 pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
     use msg_type::*;
     let header = Header::parse(frame)?;
@@ -426,6 +449,12 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
             version()?;
             Message::BarrierReply
         }
+        BUNDLE_CONTROL if header.version == Version::Of15.wire() => {
+            Message::BundleControl(BundleControl::decode(body)?)
+        }
+        BUNDLE_ADD_MESSAGE if header.version == Version::Of15.wire() => {
+            Message::BundleAdd(BundleAdd::decode(body, &header)?)
+        }
         other => Message::Unknown {
             msg_type: other,
             body: Bytes::copy_from_slice(body),
@@ -440,6 +469,9 @@ fn decode_mp_request(body: &[u8], version: Version) -> Result<MultipartRequest, 
     let flags = r.u16()?;
     r.skip(4)?;
     let rest = r.rest();
+    if mp_type == MP_FLOW_DESC {
+        return Ok(MultipartRequest::FlowDesc(FlowDescRequest::decode(rest)?));
+    }
     if mp_type == MP_PORT_DESC {
         match version {
             Version::Of13 if rest.is_empty() => return Ok(MultipartRequest::PortDesc),
@@ -464,6 +496,8 @@ fn decode_mp_reply(body: &[u8], version: Version) -> Result<MultipartReply, Deco
     let rest = r.rest();
     let body = if mp_type == MP_PORT_DESC {
         MultipartReplyBody::PortDesc(decode_port_list(rest, version)?)
+    } else if mp_type == MP_FLOW_DESC {
+        MultipartReplyBody::FlowDesc(decode_flow_entries(rest, version)?)
     } else {
         MultipartReplyBody::Other {
             mp_type,
@@ -541,6 +575,12 @@ pub fn encode_into(
                             put_zeros(buf, 4);
                         }
                     }
+                    MultipartRequest::FlowDesc(req) => {
+                        buf.put_u16(MP_FLOW_DESC);
+                        buf.put_u16(0);
+                        put_zeros(buf, 4);
+                        req.encode(buf)?;
+                    }
                     MultipartRequest::Other {
                         mp_type,
                         flags,
@@ -565,6 +605,14 @@ pub fn encode_into(
                             p.encode(buf, ver)?;
                         }
                     }
+                    MultipartReplyBody::FlowDesc(entries) => {
+                        buf.put_u16(MP_FLOW_DESC);
+                        buf.put_u16(flags);
+                        put_zeros(buf, 4);
+                        for e in entries {
+                            e.encode(buf, ver)?;
+                        }
+                    }
                     MultipartReplyBody::Other { mp_type, body } => {
                         buf.put_u16(*mp_type);
                         buf.put_u16(flags);
@@ -572,6 +620,14 @@ pub fn encode_into(
                         buf.put_slice(body);
                     }
                 }
+            }
+            Message::BundleControl(c) => {
+                bundle_version(v()?, msg)?;
+                c.encode(buf);
+            }
+            Message::BundleAdd(a) => {
+                let ver = bundle_version(v()?, msg)?;
+                a.encode(buf, ver, xid)?;
             }
             Message::Unknown { body, .. } => buf.put_slice(body),
         }
@@ -583,4 +639,15 @@ pub fn encode_into(
         return Err(e);
     }
     Ok(())
+}
+
+/// Bundles exist since 1.4; of the versions podport speaks, only 1.5 has them.
+fn bundle_version(version: Version, msg: &Message) -> Result<Version, EncodeError> {
+    match version {
+        Version::Of15 => Ok(version),
+        Version::Of13 => Err(EncodeError::UnsupportedVersion {
+            what: msg.name(),
+            version: version.wire(),
+        }),
+    }
 }

@@ -115,6 +115,28 @@ pub enum OvsdbError {
     Stopped,
 }
 
+impl OvsdbError {
+    /// Whether asking again can succeed: the server was away or slow, or a row it needs
+    /// (the bridge) may appear. False when the same request would be refused again: the
+    /// name belongs to another container, the server refused the transaction (constraint
+    /// or referential integrity violation, syntax error), or a row did not have its schema.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OvsdbError::NotConnected
+            | OvsdbError::Disconnected(_)
+            | OvsdbError::WaitTimedOut { .. }
+            | OvsdbError::NotFound(_)
+            | OvsdbError::InterfaceFailed { .. }
+            | OvsdbError::Unexpected(_)
+            | OvsdbError::Stopped => true,
+            // A `wait` with timeout 0 fails with "timed out" when its condition is false
+            // now: that is the bridge missing, which may change.
+            OvsdbError::OpFailed { error, .. } => error == "timed out",
+            OvsdbError::Server(_) | OvsdbError::NameTaken { .. } | OvsdbError::Row(_) => false,
+        }
+    }
+}
+
 /// The monitored rows podport uses, typed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {

@@ -627,8 +627,9 @@ fn proc_status_kib(key: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Writes a journal of `ports` ready ports: per port PodPortCreated, HostInterfaceCreated,
-/// InterfaceTypeChanged, PortStatus (MODIFY, LIVE) and PodReady, with realistic lengths
+/// Writes a journal of `ports` ready ports: per port PodAdded, PodPortCreated,
+/// HostInterfaceCreated, InterfaceTypeChanged, PortStatus (ADD, LIVE), FlowsInstalled and
+/// PodReady, with realistic lengths
 /// (64-hex container ids, UUIDs, 15-byte interface names).
 fn write_journal(dir: &Path, ports: u32) -> Result<()> {
     let journal = Journal::open(dir, JournalConfig::default())?;
@@ -638,16 +639,15 @@ fn write_journal(dir: &Path, ports: u32) -> Result<()> {
         let ifname = format!("antrea-{i:08}");
         let mac = [0x02, 0x42, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
         let port_no = i + 1;
+        let cookie = podport_journal::POD_COOKIE_BASE + 1 + u64::from(i);
         let events = [
-            Event::PodPortCreated {
+            Event::PodAdded {
                 pod: PodRef {
                     namespace: "bench".into(),
                     name: format!("app-{i}-7c9d8f6b5d-x2x9k"),
                 },
                 container_id: format!("{:064x}", u64::from(i) * 0x9e37_79b9),
                 ifname: ifname.clone(),
-                port_uuid: format!("6f1c2d3e-0000-4000-8000-{i:012x}"),
-                interface_uuid: format!("7a2b3c4d-0000-4000-8000-{i:012x}"),
                 ips: vec![format!(
                     "10.{}.{}.{}/16",
                     100 + i / 62_500,
@@ -659,6 +659,12 @@ fn write_journal(dir: &Path, ports: u32) -> Result<()> {
                     .map(|b| format!("{b:02x}"))
                     .collect::<Vec<_>>()
                     .join(":"),
+                cookie,
+            },
+            Event::PodPortCreated {
+                ifname: ifname.clone(),
+                port_uuid: format!("6f1c2d3e-0000-4000-8000-{i:012x}"),
+                interface_uuid: format!("7a2b3c4d-0000-4000-8000-{i:012x}"),
             },
             Event::HostInterfaceCreated {
                 ifname: ifname.clone(),
@@ -670,7 +676,7 @@ fn write_journal(dir: &Path, ports: u32) -> Result<()> {
                 outcome: Outcome::Ok,
             },
             Event::PortStatusReceived {
-                reason: PortReason::Modify,
+                reason: PortReason::Add,
                 port: PortDesc {
                     port_no,
                     name: ifname.clone(),
@@ -678,6 +684,12 @@ fn write_journal(dir: &Path, ports: u32) -> Result<()> {
                     config: 0,
                     hw_addr: mac,
                 },
+            },
+            Event::FlowsInstalled {
+                ifname: ifname.clone(),
+                port_no,
+                cookie,
+                count: 5,
             },
             Event::PodReady {
                 ifname,
@@ -751,11 +763,13 @@ fn restore_probe(dir: &Path) -> Result<()> {
     let journal = Journal::open(dir, JournalConfig::default())?;
     let opened = t0.elapsed();
     let t1 = Instant::now();
-    let (core, commands) = Core::restore(
+    let mut core = Core::restore(
         CoreConfig::default(),
-        &journal.recovered().state,
+        journal.recovered().state.clone(),
         Instant::now(),
+        now_micros(),
     );
+    let commands = core.start("bench", "", Instant::now());
     let restored = t1.elapsed();
     let after = proc_status_kib("VmRSS").ok_or_else(|| anyhow!("no VmRSS in /proc"))?;
     let hwm = proc_status_kib("VmHWM").unwrap_or(after);

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use podport_engine::core::{CoreConfig, Phase, Strategy};
+use podport_engine::core::{CoreConfig, Strategy};
+use podport_engine::Phase;
 use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
 use podport_ovs_sandbox::{find_ovs, Sandbox, SandboxError, SandboxOptions};
 use serde_json::json;

@@ -111,7 +111,7 @@ fn demo_compare_reports_both_strategies_and_keeps_a_valid_journal() {
         .replay()
         .state;
     assert!(
-        ps_state.ports.values().all(|p| p.phase == "ready"),
+        ps_state.ports.values().all(|p| p.is_ready()),
         "{:#?}",
         ps_state.ports
     );

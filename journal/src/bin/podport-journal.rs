@@ -95,7 +95,7 @@ struct DumpArgs {
     /// Only records about this interface (PortStatus/PORT_DESC by its 15-byte wire name).
     #[arg(long, value_name = "IFNAME", conflicts_with = "pod")]
     port: Option<String>,
-    /// Only records about this Pod's interfaces (from its PodPortCreated records).
+    /// Only records about this Pod's interfaces (from its PodAdded records).
     #[arg(long, value_name = "NS/NAME", value_parser = parse_pod)]
     pod: Option<PodRef>,
     /// First sequence number shown (inclusive).
@@ -123,7 +123,7 @@ struct StateArgs {
 struct TimelineArgs {
     #[command(flatten)]
     source: SourceArg,
-    /// Print this interface's records with offsets from its PodPortCreated (with --svg: draw only it).
+    /// Print this interface's records with offsets from its PodAdded (with --svg: draw only it).
     #[arg(long, value_name = "IFNAME")]
     port: Option<String>,
     /// Write an SVG of every port's lifecycle on one time axis to FILE.
@@ -224,11 +224,11 @@ fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let source = a.source.source();
     let (items, ifnames) = match &a.pod {
         Some(pod) => {
-            // The Pod's PodPortCreated may be older than --since: look at everything.
+            // The Pod's PodAdded may be older than --since: look at everything.
             let items = source::records(&source, None, None)?;
             let names = dump::pod_ifnames(items.iter().filter_map(|i| i.as_ref().ok()), pod);
             if names.is_empty() {
-                note(&format!("no PodPortCreated record for Pod {pod}"));
+                note(&format!("no PodAdded record for Pod {pod}"));
             }
             (items, Some(names))
         }

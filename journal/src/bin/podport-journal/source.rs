@@ -59,11 +59,14 @@ impl Source {
                     Ok(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
                     Ok(_) => {}
                 }
-                let reader = JournalReader::open(dir).map_err(|e| match e {
+                let cannot = |e: JournalError| match e {
                     JournalError::Locked { .. } => anyhow::Error::new(e),
                     other => anyhow::Error::new(other)
                         .context(format!("cannot open the journal in {}", dir.display())),
-                })?;
+                };
+                let reader = JournalReader::open(dir).map_err(cannot)?;
+                // A version-1 journal is not replayed: say why, rather than show it empty.
+                reader.check_version().map_err(cannot)?;
                 Ok(Opened::Dir(reader))
             }
             Source::Control(endpoint) => Ok(Opened::Control(fetch(endpoint, 0)?)),
@@ -96,6 +99,10 @@ fn bad_record(e: JournalError, next_seq: u64) -> CorruptRecord {
         JournalError::FutureVersion { seq, version } => CorruptRecord {
             seq,
             reason: format!("format version {version} is newer than this podport-journal"),
+        },
+        e @ JournalError::OldVersion { seq, .. } => CorruptRecord {
+            seq,
+            reason: e.to_string(),
         },
         other => CorruptRecord {
             seq: next_seq,
