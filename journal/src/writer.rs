@@ -195,7 +195,9 @@ impl Journal {
             .map_or(1, |s| s + 1);
         info!(dir = %dir.display(), next_seq, snapshot = ?recovered.snapshot_seq,
               replayed = recovered.records_replayed, "journal open");
-        let (tx, rx) = crossbeam_channel::unbounded();
+        // Bounded: an append waits while this many are queued (the disk is that far behind),
+        // which is the backpressure the engine needs instead of memory growing without end.
+        let (tx, rx) = crossbeam_channel::bounded(MAX_QUEUED);
         let writer = Writer {
             db,
             trees,
@@ -306,6 +308,9 @@ impl Drop for Journal {
         let _ = self.stop();
     }
 }
+
+/// Appends (and other requests) queued for the writer thread, at most.
+pub const MAX_QUEUED: usize = 65_536;
 
 struct Writer {
     db: sled::Db,

@@ -4,8 +4,9 @@
 //!   the core returns is sent to the actor that executes it.
 //! - [`OvsdbActor`] owns the OVSDB client: creates ports, switches the type, deletes, waits for
 //!   an ofport (legacy strategy), and feeds the monitor's Interface updates in.
-//! - [`OpenFlowActor`] owns the switch connection's event stream: it takes PORT_DESC on every
-//!   (re)connect and forwards PortStatus, coalescing per port when the core falls behind.
+//! - The OpenFlow actor is the client task of `podport-openflow` ([`OfClient`]): it owns the
+//!   switch connection and hands its events to the engine actor on a bounded channel, which
+//!   the engine actor reads as a stream of batches (no actor in between).
 //! - [`FlowProgrammer`] installs and removes flows, confirmed by a barrier, with retries.
 //!
 //! The journal writer is the journal crate's own thread.
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use crossbeam_channel::Sender;
+use futures_util::StreamExt;
 #[cfg(test)]
 use podport_journal::FailureKind;
 use podport_journal::{Event, Failure, Journal, PortDesc, PortReason};
@@ -35,14 +37,6 @@ use crate::spec::{AddPodError, PodSpec};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Fact(pub Input);
-
-/// Several facts in order (a drained batch from the switch): every one is applied and
-/// journaled, and what follows is decided once for the batch.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Facts {
-    pub inputs: Vec<Input>,
-}
 
 /// `add_pod` from the API.
 #[derive(Message)]
@@ -90,6 +84,49 @@ pub struct EngineActor {
     tick: Option<SpawnHandle>,
     /// Recorded in `AgentStarted` when the actor starts.
     config_digest: String,
+    /// The switch client (to ask PORT_DESC again) and its endpoint's name.
+    switch_client: Option<(OfClient, String)>,
+    /// OVSDB's monitor events, taken as a stream of batches when the actor starts.
+    ovsdb_events: Option<OvsdbEventReceiver>,
+    /// The switch connection's events (the client task is the OpenFlow actor: it owns the
+    /// socket), taken as a stream of batches when the actor starts.
+    switch: Option<(OfClient, EventReceiver, String)>,
+}
+
+/// The most switch events decided as one batch: bounds the work per wake-up so API calls
+/// and OVSDB facts are not held up by a long burst.
+const MAX_SWITCH_BATCH: usize = 4096;
+
+/// A drained batch of switch events, in order.
+struct SwitchBatch(Vec<ClientEvent>);
+
+impl Message for SwitchBatch {
+    type Result = ();
+}
+
+/// A drained batch of OVSDB monitor events, in order.
+struct OvsdbBatch(Vec<OvsdbEvent>);
+
+impl Message for OvsdbBatch {
+    type Result = ();
+}
+
+/// The events of a bounded channel as batches: everything already queued (up to
+/// [`MAX_SWITCH_BATCH`]) after the first, in order.
+fn batches_of<T: 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = Vec<T>> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let first = rx.recv().await?;
+        let mut batch = vec![first];
+        while batch.len() < MAX_SWITCH_BATCH {
+            match rx.try_recv() {
+                Ok(ev) => batch.push(ev),
+                Err(_) => break,
+            }
+        }
+        Some((batch, rx))
+    })
 }
 
 impl EngineActor {
@@ -108,7 +145,86 @@ impl EngineActor {
             metrics,
             tick: None,
             config_digest,
+            switch_client: None,
+            switch: None,
+            ovsdb_events: None,
         }
+    }
+
+    /// The switch connection whose events this actor decides on, straight from the client's
+    /// bounded channel (no actor in between).
+    pub fn switch_events(&mut self, client: OfClient, events: EventReceiver, endpoint: String) {
+        self.switch = Some((client, events, endpoint));
+    }
+
+    /// OVSDB's monitor updates, straight from the client's bounded channel.
+    pub fn ovsdb_events(&mut self, events: OvsdbEventReceiver) {
+        self.ovsdb_events = Some(events);
+    }
+
+    fn on_ovsdb_batch(&mut self, batch: Vec<OvsdbEvent>, ctx: &mut Context<Self>) {
+        let mut inputs = Vec::with_capacity(batch.len());
+        for ev in batch {
+            match ev {
+                OvsdbEvent::Snapshot(s) => inputs.push(Input::OvsdbSnapshot {
+                    interfaces: s
+                        .interfaces
+                        .into_iter()
+                        .map(|i| (i.name, i.iface_type, i.ofport, i.error))
+                        .collect(),
+                }),
+                OvsdbEvent::InterfaceChanged(c) => match (c.new, c.old) {
+                    (Some(n), _) => inputs.push(Input::OvsdbInterface {
+                        ifname: n.name,
+                        iface_type: n.iface_type,
+                        ofport: n.ofport,
+                        error: n.error,
+                    }),
+                    (None, Some(o)) => inputs.push(Input::OvsdbInterfaceGone { ifname: o.name }),
+                    (None, None) => {}
+                },
+                OvsdbEvent::Connected { schema_version } => {
+                    info!(%schema_version, "OVSDB connected")
+                }
+                OvsdbEvent::Disconnected { reason } => {
+                    warn!(%reason, "OVSDB disconnected; reconnecting")
+                }
+            }
+        }
+        if inputs.is_empty() {
+            return;
+        }
+        let cmds = self.core.handle_batch(inputs, Instant::now());
+        self.execute(cmds);
+        self.arm_tick(ctx);
+    }
+
+    fn on_switch_batch(&mut self, batch: Vec<ClientEvent>, ctx: &mut Context<Self>) {
+        let Some((client, endpoint)) = self.switch_client.clone() else {
+            return;
+        };
+        // The client takes PORT_DESC on every connect and delivers it in stream order
+        // (PortStatus is sent only for changes: the list is how existing ports become
+        // known). A failed one is asked again.
+        for ev in &batch {
+            if let ClientEvent::PortDesc(Err(e)) = ev {
+                warn!(error = %e, "PORT_DESC failed; asking again");
+                if let Err(e) = client.request_port_desc_event() {
+                    warn!(error = %e, "cannot ask for PORT_DESC; the next connect will");
+                }
+            }
+        }
+        let inputs = facts(batch, &endpoint);
+        let n = inputs
+            .iter()
+            .filter(|i| matches!(i, Input::PortStatus { .. }))
+            .count();
+        if n > 1 {
+            self.metrics.port_status_coalesced.inc_by(n as u64 - 1);
+        }
+        let cmds = self.core.handle_batch(inputs, Instant::now());
+        self.execute(cmds);
+        self.arm_tick(ctx);
     }
 
     /// Wires the other actors in (they need the engine's address first).
@@ -156,7 +272,16 @@ impl EngineActor {
                             info!(%ifname, %reason, "Pod removed")
                         }
                     }
-                    self.subscribers.retain(|s| s.send(ev.clone()).is_ok());
+                    self.subscribers.retain(|s| match s.try_send(ev.clone()) {
+                        Ok(()) => true,
+                        // Bounded (SUBSCRIBER_BUFFER): a subscriber that stopped reading is
+                        // dropped, never waited for.
+                        Err(crossbeam_channel::TrySendError::Full(_)) => {
+                            warn!("dropping a Pod event subscriber that fell behind");
+                            false
+                        }
+                        Err(crossbeam_channel::TrySendError::Disconnected(_)) => false,
+                    });
                 }
                 c @ (Command::CreatePort(_)
                 | Command::SetInterfaceType { .. }
@@ -217,7 +342,35 @@ impl Actor for EngineActor {
             Instant::now(),
         );
         self.execute(cmds);
+        if let Some((client, rx, endpoint)) = self.switch.take() {
+            self.switch_client = Some((client, endpoint));
+            ctx.add_stream(batches_of(rx).map(SwitchBatch));
+        }
+        if let Some(rx) = self.ovsdb_events.take() {
+            ctx.add_stream(batches_of(rx).map(OvsdbBatch));
+        }
         self.arm_tick(ctx);
+    }
+}
+
+impl StreamHandler<SwitchBatch> for EngineActor {
+    fn handle(&mut self, batch: SwitchBatch, ctx: &mut Context<Self>) {
+        self.on_switch_batch(batch.0, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The client task ended (the engine is stopping): nothing more will come.
+        debug!("switch event stream ended");
+    }
+}
+
+impl StreamHandler<OvsdbBatch> for EngineActor {
+    fn handle(&mut self, batch: OvsdbBatch, ctx: &mut Context<Self>) {
+        self.on_ovsdb_batch(batch.0, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        debug!("OVSDB event stream ended");
     }
 }
 
@@ -225,15 +378,6 @@ impl Handler<Fact> for EngineActor {
     type Result = ();
     fn handle(&mut self, msg: Fact, ctx: &mut Context<Self>) {
         self.input(msg.0, ctx);
-    }
-}
-
-impl Handler<Facts> for EngineActor {
-    type Result = ();
-    fn handle(&mut self, msg: Facts, ctx: &mut Context<Self>) {
-        let cmds = self.core.handle_batch(msg.inputs, Instant::now());
-        self.execute(cmds);
-        self.arm_tick(ctx);
     }
 }
 
@@ -344,8 +488,6 @@ where
 /// The OVSDB actor.
 pub struct OvsdbActor {
     client: OvsdbClient,
-    /// Shared so a restarted actor picks the stream up again.
-    events: Arc<tokio::sync::Mutex<OvsdbEventReceiver>>,
     bridge: String,
     initial_type: String,
     engine: Addr<EngineActor>,
@@ -354,14 +496,12 @@ pub struct OvsdbActor {
 impl OvsdbActor {
     pub fn new(
         client: OvsdbClient,
-        events: OvsdbEventReceiver,
         bridge: String,
         initial_type: String,
         engine: Addr<EngineActor>,
     ) -> Self {
         OvsdbActor {
             client,
-            events: Arc::new(tokio::sync::Mutex::new(events)),
             bridge,
             initial_type,
             engine,
@@ -374,45 +514,6 @@ impl Actor for OvsdbActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(4096);
-        let events = self.events.clone();
-        let engine = self.engine.clone();
-        // Monitor updates flow straight to the engine.
-        ctx.spawn(
-            async move {
-                let mut events = events.lock().await;
-                while let Some(ev) = events.recv().await {
-                    match ev {
-                        OvsdbEvent::Snapshot(s) => {
-                            let interfaces = s
-                                .interfaces
-                                .into_iter()
-                                .map(|i| (i.name, i.iface_type, i.ofport, i.error))
-                                .collect();
-                            engine.do_send(Fact(Input::OvsdbSnapshot { interfaces }));
-                        }
-                        OvsdbEvent::InterfaceChanged(c) => match (c.new, c.old) {
-                            (Some(n), _) => engine.do_send(Fact(Input::OvsdbInterface {
-                                ifname: n.name,
-                                iface_type: n.iface_type,
-                                ofport: n.ofport,
-                                error: n.error,
-                            })),
-                            (None, Some(o)) => {
-                                engine.do_send(Fact(Input::OvsdbInterfaceGone { ifname: o.name }))
-                            }
-                            (None, None) => {}
-                        },
-                        OvsdbEvent::Connected { schema_version } => {
-                            info!(%schema_version, "OVSDB connected")
-                        }
-                        OvsdbEvent::Disconnected { reason } => {
-                            warn!(%reason, "OVSDB disconnected; reconnecting")
-                        }
-                    }
-                }
-            }
-            .into_actor(self),
-        );
     }
 }
 
@@ -510,34 +611,6 @@ fn reason(r: OfReason) -> PortReason {
     }
 }
 
-/// The OpenFlow actor: pumps the switch connection's events into the engine.
-pub struct OpenFlowActor {
-    client: OfClient,
-    /// Shared so a restarted actor picks the stream up again.
-    events: Arc<tokio::sync::Mutex<EventReceiver>>,
-    endpoint: String,
-    engine: Addr<EngineActor>,
-    metrics: Arc<Metrics>,
-}
-
-impl OpenFlowActor {
-    pub fn new(
-        client: OfClient,
-        events: EventReceiver,
-        endpoint: String,
-        engine: Addr<EngineActor>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        OpenFlowActor {
-            client,
-            events: Arc::new(tokio::sync::Mutex::new(events)),
-            endpoint,
-            engine,
-            metrics,
-        }
-    }
-}
-
 /// Turns drained client events into facts, in order. Every PortStatus is kept: each is
 /// journaled and applied (cheap), and the core decides once per batch, which is where a
 /// backlog collapses.
@@ -571,63 +644,6 @@ fn facts(events: Vec<ClientEvent>, endpoint: &str) -> Vec<Input> {
         }
     }
     out
-}
-
-impl Actor for OpenFlowActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let events = self.events.clone();
-        let engine = self.engine.clone();
-        let client = self.client.clone();
-        let endpoint = self.endpoint.clone();
-        let metrics = self.metrics.clone();
-        ctx.spawn(
-            async move {
-                let mut events = events.lock().await;
-                while let Some(first) = events.recv().await {
-                    let mut batch = vec![first];
-                    while let Ok(ev) = events.try_recv() {
-                        batch.push(ev);
-                    }
-                    // The client takes PORT_DESC on every connect and delivers it in stream
-                    // order (PortStatus is sent only for changes: the list is how existing
-                    // ports become known). A failed one is asked again.
-                    for ev in &batch {
-                        if let ClientEvent::PortDesc(Err(e)) = ev {
-                            warn!(error = %e, "PORT_DESC failed; asking again");
-                            if let Err(e) = client.request_port_desc_event() {
-                                warn!(error = %e, "cannot ask for PORT_DESC; the next connect will");
-                            }
-                        }
-                    }
-                    let n = batch.len();
-                    let inputs = facts(batch, &endpoint);
-                    let merged = inputs
-                        .iter()
-                        .filter(|i| matches!(i, Input::PortStatus { .. }))
-                        .count();
-                    if merged > 1 {
-                        metrics.port_status_coalesced.inc_by(merged as u64 - 1);
-                    }
-                    debug!(events = n, "switch batch");
-                    // Waiting here is the backpressure: meanwhile the client keeps reading
-                    // and the next drain takes what piled up as one batch.
-                    let msg = Facts { inputs };
-                    if engine.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            .into_actor(self),
-        );
-    }
-}
-
-impl Supervised for OpenFlowActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        warn!("OpenFlow actor restarting");
-    }
 }
 
 /// Installs and removes flows.

@@ -13,13 +13,17 @@ use podport_ovsdb::client::{OvsdbClient, OvsdbOptions};
 use tracing::info;
 
 use crate::actors::{
-    AddPod, DeletePod, EngineActor, FlowProgrammer, GetStatus, HostInterfaceCreated, OpenFlowActor,
-    OvsdbActor, Subscribe,
+    AddPod, DeletePod, EngineActor, FlowProgrammer, GetStatus, HostInterfaceCreated, OvsdbActor,
+    Subscribe,
 };
 use crate::core::{Core, CoreConfig, PodEvent, PortStatusView};
 use crate::flows::{DefaultFlows, FlowProvider};
 use crate::metrics::Metrics;
 use crate::spec::{AddPodError, PodSpec};
+
+/// Pod events a subscriber may leave unread; past it the subscriber is dropped (its
+/// receiver then reports the disconnection).
+pub const SUBSCRIBER_BUFFER: usize = 65_536;
 
 /// Everything the engine needs.
 #[derive(Clone)]
@@ -124,13 +128,11 @@ impl Engine {
                     let initial_type = config.core.initial_type.clone();
                     let ea = engine_addr.clone();
                     let ovsdb = Supervisor::start(move |_| {
-                        OvsdbActor::new(ovsdb_client, ovsdb_events, bridge, initial_type, ea)
+                        OvsdbActor::new(ovsdb_client, bridge, initial_type, ea)
                     });
-                    let (c, ea, mm) = (of_client.clone(), engine_addr.clone(), m.clone());
                     let endpoint = config.openflow.to_string();
-                    Supervisor::start(move |_| OpenFlowActor::new(c, of_events, endpoint, ea, mm));
                     let (c, ea, mm, fp) = (
-                        of_client,
+                        of_client.clone(),
                         engine_addr.clone(),
                         m.clone(),
                         config.flows.clone(),
@@ -138,6 +140,8 @@ impl Engine {
                     let flows = Supervisor::start(move |_| FlowProgrammer::new(c, fp, ea, mm));
                     let mut actor = EngineActor::new(core, config.config_digest.clone(), j, m);
                     actor.connect(ovsdb, flows);
+                    actor.switch_events(of_client, of_events, endpoint);
+                    actor.ovsdb_events(ovsdb_events);
                     ctx.run(actor);
                     let _ = tx.send((engine_addr, actix::System::current()));
                 });
@@ -193,9 +197,10 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)
     }
 
-    /// A stream of Pod events (Ready, NotReady, Failed, Removed) from now on.
+    /// A stream of Pod events (Ready, NotReady, Failed, Removed) from now on. Bounded: a
+    /// subscriber that leaves [`SUBSCRIBER_BUFFER`] events unread is dropped.
     pub fn subscribe(&self) -> Receiver<PodEvent> {
-        let (tx, rx) = crossbeam_channel::unbounded();
+        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BUFFER);
         self.addr.do_send(Subscribe(tx));
         rx
     }

@@ -1,8 +1,14 @@
 //! A thin async client over [`Connection`]: one task owns the transport and the protocol core,
 //! reconnects with backoff, and serves requests from cloneable [`OfClient`] handles.
 //!
-//! Events ([`ClientEvent`]) go out on an unbounded channel so the read loop never waits for the
-//! consumer (echo replies keep flowing whatever the consumer does); the consumer must drain it.
+//! Events ([`ClientEvent`]) go out on a bounded channel (`ClientOptions::event_capacity`), and
+//! the read loop never waits for the consumer (echo replies keep flowing whatever the consumer
+//! does). When the channel is full, a PortStatus is dropped and counted, and as soon as there
+//! is room again the client takes a PORT_DESC, delivered in stream order: the consumer gets the
+//! truth back instead of an unbounded backlog. Connection events (`Connected`, `Disconnected`,
+//! `PortDesc`) are never dropped: they wait in a small backlog (at most
+//! [`MAX_EVENT_BACKLOG`]; past it only the latest connection change is kept, since each one
+//! supersedes the ones before it).
 //! Requests made while no connection is up fail at once with [`ClientError::NotConnected`]:
 //! after a switch restart every flow is gone, so replaying stale requests would be wrong; the
 //! caller reinstalls from its own state on `Connected`.
@@ -39,7 +45,14 @@ pub struct ClientOptions {
     /// Take PORT_DESC right after every handshake and deliver it as
     /// [`ClientEvent::PortDesc`], ordered with the PortStatus events around it.
     pub port_desc_on_connect: bool,
+    /// The bound of the event channel (see the module documentation for what happens when it
+    /// is full). 65 536 events hold a burst of PortStatus for thousands of ports at once in a
+    /// few MiB.
+    pub event_capacity: usize,
 }
+
+/// Connection events waiting for room in a full event channel, at most.
+pub const MAX_EVENT_BACKLOG: usize = 64;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -49,6 +62,7 @@ impl Default for ClientOptions {
             backoff_max: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
             port_desc_on_connect: false,
+            event_capacity: 65_536,
         }
     }
 }
@@ -138,15 +152,113 @@ pub struct OfClient {
     tx: mpsc::UnboundedSender<Command>,
 }
 
-/// The receiving end of the client's events.
-pub type EventReceiver = mpsc::UnboundedReceiver<ClientEvent>;
+/// The receiving end of the client's events (bounded: see the module documentation).
+pub type EventReceiver = mpsc::Receiver<ClientEvent>;
+
+/// The client's end of the bounded event channel.
+struct EventSink {
+    tx: mpsc::Sender<ClientEvent>,
+    /// Connection events that found the channel full, in order.
+    backlog: std::collections::VecDeque<ClientEvent>,
+    /// PortStatus dropped since the last resync.
+    dropped: u64,
+    /// A PORT_DESC is owed to the consumer once there is room.
+    resync: bool,
+}
+
+impl EventSink {
+    fn new(tx: mpsc::Sender<ClientEvent>) -> EventSink {
+        EventSink {
+            tx,
+            backlog: std::collections::VecDeque::new(),
+            dropped: 0,
+            resync: false,
+        }
+    }
+
+    fn send(&mut self, ev: ClientEvent) {
+        // Nothing overtakes the backlog: events stay in order.
+        if !self.backlog.is_empty() {
+            return self.hold(ev);
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => self.hold(ev),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn hold(&mut self, ev: ClientEvent) {
+        match ev {
+            ClientEvent::PortStatus(_) => {
+                if self.dropped == 0 {
+                    warn!("event channel full: dropping PortStatus until there is room, then taking PORT_DESC");
+                }
+                self.dropped += 1;
+                self.resync = true;
+            }
+            other => {
+                self.backlog.push_back(other);
+                if self.backlog.len() > MAX_EVENT_BACKLOG {
+                    // Each connection change supersedes the ones before it: keep the latest
+                    // and resynchronise the port list after it.
+                    let last = self.backlog.pop_back();
+                    self.backlog
+                        .retain(|e| matches!(e, ClientEvent::Disconnected { .. }));
+                    while self.backlog.len() > 1 {
+                        self.backlog.pop_front();
+                    }
+                    self.backlog.extend(last);
+                    self.resync = true;
+                }
+            }
+        }
+    }
+
+    /// True while events wait for room in the channel.
+    fn needs_room(&self) -> bool {
+        !self.backlog.is_empty() || (self.resync && self.tx.capacity() == 0)
+    }
+
+    /// Moves held events into the channel while it has room. Returns true when the owed
+    /// PORT_DESC should be asked for now.
+    fn flush(&mut self) -> bool {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => {
+                    self.backlog.push_front(ev);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return false;
+                }
+            }
+        }
+        if self.resync && self.tx.capacity() > 0 {
+            self.resync = false;
+            return true;
+        }
+        false
+    }
+}
+
+/// Resolves when the event channel has room (never, while nothing waits for it).
+async fn room(tx: &mpsc::Sender<ClientEvent>, waiting: bool) {
+    if !waiting {
+        return std::future::pending().await;
+    }
+    // The permit is released at once: this only waits for a free slot.
+    let _ = tx.reserve().await;
+}
 
 impl OfClient {
     /// Starts a client task for `endpoint` on the current tokio runtime. It connects at once
     /// and keeps reconnecting until every handle is dropped.
     pub fn start(endpoint: Endpoint, options: ClientOptions) -> (OfClient, EventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
         let span = info_span!("openflow", endpoint = %endpoint);
         tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
         (OfClient { tx }, ev_rx)
@@ -245,12 +357,7 @@ struct Waiters {
 }
 
 impl Waiters {
-    fn complete(
-        &mut self,
-        xid: u32,
-        result: Result<Reply, ReplyError>,
-        events: &mpsc::UnboundedSender<ClientEvent>,
-    ) {
+    fn complete(&mut self, xid: u32, result: Result<Reply, ReplyError>, events: &mut EventSink) {
         let Some(waiter) = self.by_xid.remove(&xid) else {
             debug!(xid, "reply for a request nobody waits on");
             return;
@@ -267,7 +374,7 @@ impl Waiters {
                     )))),
                     Err(e) => Err(reply_error(e)),
                 };
-                let _ = events.send(ClientEvent::PortDesc(r));
+                events.send(ClientEvent::PortDesc(r));
             }
             (Waiter::PortDesc(tx), Err(e)) => {
                 let _ = tx.send(Err(reply_error(e)));
@@ -356,27 +463,41 @@ async fn run(
     endpoint: Endpoint,
     options: ClientOptions,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<ClientEvent>,
+    events: mpsc::Sender<ClientEvent>,
 ) {
+    let room_tx = events.clone();
+    let mut events = EventSink::new(events);
     let mut backoff = options.backoff_initial;
     let mut announced_down = false;
     loop {
-        let attempt = tokio::select! {
-            r = connect(&endpoint) => r,
-            stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+        let attempt = loop {
+            tokio::select! {
+                r = connect(&endpoint) => break r,
+                stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+                _ = room(&room_tx, events.needs_room()) => { events.flush(); }
+            }
         };
         let reason = match attempt {
             Ok(stream) => {
                 debug!("transport connected");
                 let mut reached_ready = false;
-                match session(stream, &options, &mut commands, &events, &mut reached_ready).await {
+                match session(
+                    stream,
+                    &options,
+                    &mut commands,
+                    &mut events,
+                    &room_tx,
+                    &mut reached_ready,
+                )
+                .await
+                {
                     SessionEnd::Stop => return,
                     SessionEnd::Lost(reason) => {
                         if reached_ready {
                             backoff = options.backoff_initial;
                         }
                         warn!(%reason, "OpenFlow connection ended");
-                        let _ = events.send(ClientEvent::Disconnected {
+                        events.send(ClientEvent::Disconnected {
                             reason: reason.clone(),
                         });
                         announced_down = true;
@@ -389,7 +510,7 @@ async fn run(
                 // One event per outage, not one per retry.
                 if !announced_down {
                     warn!(%reason, "cannot reach the switch; retrying with backoff");
-                    let _ = events.send(ClientEvent::Disconnected {
+                    events.send(ClientEvent::Disconnected {
                         reason: reason.clone(),
                     });
                     announced_down = true;
@@ -400,9 +521,16 @@ async fn run(
             }
         };
         debug!(?backoff, %reason, "waiting before reconnecting");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+        let wake = tokio::time::sleep(backoff);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                stop = refuse_while_down(&mut commands) => { let () = stop; return; }
+                // A backlog of connection events still reaches the consumer while down; the
+                // PORT_DESC it may owe comes with the next connection.
+                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
+            }
         }
         backoff = (backoff * 2).min(options.backoff_max);
     }
@@ -431,7 +559,8 @@ async fn session(
     stream: BoxStream,
     options: &ClientOptions,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    events: &mpsc::UnboundedSender<ClientEvent>,
+    events: &mut EventSink,
+    room_tx: &mpsc::Sender<ClientEvent>,
     reached_ready: &mut bool,
 ) -> SessionEnd {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -448,6 +577,20 @@ async fn session(
         if wbuf.is_empty() {
             write_progress = Instant::now();
         }
+        // Held events go first, and a PORT_DESC owed for dropped PortStatus is asked for.
+        if events.flush() {
+            if conn.is_ready() {
+                warn!(
+                    dropped = events.dropped,
+                    "event channel has room again; taking PORT_DESC for the PortStatus dropped"
+                );
+                events.dropped = 0;
+                handle_command(&mut conn, &mut waiters, Command::PortDescEvent, events);
+            } else {
+                // Owed still: the handshake's own PORT_DESC (or this, once ready) pays it.
+                events.resync = true;
+            }
+        }
         // Events first: handling them may make requests, whose frames the drain below takes.
         while let Some(ev) = conn.poll_event() {
             match ev {
@@ -457,7 +600,7 @@ async fn session(
                 } => {
                     *reached_ready = true;
                     info!(%version, dpid = format_args!("{datapath_id:016x}"), "connected to switch");
-                    let _ = events.send(ClientEvent::Connected {
+                    events.send(ClientEvent::Connected {
                         version,
                         datapath_id,
                     });
@@ -467,7 +610,7 @@ async fn session(
                     }
                 }
                 Event::PortStatus(ps) => {
-                    let _ = events.send(ClientEvent::PortStatus(ps));
+                    events.send(ClientEvent::PortStatus(ps));
                 }
                 Event::Reply { xid, result } => waiters.complete(xid, result, events),
                 Event::UnsolicitedError { xid, error } => {
@@ -522,6 +665,7 @@ async fn session(
                     warn!(error = %e, "could not send the barrier that confirms flow mods");
                 }
             }
+            _ = room(room_tx, events.needs_room()) => {}
             _ = sleep_until_opt(deadline) => {
                 if let Err(e) = conn.handle_timeout(Instant::now().into_std()) {
                     break DisconnectReason::Protocol(e);
@@ -579,15 +723,17 @@ fn handle_command(
     conn: &mut Connection,
     waiters: &mut Waiters,
     cmd: Command,
-    events: &mpsc::UnboundedSender<ClientEvent>,
+    events: &mut EventSink,
 ) {
     match cmd {
         Command::PortDescEvent => match conn.request_port_desc() {
             Ok(xid) => {
+                // This list is the truth a resync would bring.
+                events.resync = false;
                 waiters.by_xid.insert(xid, Waiter::PortDescEvent);
             }
             Err(e) => {
-                let _ = events.send(ClientEvent::PortDesc(Err(request_error(e))));
+                events.send(ClientEvent::PortDesc(Err(request_error(e))));
             }
         },
         Command::PortDesc(tx) => match conn.request_port_desc() {

@@ -313,3 +313,68 @@ async fn the_port_list_taken_on_connect_is_ordered_with_the_port_status_around_i
     .collect();
     assert_eq!(order, ["status before", "desc 1", "status after"]);
 }
+
+#[tokio::test]
+async fn a_full_event_channel_drops_port_status_then_owes_and_delivers_a_port_list() {
+    use podport_openflow::{MultipartReply, MultipartReplyBody, Port, PortReason, PortStatus};
+    let (_dir, l, ep) = listener("full");
+    let mut opts = fast_options();
+    opts.event_capacity = 4;
+    let (_client, mut rx) = OfClient::start(ep, opts);
+    let mut sw = FakeSwitch::accept(&l).await;
+    sw.handshake(Version::Of15).await;
+    // Nobody reads: Connected takes one slot, three PortStatus fill the rest, 17 are dropped.
+    for no in 1..=20u32 {
+        let ps = Message::PortStatus(PortStatus {
+            reason: PortReason::Add,
+            port: Port::new(no, &format!("p{no}")),
+        });
+        sw.send(&ps, Version::Of15, 0).await;
+    }
+    // The client keeps reading meanwhile: it still answers an echo.
+    sw.send(
+        &Message::EchoRequest(Bytes::from_static(b"hi")),
+        Version::Of15,
+        77,
+    )
+    .await;
+    loop {
+        let (h, m) = sw.recv().await.expect("client closed");
+        if matches!(m, Message::EchoReply(_)) {
+            assert_eq!(h.xid, 77);
+            break;
+        }
+    }
+    connected(&mut rx).await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        match next(&mut rx).await {
+            ClientEvent::PortStatus(ps) => got.push(ps.port.port_no.0),
+            other => panic!("expected a PortStatus, got {other:?}"),
+        }
+    }
+    assert_eq!(got, [1, 2, 3], "the first ones fit, in order");
+    // Room again: the client asks for the whole list, which brings the truth back.
+    let xid = loop {
+        let (h, m) = sw.recv().await.expect("client closed");
+        if matches!(m, Message::MultipartRequest(_)) {
+            break h.xid;
+        }
+    };
+    let all: Vec<Port> = (1..=20u32)
+        .map(|no| Port::new(no, &format!("p{no}")))
+        .collect();
+    let reply = Message::MultipartReply(MultipartReply {
+        more: false,
+        body: MultipartReplyBody::PortDesc(all),
+    });
+    sw.send(&reply, Version::Of15, xid).await;
+    match next(&mut rx).await {
+        ClientEvent::PortDesc(Ok(ports)) => assert_eq!(ports.len(), 20),
+        other => panic!("expected the port list, got {other:?}"),
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing else: the dropped ones are not delivered"
+    );
+}

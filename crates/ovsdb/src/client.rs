@@ -43,7 +43,15 @@ pub struct OvsdbOptions {
     pub max_message_len: usize,
     /// A write that makes no progress for this long ends the connection.
     pub write_timeout: Duration,
+    /// The bound of the event channel. When it is full an `InterfaceChanged` is dropped,
+    /// and once there is room a whole `Snapshot` from the replica replaces what was dropped;
+    /// `Connected`/`Disconnected` wait in a backlog of at most [`MAX_EVENT_BACKLOG`] (past
+    /// it only the latest connection change is kept).
+    pub event_capacity: usize,
 }
+
+/// Connection events waiting for room in a full event channel, at most.
+pub const MAX_EVENT_BACKLOG: usize = 64;
 
 impl Default for OvsdbOptions {
     fn default() -> Self {
@@ -54,6 +62,7 @@ impl Default for OvsdbOptions {
             backoff_max: Duration::from_secs(5),
             max_message_len: JsonSplitter::DEFAULT_MAX_LEN,
             write_timeout: Duration::from_secs(30),
+            event_capacity: 65_536,
         }
     }
 }
@@ -195,14 +204,102 @@ pub struct OvsdbClient {
     pub(crate) db: String,
 }
 
-/// The receiving end of the client's events.
-pub type OvsdbEventReceiver = mpsc::UnboundedReceiver<OvsdbEvent>;
+/// The receiving end of the client's events (bounded: see [`OvsdbOptions::event_capacity`]).
+pub type OvsdbEventReceiver = mpsc::Receiver<OvsdbEvent>;
+
+/// The client's end of the bounded event channel.
+struct EventSink {
+    tx: mpsc::Sender<OvsdbEvent>,
+    backlog: std::collections::VecDeque<OvsdbEvent>,
+    dropped: u64,
+    /// A snapshot is owed for dropped changes.
+    resync: bool,
+}
+
+impl EventSink {
+    fn new(tx: mpsc::Sender<OvsdbEvent>) -> EventSink {
+        EventSink {
+            tx,
+            backlog: std::collections::VecDeque::new(),
+            dropped: 0,
+            resync: false,
+        }
+    }
+
+    fn send(&mut self, ev: OvsdbEvent) {
+        if !self.backlog.is_empty() {
+            return self.hold(ev);
+        }
+        match self.tx.try_send(ev) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(ev)) => self.hold(ev),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    fn hold(&mut self, ev: OvsdbEvent) {
+        match ev {
+            // The replica has every row: a snapshot later says what these would have.
+            OvsdbEvent::InterfaceChanged(_) | OvsdbEvent::Snapshot(_) => {
+                if self.dropped == 0 {
+                    warn!("event channel full: dropping Interface changes until there is room, then sending a snapshot");
+                }
+                self.dropped += 1;
+                self.resync = true;
+            }
+            other => {
+                self.backlog.push_back(other);
+                if self.backlog.len() > MAX_EVENT_BACKLOG {
+                    let last = self.backlog.pop_back();
+                    self.backlog.clear();
+                    self.backlog.extend(last);
+                    self.resync = true;
+                }
+            }
+        }
+    }
+
+    fn needs_room(&self) -> bool {
+        !self.backlog.is_empty() || (self.resync && self.tx.capacity() == 0)
+    }
+
+    /// Moves held events into the channel while it has room; true when the owed snapshot
+    /// should be sent now.
+    fn flush(&mut self) -> bool {
+        while let Some(ev) = self.backlog.pop_front() {
+            match self.tx.try_send(ev) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(ev)) => {
+                    self.backlog.push_front(ev);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return false;
+                }
+            }
+        }
+        if self.resync && self.tx.capacity() > 0 {
+            self.resync = false;
+            return true;
+        }
+        false
+    }
+}
+
+/// Resolves when the event channel has room (never, while nothing waits for it).
+async fn room(tx: &mpsc::Sender<OvsdbEvent>, waiting: bool) {
+    if !waiting {
+        return std::future::pending().await;
+    }
+    let _ = tx.reserve().await;
+}
 
 impl OvsdbClient {
     /// Starts a client task for `endpoint` on the current tokio runtime.
     pub fn start(endpoint: Endpoint, options: OvsdbOptions) -> (OvsdbClient, OvsdbEventReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
         let db = options.db.clone();
         let span = info_span!("ovsdb", endpoint = %endpoint);
         tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
@@ -364,26 +461,40 @@ async fn run(
     endpoint: Endpoint,
     options: OvsdbOptions,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::UnboundedSender<OvsdbEvent>,
+    events: mpsc::Sender<OvsdbEvent>,
 ) {
+    let room_tx = events.clone();
+    let mut events = EventSink::new(events);
     let mut backoff = options.backoff_initial;
     let mut announced_down = false;
     loop {
-        let attempt = tokio::select! {
-            r = connect(&endpoint) => r,
-            () = refuse_while_down(&mut commands) => return,
+        let attempt = loop {
+            tokio::select! {
+                r = connect(&endpoint) => break r,
+                () = refuse_while_down(&mut commands) => return,
+                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
+            }
         };
         match attempt {
             Ok(stream) => {
                 let mut reached_ready = false;
-                match session(stream, &options, &mut commands, &events, &mut reached_ready).await {
+                match session(
+                    stream,
+                    &options,
+                    &mut commands,
+                    &mut events,
+                    &room_tx,
+                    &mut reached_ready,
+                )
+                .await
+                {
                     SessionEnd::Stop => return,
                     SessionEnd::Lost(reason) => {
                         if reached_ready {
                             backoff = options.backoff_initial;
                         }
                         warn!(%reason, "OVSDB connection ended");
-                        let _ = events.send(OvsdbEvent::Disconnected { reason });
+                        events.send(OvsdbEvent::Disconnected { reason });
                         announced_down = true;
                     }
                 }
@@ -392,16 +503,22 @@ async fn run(
                 let reason = DisconnectReason::ConnectFailed(format!("{endpoint}: {e}"));
                 if !announced_down {
                     warn!(%reason, "cannot reach the OVSDB server; retrying with backoff");
-                    let _ = events.send(OvsdbEvent::Disconnected { reason });
+                    events.send(OvsdbEvent::Disconnected { reason });
                     announced_down = true;
                 } else {
                     debug!(%reason, "reconnect attempt failed");
                 }
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            () = refuse_while_down(&mut commands) => return,
+        let wake = tokio::time::sleep(backoff);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                () = refuse_while_down(&mut commands) => return,
+                // The next connection's snapshot pays a snapshot owed.
+                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
+            }
         }
         backoff = (backoff * 2).min(options.backoff_max);
     }
@@ -426,7 +543,8 @@ async fn session(
     stream: BoxStream,
     options: &OvsdbOptions,
     commands: &mut mpsc::UnboundedReceiver<Command>,
-    events: &mpsc::UnboundedSender<OvsdbEvent>,
+    events: &mut EventSink,
+    room_tx: &mpsc::Sender<OvsdbEvent>,
     reached_ready: &mut bool,
 ) -> SessionEnd {
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -454,6 +572,24 @@ async fn session(
         // write below must carry before the loop waits again.
         if let Err(reason) = drain_events(&mut live, options, events, reached_ready) {
             break reason;
+        }
+        if events.flush() {
+            if matches!(live.phase, Phase::Ready) {
+                match snapshot_of(&live.replica) {
+                    Ok(snap) => {
+                        warn!(
+                            dropped = events.dropped,
+                            "event channel has room again; sending a snapshot for the changes dropped"
+                        );
+                        events.dropped = 0;
+                        events.send(OvsdbEvent::Snapshot(snap));
+                    }
+                    Err(e) => break DisconnectReason::Monitor(e.to_string()),
+                }
+            } else {
+                // The monitor's own snapshot, once ready, pays it.
+                events.resync = true;
+            }
         }
         if wbuf.is_empty() {
             write_progress = Instant::now();
@@ -496,6 +632,7 @@ async fn session(
                     handle_command(&mut live, cmd);
                 }
             }
+            _ = room(room_tx, events.needs_room()) => {}
             _ = tokio::time::sleep_until(deadline) => {
                 if let Err(e) = live.session.handle_timeout(Instant::now().into_std()) {
                     break DisconnectReason::Session(e);
@@ -570,7 +707,7 @@ fn handle_command(live: &mut Live, cmd: Command) {
 fn drain_events(
     live: &mut Live,
     options: &OvsdbOptions,
-    events: &mpsc::UnboundedSender<OvsdbEvent>,
+    events: &mut EventSink,
     reached_ready: &mut bool,
 ) -> Result<(), DisconnectReason> {
     while let Some(ev) = live.session.poll_event() {
@@ -606,12 +743,14 @@ fn drain_events(
                         live.phase = Phase::Ready;
                         *reached_ready = true;
                         info!(version = %schema.version, monitor = if v1 { "monitor" } else { "monitor_cond" }, "connected to OVSDB");
-                        let _ = events.send(OvsdbEvent::Connected {
+                        events.send(OvsdbEvent::Connected {
                             schema_version: schema.version.clone(),
                         });
                         let snap = snapshot_of(&live.replica)
                             .map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
-                        let _ = events.send(OvsdbEvent::Snapshot(snap));
+                        // This snapshot is the truth a resync would bring.
+                        events.resync = false;
+                        events.send(OvsdbEvent::Snapshot(snap));
                         check_cfg_waiters(live);
                     }
                     Err(e) if !v1 && is_unknown_method(&e) => {
@@ -659,7 +798,7 @@ fn drain_events(
                 .map_err(|e| DisconnectReason::Framing(format!("bad {method}: {e}")))?;
                 for change in changes {
                     if let Some(ev) = interface_change(&change) {
-                        let _ = events.send(OvsdbEvent::InterfaceChanged(ev));
+                        events.send(OvsdbEvent::InterfaceChanged(ev));
                     }
                 }
                 check_cfg_waiters(live);

@@ -334,3 +334,53 @@ async fn requests_fail_clearly_when_the_server_vanishes() {
         Err(podport_ovsdb::client::OvsdbError::NotConnected)
     );
 }
+
+#[tokio::test]
+async fn a_full_event_channel_drops_changes_then_sends_a_snapshot_with_every_row() {
+    let (_dir, l, ep) = listener();
+    let mut opts = options();
+    opts.event_capacity = 3;
+    opts.max_message_len = 1 << 20;
+    let (_client, mut rx) = OvsdbClient::start(ep, opts);
+    let mut srv = FakeServer::accept(&l).await;
+    srv.handshake().await;
+    // Nobody reads: Connected and the (empty) snapshot take two slots, one insert the third,
+    // the other nineteen are dropped.
+    for i in 0..20 {
+        let uuid = format!("00000000-0000-4000-8000-{i:012}");
+        srv.send(
+            json!({"id": null, "method": "update2", "params": ["podport", {
+                "Interface": { uuid: { "insert": {
+                    "name": format!("p{i}"), "type": "internal", "ofport": i + 1
+                }}}
+            }]}),
+        )
+        .await;
+    }
+    // The client keeps serving the session meanwhile: it answers an echo.
+    srv.send(json!({"id": "e1", "method": "echo", "params": []}))
+        .await;
+    loop {
+        let v = srv.recv().await;
+        if v["id"] == "e1" {
+            break;
+        }
+    }
+    async fn next(rx: &mut OvsdbEventReceiver) -> OvsdbEvent {
+        tokio::time::timeout(BOUND, rx.recv())
+            .await
+            .expect("no event in time")
+            .expect("stream ended")
+    }
+    assert!(matches!(next(&mut rx).await, OvsdbEvent::Connected { .. }));
+    assert!(matches!(next(&mut rx).await, OvsdbEvent::Snapshot(s) if s.interfaces.is_empty()));
+    assert!(matches!(
+        next(&mut rx).await,
+        OvsdbEvent::InterfaceChanged(_)
+    ));
+    // Room again: one snapshot with all twenty rows replaces the dropped changes.
+    match next(&mut rx).await {
+        OvsdbEvent::Snapshot(s) => assert_eq!(s.interfaces.len(), 20),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}

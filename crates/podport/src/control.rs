@@ -537,8 +537,8 @@ where
     W: AsyncWrite + Unpin,
 {
     let events = engine.subscribe();
-    // The engine's channel is unbounded; this thread moves its events into a bounded one and
-    // drops the subscription when that one is full, so a slow client costs at most
+    // The engine's channel holds SUBSCRIBER_BUFFER events; this thread moves its events into a
+    // smaller one and drops the subscription when that one is full, so a slow client costs at most
     // EVENT_BUFFER events (the engine forgets a subscriber whose receiver is gone).
     let (tx, mut rx) = mpsc::channel::<EventLine>(EVENT_BUFFER);
     let bridge = std::thread::Builder::new()
