@@ -32,6 +32,7 @@ use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
 use crate::flows::FlowProvider;
 use crate::metrics::Metrics;
 use crate::spec::{AddPodError, PodSpec};
+use std::collections::HashMap;
 
 /// A fact for the core.
 #[derive(Message)]
@@ -155,6 +156,11 @@ impl EngineActor {
     /// bounded channel (no actor in between).
     pub fn switch_events(&mut self, client: OfClient, events: EventReceiver, endpoint: String) {
         self.switch = Some((client, events, endpoint));
+    }
+
+    /// A Pod event subscriber from before the actor starts.
+    pub fn add_subscriber(&mut self, tx: Sender<PodEvent>) {
+        self.subscribers.push(tx);
     }
 
     /// OVSDB's monitor updates, straight from the client's bounded channel.
@@ -647,11 +653,19 @@ fn facts(events: Vec<ClientEvent>, endpoint: &str) -> Vec<Input> {
 }
 
 /// Installs and removes flows.
+/// It owns the checks of installed flows: after a restart or a reconnect every Pod's flows
+/// are to be verified, and one read of every Pod flow on the switch (by the Pod cookie
+/// prefix) answers all the checks queued meanwhile, instead of one read per Pod.
 pub struct FlowProgrammer {
     client: OfClient,
     provider: Arc<dyn FlowProvider>,
     engine: Addr<EngineActor>,
     metrics: Arc<Metrics>,
+    /// Checks waiting for the next read: (spec, port number, cookie). At most one per Pod
+    /// (the core sends one install per Pod at a time).
+    to_verify: Vec<(PodSpec, u32, u64)>,
+    /// A read of the switch's Pod flows is in flight.
+    reading: bool,
 }
 
 impl FlowProgrammer {
@@ -666,8 +680,98 @@ impl FlowProgrammer {
             provider,
             engine,
             metrics,
+            to_verify: Vec::new(),
+            reading: false,
         }
     }
+
+    /// Reads every Pod flow once and settles every queued check against it: a Pod whose
+    /// flows are exactly right is left untouched, any other gets its flows replaced.
+    fn verify_queued(&mut self, ctx: &mut Context<Self>) {
+        if self.reading || self.to_verify.is_empty() {
+            return;
+        }
+        self.reading = true;
+        let batch = std::mem::take(&mut self.to_verify);
+        let client = self.client.clone();
+        let engine = self.engine.clone();
+        let provider = self.provider.clone();
+        let metrics = self.metrics.clone();
+        let fut = async move {
+            let read = client
+                .flow_desc(FlowDescRequest::by_cookie(
+                    podport_journal::POD_COOKIE_BASE,
+                    0xff00_0000_0000_0000,
+                ))
+                .await;
+            let mut by_cookie: HashMap<u64, Vec<FlowEntry>> = HashMap::new();
+            match read {
+                Ok(entries) => {
+                    for e in entries {
+                        by_cookie.entry(e.cookie).or_default().push(e);
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot read the switch's flows; replacing them"),
+            }
+            debug!(
+                pods = batch.len(),
+                "checking Pod flows against one read of the switch"
+            );
+            let installs = batch.into_iter().map(|(spec, port_no, cookie)| {
+                let flows = provider.pod_flows(&spec, port_no, cookie);
+                let right = by_cookie
+                    .get(&cookie)
+                    .is_some_and(|installed| same_flows(installed, &flows));
+                let (client, engine, metrics) = (client.clone(), engine.clone(), metrics.clone());
+                async move {
+                    let count = flows.len() as u32;
+                    let r = if right {
+                        debug!(ifname = %spec.ifname, cookie, "flows already right on the switch");
+                        Ok(count)
+                    } else {
+                        replace_flows(&client, cookie, flows).await
+                    };
+                    report_install(&engine, &metrics, spec.ifname, port_no, r);
+                }
+            });
+            futures_util::future::join_all(installs).await;
+        };
+        ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+            act.reading = false;
+            act.verify_queued(ctx);
+        }));
+    }
+}
+
+/// Replaces whatever the Pod had (maybe on an old number) in one bundle: the switch never
+/// holds a mix, nor a moment without the Pod's flows.
+async fn replace_flows(
+    client: &OfClient,
+    cookie: u64,
+    flows: Vec<FlowMod>,
+) -> Result<u32, Failure> {
+    let count = flows.len() as u32;
+    let mut batch = vec![FlowMod::delete_by_cookie(cookie)];
+    batch.extend(flows);
+    send_flows(client, batch, true).await.map(|_| count)
+}
+
+fn report_install(
+    engine: &Addr<EngineActor>,
+    metrics: &Metrics,
+    ifname: String,
+    port_no: u32,
+    result: Result<u32, Failure>,
+) {
+    match &result {
+        Ok(_) => metrics.flow_installs.inc(),
+        Err(_) => metrics.flow_failures.inc(),
+    };
+    engine.do_send(Fact(Input::FlowsInstalled {
+        ifname,
+        port_no,
+        result,
+    }));
 }
 
 impl Actor for FlowProgrammer {
@@ -711,21 +815,6 @@ async fn send_flows(client: &OfClient, flows: Vec<FlowMod>, atomic: bool) -> Res
         }
     }
     Err(Failure::transient("no attempt was made"))
-}
-
-/// True when the switch holds exactly `desired` under `cookie`: each desired flow is there,
-/// and nothing else is (no duplicate, no flow on a stale port number).
-async fn already_installed(client: &OfClient, cookie: u64, desired: &[FlowMod]) -> bool {
-    match client
-        .flow_desc(FlowDescRequest::by_cookie(cookie, u64::MAX))
-        .await
-    {
-        Ok(installed) => same_flows(&installed, desired),
-        Err(e) => {
-            warn!(cookie, error = %e, "cannot read the switch's flows; replacing them");
-            false
-        }
-    }
 }
 
 /// Set equality of installed entries and desired flow mods (OVS keeps one flow per match and
@@ -776,6 +865,17 @@ async fn sweep_flows(client: &OfClient, keep: &[u64], below: u64) {
 impl Handler<FlowCommand> for FlowProgrammer {
     type Result = ();
     fn handle(&mut self, msg: FlowCommand, ctx: &mut Context<Self>) {
+        if let Command::InstallFlows {
+            spec,
+            port_no,
+            cookie,
+            verify: true,
+        } = msg.0
+        {
+            self.to_verify.push((spec, port_no, cookie));
+            self.verify_queued(ctx);
+            return;
+        }
         let client = self.client.clone();
         let engine = self.engine.clone();
         let provider = self.provider.clone();
@@ -786,30 +886,11 @@ impl Handler<FlowCommand> for FlowProgrammer {
                     spec,
                     port_no,
                     cookie,
-                    verify,
+                    ..
                 } => {
                     let flows = provider.pod_flows(&spec, port_no, cookie);
-                    let count = flows.len() as u32;
-                    let r = if verify && already_installed(&client, cookie, &flows).await {
-                        // Right already: untouched, no delete-then-add window.
-                        debug!(ifname = %spec.ifname, cookie, "flows already right on the switch");
-                        Ok(count)
-                    } else {
-                        // Replace whatever the Pod had (maybe on an old number) in one bundle:
-                        // the switch never holds a mix, nor a moment without the Pod's flows.
-                        let mut batch = vec![FlowMod::delete_by_cookie(cookie)];
-                        batch.extend(flows);
-                        send_flows(&client, batch, true).await.map(|_| count)
-                    };
-                    match &r {
-                        Ok(_) => metrics.flow_installs.inc(),
-                        Err(_) => metrics.flow_failures.inc(),
-                    };
-                    engine.do_send(Fact(Input::FlowsInstalled {
-                        ifname: spec.ifname,
-                        port_no,
-                        result: r,
-                    }));
+                    let r = replace_flows(&client, cookie, flows).await;
+                    report_install(&engine, &metrics, spec.ifname, port_no, r);
                 }
                 Command::RemoveFlows { ifname, cookie } => {
                     let r =

@@ -89,6 +89,23 @@ impl Engine {
     /// Opens the journal (failing at once if another agent holds it), rebuilds the state of
     /// existing ports from it, and starts the actors on a dedicated thread.
     pub fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::start_inner(config, None)
+    }
+
+    /// [`Engine::start`], with a subscriber registered before anything runs: it hears every
+    /// Pod event from the start (a restart's `Removed` for a port that vanished, say), which
+    /// [`Engine::subscribe`] after the start may miss.
+    pub fn start_subscribed(
+        config: EngineConfig,
+    ) -> Result<(Engine, Receiver<PodEvent>), EngineError> {
+        let (tx, rx) = crossbeam_channel::bounded(SUBSCRIBER_BUFFER);
+        Ok((Engine::start_inner(config, Some(tx))?, rx))
+    }
+
+    fn start_inner(
+        config: EngineConfig,
+        subscriber: Option<crossbeam_channel::Sender<PodEvent>>,
+    ) -> Result<Engine, EngineError> {
         let journal = Arc::new(Journal::open(&config.journal_dir, config.journal.clone())?);
         let recovered = journal.recovered().clone();
         if let Some(bad) = &recovered.stopped_at {
@@ -139,6 +156,9 @@ impl Engine {
                     );
                     let flows = Supervisor::start(move |_| FlowProgrammer::new(c, fp, ea, mm));
                     let mut actor = EngineActor::new(core, config.config_digest.clone(), j, m);
+                    if let Some(tx) = subscriber {
+                        actor.add_subscriber(tx);
+                    }
                     actor.connect(ovsdb, flows);
                     actor.switch_events(of_client, of_events, endpoint);
                     actor.ovsdb_events(ovsdb_events);

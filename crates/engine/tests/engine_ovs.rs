@@ -348,8 +348,8 @@ fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
     let flows_before: BTreeSet<String> = flows(&sb).into_iter().collect();
     // While the engine is down, vnic-3 is deleted from OVS by someone else.
     sb.del_port("vnic-3").unwrap();
-    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
-    let events = engine.subscribe();
+    let (engine, events) =
+        Engine::start_subscribed(config(&sb, dir.path(), core_config())).unwrap();
     let records = engine
         .journal()
         .subscribe(engine.journal().recovered().last_seq + 1)

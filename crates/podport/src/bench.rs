@@ -1073,10 +1073,10 @@ of row 3, divided by the Pods: the whole agent process, that is the engine threa
 OVSDB and OpenFlow clients), the journal (its writer thread and sled's IO threads), and also \
 this bench's own driver, event threads and passive monitor (\"the rest\"); the OVS daemons are \
 other processes and not included. Per thread (from `/proc/self/task`, 10 ms ticks) over the \
-same window: {threads}. Memory: a journal of {ports} ready ports (PodPortCreated, \
-HostInterfaceCreated, InterfaceTypeChanged, PortStatus, PodReady each) is opened and \
-`Core::restore`d in a fresh `podport` process; the row is its VmRSS after minus before, which \
-includes sled's cache of the journal.\n\
+same window: {threads}. Memory: a journal of {ports} ready ports (PodAdded, PodPortCreated, \
+HostInterfaceCreated, InterfaceTypeChanged, PortStatus, FlowsInstalled, PodReady each) is \
+opened and `Core::restore`d and started in a fresh `podport` process; the row is its VmRSS \
+after minus before, which includes sled's cache of the journal.\n\
 {END_MARKER}",
         rows = rows.join("\n"),
         cores = m.cores,
