@@ -323,6 +323,11 @@ pub struct Core {
     /// The wall clock at `epoch`: journal times are derived from `now`, so the core stays pure.
     epoch: Instant,
     epoch_micros: u64,
+    /// Ports to decide on again at the next evaluation, or all of them.
+    dirty: std::collections::BTreeSet<String>,
+    all_dirty: bool,
+    /// Tests: decide on every port after every input (what the dirty set must equal).
+    always_all: bool,
 }
 
 impl Core {
@@ -351,6 +356,9 @@ impl Core {
             runtime,
             epoch: now,
             epoch_micros: wall_micros,
+            dirty: std::collections::BTreeSet::new(),
+            all_dirty: true,
+            always_all: false,
         }
     }
 
@@ -371,6 +379,13 @@ impl Core {
         out
     }
 
+    /// Tests only: decide on every port after every input instead of the ports the input
+    /// touched. The result must be the same; `tests/replay.rs` checks it.
+    #[doc(hidden)]
+    pub fn decide_on_every_port(&mut self, on: bool) {
+        self.always_all = on;
+    }
+
     /// The durable state (the journal's fold).
     pub fn state(&self) -> &State {
         &self.state
@@ -385,6 +400,9 @@ impl Core {
     /// The only way state changes: apply the event, then journal it with the same time.
     fn emit(&mut self, event: Event, now: Instant, out: &mut Vec<Command>) {
         let ts = self.ts(now);
+        // Marked before the fold: a port the event removes needs no decision, and a port's
+        // wire name is looked up while it still exists.
+        self.touch(&event);
         apply_event(&mut self.state, ts, &event);
         out.push(Command::Journal {
             ts_micros: ts,
@@ -911,7 +929,8 @@ impl Core {
                     self.emit(Event::DeleteRequested { ifname }, now, out);
                 }
             }
-            Input::Tick => {}
+            // Timers (retries, "not ready yet") are per port: look at every one.
+            Input::Tick => self.all_dirty = true,
         }
     }
 
@@ -957,27 +976,55 @@ impl Core {
         }
     }
 
-    /// Derives what to do for every port from the state.
+    /// Derives what to do for the ports the last inputs touched (all of them after a change
+    /// of the switch connection, at a tick, or at start): a burst of N inputs costs O(N),
+    /// not O(N²).
     fn evaluate(&mut self, now: Instant, out: &mut Vec<Command>) {
-        let names: Vec<String> = self.state.ports.keys().cloned().collect();
+        let names: Vec<String> = if std::mem::take(&mut self.all_dirty) || self.always_all {
+            self.dirty.clear();
+            self.state.ports.keys().cloned().collect()
+        } else {
+            std::mem::take(&mut self.dirty).into_iter().collect()
+        };
         for name in names {
             self.evaluate_port(&name, now, out);
         }
     }
 
+    /// Marks what an event makes worth deciding on again.
+    fn touch(&mut self, event: &Event) {
+        match event {
+            Event::AgentStarted { .. }
+            | Event::SwitchConnected { .. }
+            | Event::SwitchDisconnected { .. }
+            | Event::PortDescSynced { .. } => self.all_dirty = true,
+            Event::PortStatusReceived { port, .. } => {
+                if let Some(n) = self.state.by_wire_name(&port.name) {
+                    self.dirty.insert(n.to_string());
+                }
+            }
+            other => {
+                if let Some(n) = other.ifname() {
+                    self.dirty.insert(n.to_string());
+                }
+            }
+        }
+    }
+
     fn evaluate_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
-        let switch_ready = self.state.switch_ready();
         let ts_now = self.ts(now);
-        let config = self.config.clone();
-        let policy = self.state.policy.clone();
+        let switch_ready = self.state.switch_ready();
         let Some(p) = self.state.ports.get(name) else {
             return;
         };
-        let p = p.clone();
+        // Disjoint borrows: the state is read, the runtime written, nothing cloned unless a
+        // command needs it.
+        let config = &self.config;
+        let policy = &self.state.policy;
         let rt = self
             .runtime
             .entry(name.to_string())
-            .or_insert_with(|| Runtime::new(now, &config));
+            .or_insert_with(|| Runtime::new(now, config));
         if p.removing {
             if !rt.delete_in_flight && rt.ovsdb.due(now) {
                 rt.delete_in_flight = true;
@@ -1000,7 +1047,7 @@ impl Core {
             if !rt.create_in_flight && rt.ovsdb.due(now) {
                 rt.create_in_flight = true;
                 rt.ovsdb.at = None;
-                out.push(Command::CreatePort(spec_of(&p)));
+                out.push(Command::CreatePort(spec_of(p)));
             }
         } else if p.attached && !p.type_changed && !rt.type_in_flight && rt.ovsdb.due(now) {
             rt.type_in_flight = true;
@@ -1025,24 +1072,20 @@ impl Core {
         }
         // Flows follow the usable port number; nothing is programmed until the port list
         // after a (re)connect is known.
-        let usable = p.usable_port(&policy);
+        let usable = p.usable_port(policy);
         if let (Some(n), true) = (usable, switch_ready) {
             let installed = p.flows.is_some_and(|f| f.port_no == n);
             if (!installed || rt.verify_flows) && rt.flows_pending != Some(n) && rt.flows.due(now) {
                 rt.flows_pending = Some(n);
                 rt.flows.at = None;
                 out.push(Command::InstallFlows {
-                    spec: spec_of(&p),
+                    spec: spec_of(p),
                     port_no: n,
                     cookie: p.cookie,
                     verify: rt.verify_flows,
                 });
             }
         }
-        let ready_now = switch_ready
-            && usable.is_some()
-            && p.flows.is_some_and(|f| Some(f.port_no) == usable)
-            && rt.flows_pending.is_none();
         if p.is_ready() {
             rt.was_ready = true;
             return;
@@ -1052,13 +1095,15 @@ impl Core {
             rt.was_ready = false;
             rt.next_not_ready = now + config.not_ready_every;
         }
+        let ready_now = switch_ready
+            && usable.is_some()
+            && p.flows.is_some_and(|f| Some(f.port_no) == usable)
+            && rt.flows_pending.is_none();
         let waited = Duration::from_micros(ts_now.saturating_sub(p.waiting_since));
         let waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX);
         if ready_now {
+            rt.was_ready = true;
             let port_no = usable.unwrap_or_default();
-            if let Some(rt) = self.runtime.get_mut(name) {
-                rt.was_ready = true;
-            }
             self.emit(
                 Event::PodReady {
                     ifname: name.to_string(),
@@ -1075,7 +1120,7 @@ impl Core {
             }));
         } else if now >= rt.next_not_ready {
             rt.next_not_ready = now + config.not_ready_every;
-            let phase = self.state.phase_of(&p);
+            let phase = self.state.phase_of(p);
             self.emit(
                 Event::PodNotReady {
                     ifname: name.to_string(),

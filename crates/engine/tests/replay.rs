@@ -220,6 +220,8 @@ struct Run {
     world: World,
     now: Instant,
     journal: Vec<(u64, Event)>,
+    /// Every command, in order.
+    commands: Vec<Command>,
     /// Commands that broke a rule (described).
     violations: Vec<String>,
 }
@@ -230,6 +232,7 @@ impl Run {
             journal: vec![],
             world: World::default(),
             now,
+            commands: vec![],
             violations: vec![],
             core: Core::new(CoreConfig::default(), now, WALL),
         };
@@ -252,6 +255,7 @@ impl Run {
             world,
             now: self.now,
             journal: self.journal.clone(),
+            commands: vec![],
             violations: vec![],
         };
         run.run(cmds);
@@ -273,6 +277,7 @@ impl Run {
     fn run(&mut self, cmds: Vec<Command>) {
         let mut queue: std::collections::VecDeque<Command> = cmds.into();
         while let Some(c) = queue.pop_front() {
+            self.commands.push(c.clone());
             match &c {
                 Command::Journal { ts_micros, event } => {
                     self.journal.push((*ts_micros, event.clone()));
@@ -442,6 +447,23 @@ proptest! {
         for (k, s) in steps.iter().enumerate() {
             run.step(s);
             prop_assert_eq!(&fold(&run.journal), run.core.state(), "after step {} {:?}", k, s);
+        }
+    }
+
+    #[test]
+    fn deciding_on_touched_ports_only_is_deciding_on_every_port(
+        steps in proptest::collection::vec(step(), 1..60)
+    ) {
+        let now = Instant::now();
+        let mut a = Run::new(now);
+        let mut b = Run::new(now);
+        b.core.decide_on_every_port(true);
+        a.reconnect_switch();
+        b.reconnect_switch();
+        for (k, s) in steps.iter().enumerate() {
+            a.step(s);
+            b.step(s);
+            prop_assert_eq!(&a.commands, &b.commands, "after step {} {:?}", k, s);
         }
     }
 
