@@ -16,7 +16,7 @@ use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 const BOUND: Duration = Duration::from_secs(30);
 
 /// `ofp_port_state` LIVE and `ofp_port_config` PORT_DOWN.
-const LIVE: u32 = 4;
+const LIVE: u32 = podport_openflow::PortState::LIVE.bits();
 const PORT_DOWN: u32 = 1;
 
 fn spec(i: u32) -> PodSpec {

@@ -680,7 +680,7 @@ fn write_journal(dir: &Path, ports: u32) -> Result<()> {
                 port: PortDesc {
                     port_no,
                     name: ifname.clone(),
-                    state: 4,
+                    state: PortState::LIVE.bits(),
                     config: 0,
                     hw_addr: mac,
                 },
