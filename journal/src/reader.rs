@@ -277,7 +277,11 @@ pub(crate) fn read_hwm(dir: &Path) -> Option<u64> {
 pub(crate) fn write_hwm(dir: &Path, seq: u64) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(format!("{HWM_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp)?;
     writeln!(f, "{seq}")?;
     f.sync_all()?;
     std::fs::rename(&tmp, dir.join(HWM_FILE))
@@ -299,6 +303,64 @@ pub(crate) fn check_hwm(dir: &Path, trees: &Trees) -> Option<CorruptRecord> {
             last + 1
         ),
     })
+}
+
+/// sled's log: the file every record goes to (sled 0.34 keeps its segments in `db`).
+pub(crate) fn open_data_file(dir: &Path) -> Option<std::fs::File> {
+    match std::fs::File::open(dir.join("db")) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot open sled's log to fdatasync it; acknowledged records survive a crash, not a power cut");
+            None
+        }
+    }
+}
+
+/// Makes the journal private: the directory 0700 (nobody else can even reach its files,
+/// whatever the umask made them) and every file in it 0600.
+pub(crate) fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        for entry in walk(dir)? {
+            let mode = if entry.is_dir() { 0o700 } else { 0o600 };
+            std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// `fdatasync`s every file in sled's `blobs` directory and the directory itself.
+pub(crate) fn sync_blobs(dir: &Path) -> std::io::Result<()> {
+    let blobs = dir.join("blobs");
+    let Ok(entries) = std::fs::read_dir(&blobs) else {
+        return Ok(());
+    };
+    for e in entries {
+        let path = e?.path();
+        if path.is_file() {
+            std::fs::File::open(&path)?.sync_data()?;
+        }
+    }
+    #[cfg(unix)]
+    std::fs::File::open(&blobs)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        }
+        out.push(path);
+    }
+    Ok(out)
 }
 
 pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {

@@ -154,6 +154,8 @@ enum Command {
         from: u64,
         tx: Sender<Record>,
     },
+    /// Resolves once everything appended before it is durable.
+    Sync(Arc<TicketSlot>),
     Shutdown,
 }
 
@@ -172,9 +174,19 @@ impl Journal {
     /// [`Journal::recovered`], which also says where a torn or corrupt tail stopped the replay.
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal, JournalError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
+        // Created private (0700) before sled writes anything into it: its files are then
+        // out of others' reach whatever the umask gives them.
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(&dir)
             .map_err(|e| JournalError::Storage(format!("{}: {e}", dir.display())))?;
         let db = crate::reader::open_db(&dir)?;
+        crate::reader::make_private(&dir).map_err(|e| {
+            JournalError::Storage(format!("{}: making it private: {e}", dir.display()))
+        })?;
         let trees = Trees::open(&db, &dir)?;
         if let Some(e) = trees.old_version() {
             return Err(e);
@@ -208,6 +220,7 @@ impl Journal {
             since_snapshot: recovered.records_replayed,
             subscribers: Vec::new(),
             dir: dir.clone(),
+            data_file: crate::reader::open_data_file(&dir),
         };
         let thread = std::thread::Builder::new()
             .name("podport-journal".into())
@@ -246,6 +259,17 @@ impl Journal {
             slot: slot.clone(),
         };
         if self.tx.send(cmd).is_err() {
+            slot.resolve(Err(JournalError::Closed("writer thread gone".into())));
+        }
+        Ticket { slot }
+    }
+
+    /// A ticket that resolves (with the last sequence number written) once every append made
+    /// before this call is durable: what an acknowledgement that appended nothing new waits
+    /// for.
+    pub fn sync(&self) -> Ticket {
+        let slot = Arc::new(TicketSlot::new(&self.pending));
+        if self.tx.send(Command::Sync(slot.clone())).is_err() {
             slot.resolve(Err(JournalError::Closed("writer thread gone".into())));
         }
         Ticket { slot }
@@ -323,6 +347,8 @@ struct Writer {
     since_snapshot: u64,
     subscribers: Vec<Sender<Record>>,
     dir: PathBuf,
+    /// sled's log file, kept open to `fdatasync` it after every flush.
+    data_file: Option<std::fs::File>,
 }
 
 impl Writer {
@@ -354,6 +380,7 @@ impl Writer {
                 },
             };
             let mut group = Vec::new();
+            let mut syncs = Vec::new();
             let mut others = Vec::new();
             if let Some(c) = first {
                 let mut next = Some(c);
@@ -364,6 +391,7 @@ impl Writer {
                             event,
                             slot,
                         } => group.push((ts_micros, event, slot)),
+                        Command::Sync(slot) => syncs.push(slot),
                         Command::Shutdown => stopping = true,
                         other => others.push(other),
                     }
@@ -384,6 +412,7 @@ impl Writer {
                             event,
                             slot,
                         } => group.push((ts_micros, event, slot)),
+                        Command::Sync(slot) => syncs.push(slot),
                         Command::Shutdown => {}
                         other => others.push(other),
                     }
@@ -392,6 +421,9 @@ impl Writer {
             if !group.is_empty() {
                 self.write_group(group, &mut unflushed);
             }
+            // A sync resolves with the group's flush: everything before it is in that flush.
+            let written = self.next_seq - 1;
+            unflushed.extend(syncs.into_iter().map(|slot| (written, slot)));
             let flush_due = match self.config.flush {
                 FlushPolicy::EveryGroup => true,
                 FlushPolicy::Interval(d) => last_flush.elapsed() >= d,
@@ -401,7 +433,8 @@ impl Writer {
                     .db
                     .flush()
                     .map(drop)
-                    .map_err(|e| JournalError::storage(&self.dir, e));
+                    .map_err(|e| JournalError::storage(&self.dir, e))
+                    .and_then(|()| self.sync_data());
                 if let Err(e) = &result {
                     warn!(error = %e, n = unflushed.len(), "journal flush failed");
                 }
@@ -421,6 +454,21 @@ impl Writer {
             }
         }
         debug!("journal writer stopped");
+    }
+
+    /// sled's `flush` writes its log and, on Linux, `sync_file_range`s it: that survives a
+    /// crash of the process but not a power cut (the file's metadata and the disk's cache are
+    /// not flushed). `fdatasync` on the log file makes an acknowledged record survive both.
+    fn sync_data(&self) -> Result<(), JournalError> {
+        let Some(f) = &self.data_file else {
+            return Ok(());
+        };
+        f.sync_data().map_err(|e| {
+            JournalError::Storage(format!(
+                "{}: fdatasync of sled's log: {e}",
+                self.dir.display()
+            ))
+        })
     }
 
     fn write_group(
@@ -498,6 +546,12 @@ impl Writer {
         self.db
             .flush()
             .map_err(|e| JournalError::storage(&self.dir, e))?;
+        // A snapshot this large is one of sled's blob files: made durable before any record it
+        // covers may be compacted away.
+        self.sync_data()?;
+        crate::reader::sync_blobs(&self.dir).map_err(|e| {
+            JournalError::Storage(format!("{}: fsync of blobs: {e}", self.dir.display()))
+        })?;
         self.since_snapshot = 0;
         if let Err(e) = crate::reader::write_hwm(&self.dir, self.next_seq - 1) {
             warn!(error = %e, "could not write the journal's high-water mark");
@@ -546,7 +600,7 @@ impl Writer {
                 }
                 self.subscribers.push(tx);
             }
-            Command::Append { .. } | Command::Shutdown => {}
+            Command::Append { .. } | Command::Sync(_) | Command::Shutdown => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 #[cfg(test)]
 use podport_journal::FailureKind;
-use podport_journal::{Event, Failure, Journal, PortDesc, PortReason};
+use podport_journal::{Event, Failure, Journal, PortDesc, PortReason, Ticket};
 use podport_openflow::{
     ClientError, ClientEvent, EventReceiver, FlowDescRequest, FlowEntry, FlowMod, OfClient, Port,
     PortReason as OfReason,
@@ -29,9 +29,10 @@ use podport_ovsdb::ops::PodPortSpec;
 use tracing::{debug, info, warn};
 
 use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
+use crate::engine::EngineError;
 use crate::flows::FlowProvider;
 use crate::metrics::Metrics;
-use crate::spec::{AddPodError, PodSpec};
+use crate::spec::PodSpec;
 use std::collections::HashMap;
 
 /// A fact for the core.
@@ -41,17 +42,17 @@ pub struct Fact(pub Input);
 
 /// `add_pod` from the API.
 #[derive(Message)]
-#[rtype(result = "Result<(), AddPodError>")]
+#[rtype(result = "Result<(), EngineError>")]
 pub struct AddPod(pub PodSpec);
 
 /// `host_interface_created` from the API.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), EngineError>")]
 pub struct HostInterfaceCreated(pub String);
 
 /// `delete_pod` from the API.
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), EngineError>")]
 pub struct DeletePod(pub String);
 
 /// `status` from the API.
@@ -239,20 +240,24 @@ impl EngineActor {
         self.flows = Some(flows);
     }
 
-    fn input(&mut self, input: Input, ctx: &mut Context<Self>) {
+    /// Handles one input; returns the ticket of the last record it journaled.
+    fn input(&mut self, input: Input, ctx: &mut Context<Self>) -> Option<Ticket> {
         let cmds = self.core.handle(input, Instant::now());
-        self.execute(cmds);
+        let ticket = self.execute(cmds);
         self.arm_tick(ctx);
+        ticket
     }
 
-    fn execute(&mut self, cmds: Vec<Command>) {
+    /// Executes commands in order; returns the ticket of the last record appended.
+    fn execute(&mut self, cmds: Vec<Command>) -> Option<Ticket> {
+        let mut last = None;
         for cmd in cmds {
             match cmd {
                 Command::Journal { ts_micros, event } => {
                     if matches!(event, Event::PortStatusReceived { .. }) {
                         self.metrics.port_status_received.inc();
                     }
-                    self.journal_append(ts_micros, event);
+                    last = Some(self.journal.append_at(ts_micros, event));
                 }
                 Command::Emit(ev) => {
                     match &ev {
@@ -297,6 +302,13 @@ impl EngineActor {
                         a.do_send(OvsdbCommand(c));
                     }
                 }
+                Command::RequestPortDesc => {
+                    if let Some((client, _)) = &self.switch_client {
+                        if let Err(e) = client.request_port_desc_event() {
+                            warn!(error = %e, "cannot ask for PORT_DESC; the next connect will");
+                        }
+                    }
+                }
                 c @ (Command::InstallFlows { .. }
                 | Command::RemoveFlows { .. }
                 | Command::SweepFlows { .. }
@@ -313,12 +325,14 @@ impl EngineActor {
         self.metrics.journal_lag.set(self.journal.pending() as i64);
         let ready = self.core.ready_count();
         self.metrics.pods_ready.set(ready as i64);
+        last
     }
 
-    /// Appends to the journal without blocking the engine on the disk: the writer's group
-    /// commit makes it durable, and `Journal::pending` (the lag gauge) counts what is not yet.
-    fn journal_append(&self, ts_micros: u64, event: Event) {
-        drop(self.journal.append_at(ts_micros, event));
+    /// Answers a request once what it changed is durable: the ticket of its last record, or,
+    /// when it journaled nothing (a repeated request), once everything before it is.
+    fn acknowledge(&self, ticket: Option<Ticket>) -> ResponseFuture<Result<(), EngineError>> {
+        let ticket = ticket.unwrap_or_else(|| self.journal.sync());
+        Box::pin(async move { ticket.await.map(drop).map_err(EngineError::Journal) })
     }
 
     /// Schedules the next tick (not-ready reports, retries) for when the core wants it.
@@ -388,39 +402,41 @@ impl Handler<Fact> for EngineActor {
 }
 
 impl Handler<AddPod> for EngineActor {
-    type Result = Result<(), AddPodError>;
+    type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: AddPod, ctx: &mut Context<Self>) -> Self::Result {
-        self.core.check_new_pod(&msg.0)?;
+        if let Err(e) = self.core.check_new_pod(&msg.0) {
+            return Box::pin(async move { Err(e.into()) });
+        }
         info!(ifname = %msg.0.ifname, pod = %msg.0.pod(), "Pod added");
-        self.input(Input::AddPod(msg.0), ctx);
-        Ok(())
+        let ticket = self.input(Input::AddPod(msg.0), ctx);
+        self.acknowledge(ticket)
     }
 }
 
 impl Handler<HostInterfaceCreated> for EngineActor {
-    type Result = Result<(), String>;
+    type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: HostInterfaceCreated, ctx: &mut Context<Self>) -> Self::Result {
         if self.core.phase(&msg.0).is_none() {
-            return Err(format!(
-                "interface {} is not tracked (add the Pod first)",
-                msg.0
-            ));
+            let e = format!("interface {} is not tracked (add the Pod first)", msg.0);
+            return Box::pin(async move { Err(EngineError::Refused(e)) });
         }
         info!(ifname = %msg.0, "host interface created; switching the type");
-        self.input(Input::HostInterfaceCreated { ifname: msg.0 }, ctx);
-        Ok(())
+        let ticket = self.input(Input::HostInterfaceCreated { ifname: msg.0 }, ctx);
+        self.acknowledge(ticket)
     }
 }
 
 impl Handler<DeletePod> for EngineActor {
-    type Result = Result<(), String>;
+    type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: DeletePod, ctx: &mut Context<Self>) -> Self::Result {
         if self.core.phase(&msg.0).is_none() {
-            return Err(format!("interface {} is not tracked", msg.0));
+            // CNI DEL is idempotent: a Pod that is gone, or never was, is deleted.
+            debug!(ifname = %msg.0, "delete of a Pod that is not tracked: nothing to do");
+            return self.acknowledge(None);
         }
         info!(ifname = %msg.0, "deleting Pod");
-        self.input(Input::DeletePod { ifname: msg.0 }, ctx);
-        Ok(())
+        let ticket = self.input(Input::DeletePod { ifname: msg.0 }, ctx);
+        self.acknowledge(ticket)
     }
 }
 

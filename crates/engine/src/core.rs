@@ -205,6 +205,8 @@ pub enum Command {
         cookie: u64,
     },
     InstallBridgeDefaults,
+    /// Take the switch's port list again (delivered as `Input::PortDesc`, in stream order).
+    RequestPortDesc,
     /// Remove flows under Pod cookies below `below` that are not in `keep` (Pods that went
     /// away while the agent was not there to remove their flows).
     SweepFlows {
@@ -275,6 +277,10 @@ struct Runtime {
     next_not_ready: Instant,
     /// Rebuilt from the journal and not yet checked against the switch's port list.
     restored: Option<Option<u32>>,
+    /// The switch's ADD of the port after the type change may never reach this core: it was
+    /// rebuilt from the journal (the previous process may have seen the change committed and
+    /// died), or the switch connection dropped since (an ADD in flight is lost with it).
+    add_may_be_lost: bool,
     was_ready: bool,
 }
 
@@ -293,6 +299,7 @@ impl Runtime {
             wait: Backoff::default(),
             next_not_ready: now + config.not_ready_every,
             restored: None,
+            add_may_be_lost: false,
             was_ready: false,
         }
     }
@@ -328,6 +335,8 @@ pub struct Core {
     all_dirty: bool,
     /// Tests: decide on every port after every input (what the dirty set must equal).
     always_all: bool,
+    /// A PORT_DESC was asked for and has not arrived yet.
+    desc_requested: bool,
 }
 
 impl Core {
@@ -345,6 +354,7 @@ impl Core {
             .map(|(k, p)| {
                 let mut rt = Runtime::new(now, &config);
                 rt.restored = Some(p.port_no);
+                rt.add_may_be_lost = true;
                 rt.verify_flows = p.flows.is_some();
                 rt.was_ready = p.is_ready();
                 (k.clone(), rt)
@@ -359,6 +369,7 @@ impl Core {
             dirty: std::collections::BTreeSet::new(),
             all_dirty: true,
             always_all: false,
+            desc_requested: false,
         }
     }
 
@@ -596,6 +607,8 @@ impl Core {
                 let Some(rt) = self.rt(&ifname) else { return };
                 rt.create_in_flight = false;
                 rt.ovsdb.reset();
+                // A deletion waits for the create in flight (see `evaluate_port`).
+                self.dirty.insert(ifname.clone());
                 if self.port(&ifname).is_some_and(|p| p.port_uuid.is_none()) {
                     self.emit(
                         Event::PodPortCreated {
@@ -731,6 +744,7 @@ impl Core {
                 self.emit(Event::PortStatusReceived { reason, port }, now, out);
             }
             Input::PortDesc { ports } => {
+                self.desc_requested = false;
                 let first_after_connect = !self.state.desc_synced;
                 self.emit(Event::PortDescSynced { ports }, now, out);
                 let restored: Vec<(String, Option<u32>)> = self
@@ -761,6 +775,7 @@ impl Core {
                 datapath_id,
                 of_version,
             } => {
+                self.desc_requested = false;
                 self.emit(
                     Event::SwitchConnected {
                         endpoint,
@@ -777,6 +792,7 @@ impl Core {
                     // have survived (the switch did not restart): check before replacing.
                     rt.flows_pending = None;
                     rt.flows.reset();
+                    rt.add_may_be_lost = true;
                     if self.state.ports.get(k).is_some_and(|p| p.flows.is_some()) {
                         rt.verify_flows = true;
                     }
@@ -1026,7 +1042,9 @@ impl Core {
             .entry(name.to_string())
             .or_insert_with(|| Runtime::new(now, config));
         if p.removing {
-            if !rt.delete_in_flight && rt.ovsdb.due(now) {
+            // Not while the create is in flight: a create that commits after the delete
+            // would leave a port behind that nobody tracks.
+            if !rt.delete_in_flight && !rt.create_in_flight && rt.ovsdb.due(now) {
                 rt.delete_in_flight = true;
                 rt.ovsdb.at = None;
                 out.push(Command::RemoveFlows {
@@ -1069,6 +1087,19 @@ impl Core {
                     timeout,
                 });
             }
+        }
+        // The type change is committed, the switch's ADD of the new port may be lost (see
+        // `add_may_be_lost`) and the last port list may predate the change: a list taken now
+        // shows the new port.
+        if rt.add_may_be_lost
+            && p.attached
+            && p.type_changed
+            && p.awaiting_new_port
+            && switch_ready
+            && !self.desc_requested
+        {
+            self.desc_requested = true;
+            out.push(Command::RequestPortDesc);
         }
         // Flows follow the usable port number; nothing is programmed until the port list
         // after a (re)connect is known.

@@ -183,30 +183,32 @@ impl Engine {
 
     /// Starts tracking a Pod: creates its Port and Interface (type empty) in OVSDB. Rejects an
     /// interface name over 15 bytes or one whose wire name collides with a tracked port.
+    /// Returns once the add is in the journal, durably (fdatasync): a crash or power cut after
+    /// the return does not lose it, and OVSDB being away only delays the create.
     pub async fn add_pod(&self, spec: PodSpec) -> Result<(), EngineError> {
         self.addr
             .send(AddPod(spec))
             .await
-            .map_err(|_| EngineError::Stopped)??;
-        Ok(())
+            .map_err(|_| EngineError::Stopped)?
     }
 
     /// The Pod's host interface exists: switch the Interface type and wait for the port.
+    /// Returns once the attach is in the journal, durably.
     pub async fn host_interface_created(&self, ifname: &str) -> Result<(), EngineError> {
         self.addr
             .send(HostInterfaceCreated(ifname.to_string()))
             .await
             .map_err(|_| EngineError::Stopped)?
-            .map_err(EngineError::Refused)
     }
 
-    /// Removes the Pod's flows and port.
+    /// Removes the Pod's flows and port. Returns once the deletion is in the journal, durably
+    /// (it is carried out, also after a restart). Idempotent, as CNI DEL must be: a Pod that is
+    /// not tracked (gone, or never added) is deleted already.
     pub async fn delete_pod(&self, ifname: &str) -> Result<(), EngineError> {
         self.addr
             .send(DeletePod(ifname.to_string()))
             .await
             .map_err(|_| EngineError::Stopped)?
-            .map_err(EngineError::Refused)
     }
 
     /// Every tracked port.

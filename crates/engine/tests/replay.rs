@@ -45,6 +45,8 @@ enum Step {
     Delete(usize),
     /// Deliver the next queued PortStatus.
     Deliver,
+    /// Deliver OVSDB's next answer to a type change.
+    Reply,
     /// The switch flips a port's state bits (MODIFY).
     Flip(usize, u32),
     /// The switch renumbers a port (DELETE, ADD with a new number).
@@ -68,6 +70,8 @@ fn step() -> impl Strategy<Value = Step> {
         Just(Step::Deliver),
         Just(Step::Deliver),
         Just(Step::Deliver),
+        Just(Step::Reply),
+        Just(Step::Reply),
         ((0usize..3), (0u32..8)).prop_map(|(i, s)| Step::Flip(i, s)),
         (0usize..3).prop_map(Step::Renumber),
         Just(Step::FailNext),
@@ -89,6 +93,9 @@ struct World {
     /// Installed flows: cookie -> port number.
     flows: BTreeMap<u64, u32>,
     queue: Vec<(PortReason, PortDesc)>,
+    /// OVSDB's answers to type changes that OVS has already carried out (a process killed
+    /// before reading them never gets them).
+    replies: std::collections::VecDeque<Input>,
     next_no: u32,
     fail_next: bool,
     /// The injected failure is permanent.
@@ -178,18 +185,17 @@ impl World {
                     .push((PortReason::Modify, self.desc(ifname).unwrap()));
                 self.ovsdb
                     .insert(ifname.clone(), (iface_type.clone(), Some(no.into())));
-                vec![
-                    Input::TypeChanged {
-                        ifname: ifname.clone(),
-                        result: Ok(()),
-                    },
-                    Input::OvsdbInterface {
-                        ifname: ifname.clone(),
-                        iface_type: iface_type.clone(),
-                        ofport: Some(no.into()),
-                        error: None,
-                    },
-                ]
+                self.replies.push_back(Input::OvsdbInterface {
+                    ifname: ifname.clone(),
+                    iface_type: iface_type.clone(),
+                    ofport: Some(no.into()),
+                    error: None,
+                });
+                self.replies.push_back(Input::TypeChanged {
+                    ifname: ifname.clone(),
+                    result: Ok(()),
+                });
+                vec![]
             }
             Command::InstallFlows {
                 spec,
@@ -229,6 +235,18 @@ impl World {
                     result: Ok(()),
                 }]
             }
+            // In stream order: what the switch queued before the request, then the list.
+            Command::RequestPortDesc => {
+                let mut inputs: Vec<Input> = self
+                    .queue
+                    .drain(..)
+                    .map(|(reason, port)| Input::PortStatus { reason, port })
+                    .collect();
+                inputs.push(Input::PortDesc {
+                    ports: self.port_desc(),
+                });
+                inputs
+            }
             _ => vec![],
         }
     }
@@ -261,14 +279,17 @@ impl Run {
         run
     }
 
-    /// A new process on this run's journal and world: new connections to both.
-    fn restarted(&self) -> Run {
+    /// A new process on this run's journal and world: new connections to both, OVSDB's
+    /// snapshot before or after the switch's port list (`desc_first`).
+    fn restarted(&self, desc_first: bool) -> Run {
         let state = fold(&self.journal);
         let mut core = Core::restore(CoreConfig::default(), state, self.now, self.ts());
         let cmds = core.start("test", "", self.now);
         let mut world = self.world.clone();
-        // PortStatus queued for the old connection is never sent on the new one.
+        // PortStatus queued for the old connection is never sent on the new one, nor OVSDB's
+        // answers to the old process's requests.
         world.queue.clear();
+        world.replies.clear();
         let mut run = Run {
             core,
             world,
@@ -279,8 +300,13 @@ impl Run {
         };
         run.run(cmds);
         let snapshot = run.world.snapshot();
-        run.feed(snapshot);
-        run.reconnect_switch();
+        if desc_first {
+            run.reconnect_switch();
+            run.feed(snapshot);
+        } else {
+            run.feed(snapshot);
+            run.reconnect_switch();
+        }
         run
     }
 
@@ -346,6 +372,11 @@ impl Run {
             Step::Delete(i) => self.feed(Input::DeletePod {
                 ifname: NAMES[*i].into(),
             }),
+            Step::Reply => {
+                if let Some(input) = self.world.replies.pop_front() {
+                    self.feed(input);
+                }
+            }
             Step::Deliver => {
                 if !self.world.queue.is_empty() {
                     let (reason, port) = self.world.queue.remove(0);
@@ -410,7 +441,8 @@ impl Run {
     /// Lets everything settle: every PortStatus delivered, every retry due.
     fn quiesce(&mut self) {
         for _ in 0..20 {
-            while !self.world.queue.is_empty() {
+            while !self.world.queue.is_empty() || !self.world.replies.is_empty() {
+                self.step(&Step::Reply);
                 self.step(&Step::Deliver);
             }
             self.step(&Step::Tick(60));
@@ -507,6 +539,7 @@ proptest! {
     fn a_restart_at_any_step_resumes_where_it_was(
         steps in proptest::collection::vec(step(), 1..50),
         cut in 0usize..50,
+        desc_first in any::<bool>(),
     ) {
         let cut = cut.min(steps.len());
         let mut a = Run::new(Instant::now());
@@ -514,7 +547,7 @@ proptest! {
         for s in &steps[..cut] {
             a.step(s);
         }
-        let mut b = a.restarted();
+        let mut b = a.restarted(desc_first);
         prop_assert_eq!(&fold(&b.journal), b.core.state(), "right after the restart");
         for s in &steps[cut..] {
             a.step(s);

@@ -563,13 +563,14 @@ fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
             r#"{"op":"add","namespace":"a","name":"b","container_id":"c","ifname":"v","ips":["10.0.0.1"],"mac":"zz"}"#,
             "bad MAC address",
         ),
-        (r#"{"op":"del","ifname":"nope"}"#, "not tracked"),
     ] {
         let v = c.request(line);
         assert_eq!(v["ok"], false, "{line}: {v}");
         let e = v["error"].as_str().unwrap();
         assert!(e.contains(want), "{line}: {e}");
     }
+    // CNI DEL is idempotent: deleting a Pod that was never added succeeds.
+    assert_eq!(c.request(r#"{"op":"del","ifname":"nope"}"#)["ok"], true);
     // The same connection still serves, and a bounded journal stream ends and leaves it usable.
     assert_eq!(c.request(r#"{"op":"status"}"#)["ok"], true);
     c.send(r#"{"op":"journal","from":1,"follow":false}"#);
@@ -803,4 +804,103 @@ fn bad_options_are_refused_before_anything_starts() {
     let err = podport_fails(&["agent", "--config", file.to_str().unwrap()]);
     assert!(err.contains("missing required option --openflow"), "{err}");
     assert!(!j.exists(), "nothing was created");
+}
+
+/// The control-socket line of an `add` for Pod `i`.
+fn add_line(i: u32) -> String {
+    format!(
+        r#"{{"op":"add","namespace":"default","name":"pod-{i}","container_id":"ctr-{i}","ifname":"vnic-{i}","ips":["10.1.0.{i}/16"],"mac":"02:00:00:00:00:{i:02x}"}}"#
+    )
+}
+
+/// Polls OVSDB until `present(list-ports)` holds, within the bound.
+fn wait_ports(sb: &Sandbox, what: &str, present: impl Fn(&[String]) -> bool) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let out = sb.vsctl(&["list-ports", sb.bridge()]).unwrap();
+        let ports: Vec<String> = out.lines().map(str::to_string).collect();
+        if present(&ports) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: ports are {ports:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_acknowledged_request_survives_a_sigkill_right_after_it() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    // Three rounds of each kind; each request is answered, and the agent is killed the moment
+    // the answer arrives: what was acknowledged must be carried out after the restart.
+    for round in 0..3u32 {
+        for (k, kind) in ["add", "attach", "del"].into_iter().enumerate() {
+            let i = 10 + round * 3 + k as u32;
+            let ctl = agent.control.clone();
+            match kind {
+                "attach" => {
+                    let mut c = Raw::connect(&agent.socket()).unwrap();
+                    assert_eq!(c.request(&add_line(i))["ok"], true);
+                }
+                "del" => add_and_attach(&ctl, i),
+                _ => {}
+            }
+            let line = match kind {
+                "add" => add_line(i),
+                "attach" => format!(r#"{{"op":"attach","ifname":"vnic-{i}"}}"#),
+                _ => format!(r#"{{"op":"del","ifname":"vnic-{i}"}}"#),
+            };
+            let mut c = Raw::connect(&agent.socket()).unwrap();
+            let answer = c.request(&line);
+            agent.signal(Signal::SIGKILL);
+            assert_eq!(answer["ok"], true, "{kind} vnic-{i}: {answer}");
+            let _ = wait_exit(&mut agent.child, BOUND);
+            agent = Agent::start(&sb, dir.path(), &[]);
+            let ctl = agent.control.clone();
+            let name = format!("vnic-{i}");
+            match kind {
+                "add" => {
+                    // The Pod is tracked and its port exists in OVSDB.
+                    assert!(
+                        status_json(&ctl)
+                            .iter()
+                            .any(|p| p["ifname"] == name.as_str()),
+                        "add of {name} lost"
+                    );
+                    wait_ports(&sb, &format!("port of {name}"), |p| p.contains(&name));
+                    podport_ok(&["cni", "del", "--control", &ctl, "--ifname", &name]);
+                }
+                "attach" => {
+                    // The attach was not forgotten: the Pod becomes ready without a new one.
+                    podport_ok(&[
+                        "status",
+                        "--control",
+                        &ctl,
+                        "--wait-ready",
+                        "1",
+                        "--timeout",
+                        "30",
+                    ]);
+                    podport_ok(&["cni", "del", "--control", &ctl, "--ifname", &name]);
+                }
+                _ => {
+                    // The deletion is carried out: no Pod, no port.
+                    wait_ports(&sb, &format!("deletion of {name}"), |p| !p.contains(&name));
+                    // The port goes before the agent has heard OVSDB's answer: poll.
+                    let deadline = Instant::now() + BOUND;
+                    while status_json(&ctl)
+                        .iter()
+                        .any(|p| p["ifname"] == name.as_str())
+                    {
+                        assert!(Instant::now() < deadline, "del of {name} lost");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+            }
+            wait_ports(&sb, "cleanup", |p| !p.contains(&name));
+        }
+    }
+    let status = agent.stop(Signal::SIGTERM);
+    assert!(status.success(), "{status}");
 }
