@@ -106,6 +106,9 @@ impl Engine {
         config: EngineConfig,
         subscriber: Option<crossbeam_channel::Sender<PodEvent>>,
     ) -> Result<Engine, EngineError> {
+        // Both go to OVSDB with every create: nothing it would refuse may reach it.
+        crate::spec::validate_config(&config.bridge, &config.core.initial_type)
+            .map_err(EngineError::Start)?;
         let journal = Arc::new(Journal::open(&config.journal_dir, config.journal.clone())?);
         let recovered = journal.recovered().clone();
         if let Some(bad) = &recovered.stopped_at {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use podport_engine::{Engine, PodEvent, PodSpec, PortStatusView};
 use podport_journal::remote;
-use podport_openflow::{flag_names, MacAddr, PortState};
+use podport_openflow::{flag_names, PortState};
 use podport_transport::{BoxStream, Listener};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -457,8 +457,9 @@ where
             ifname,
             ips,
             mac,
-        } => match mac.parse::<MacAddr>() {
-            Err(e) => Err(e),
+        } => match podport_engine::spec::parse_mac(&mac) {
+            // Named like every other refusal of a spec: `mac "zz" is not a MAC address ...`.
+            Err(e) => Err(e.to_string()),
             Ok(mac) => {
                 let spec = PodSpec {
                     namespace,

@@ -561,7 +561,7 @@ fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
         (r#"{"op":"attach"}"#, "missing field `ifname`"),
         (
             r#"{"op":"add","namespace":"a","name":"b","container_id":"c","ifname":"v","ips":["10.0.0.1"],"mac":"zz"}"#,
-            "bad MAC address",
+            "mac \"zz\" is not a MAC address",
         ),
     ] {
         let v = c.request(line);
@@ -655,6 +655,149 @@ fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_flows(&sb, 1);
+    agent.assert_running();
+}
+
+/// Issue 10, defect 6: a NUL in an interface name used to reach OVSDB, whose JSON parser
+/// refuses it and drops the connection at every retry. Bad specs are now refused at the add,
+/// each naming its field, and nothing of them reaches OVSDB or the journal.
+#[test]
+fn bad_pod_specs_are_refused_naming_the_field_and_never_reach_ovsdb() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    let ctl = agent.control.clone();
+    agent.wait_log("connected to OVSDB");
+
+    // The CLI cannot carry a NUL in an argument: the raw JSON line can.
+    let mut c = Raw::connect(&agent.socket()).unwrap();
+    let add = |ifname: &str, ips: &str, mac: &str| {
+        format!(
+            r#"{{"op":"add","namespace":"default","name":"bad","container_id":"ctr-bad","ifname":"{ifname}","ips":[{ips}],"mac":"{mac}"}}"#
+        )
+    };
+    for (line, want) in [
+        (
+            add(r"bad\u0000nul", r#""10.1.0.9/16""#, "02:00:00:00:00:09"),
+            r#"ifname "bad\0nul" contains '\0' (NUL), which no interface name may contain"#,
+        ),
+        (
+            add("vnic-9", r#""10.1.0.9/16""#, "ff:ff:ff:ff:ff:ff"),
+            r#"mac "ff:ff:ff:ff:ff:ff" is the broadcast address"#,
+        ),
+        (
+            add(
+                "vnic-9",
+                r#""10.1.0.9/16","255.255.255.255""#,
+                "02:00:00:00:00:09",
+            ),
+            r#"ips[1] "255.255.255.255" is the broadcast address"#,
+        ),
+        (
+            add("vnic-9", r#""10.1.0.9/16""#, "02:00:00:00:00:09\\u0000"),
+            r#"mac "02:00:00:00:00:09\0" is not a MAC address"#,
+        ),
+    ] {
+        let v = c.request(&line);
+        assert_eq!(v["ok"], false, "{line}: {v}");
+        let e = v["error"].as_str().unwrap();
+        assert!(e.contains(want), "{line}:\n got  {e}\n want {want}");
+    }
+    assert_eq!(c.request(r#"{"op":"status"}"#)["ok"], true);
+
+    // Through the CLI, as a CNI plugin would.
+    let cli = |ifname: &str, ip: &str, mac: &str| {
+        let args = [
+            "cni",
+            "add",
+            "--control",
+            &ctl,
+            "--pod",
+            "default/bad",
+            "--container-id",
+            "ctr-bad",
+            "--ifname",
+            ifname,
+            "--ip",
+            ip,
+            "--mac",
+            mac,
+        ];
+        podport_fails(&args)
+    };
+    for (err, want) in [
+        (
+            cli("vnic-9", "10.1.0.9/16", "ff:ff:ff:ff:ff:ff"),
+            r#"the agent refused: mac "ff:ff:ff:ff:ff:ff" is the broadcast address"#,
+        ),
+        (
+            cli("vnic-9", "10.1.0.9/16", "01:00:5e:00:00:01"),
+            r#"mac "01:00:5e:00:00:01" is a multicast address"#,
+        ),
+        (
+            cli("vnic-9", "10.1.0.9/16", "00:00:00:00:00:00"),
+            r#"mac "00:00:00:00:00:00" is all zeros"#,
+        ),
+        (
+            cli("a/b", "10.1.0.9/16", "02:00:00:00:00:09"),
+            r#"ifname "a/b" contains '/', which no interface name may contain"#,
+        ),
+        (
+            cli("a\nb", "10.1.0.9/16", "02:00:00:00:00:09"),
+            r#"ifname "a\nb" contains '\n'"#,
+        ),
+        (
+            cli("..", "10.1.0.9/16", "02:00:00:00:00:09"),
+            r#"ifname ".." is not an interface name"#,
+        ),
+        (
+            cli("vnic-9", "0.0.0.0/0", "02:00:00:00:00:09"),
+            r#"ips[0] "0.0.0.0/0" is the unspecified address"#,
+        ),
+        (
+            cli("vnic-9", "10.1.0.0/16", "02:00:00:00:00:09"),
+            r#"ips[0] "10.1.0.0/16" is the network address of its /16 subnet"#,
+        ),
+    ] {
+        assert!(err.contains(want), "got  {err}\nwant {want}");
+    }
+
+    // The agent keeps serving: a valid Pod added afterwards becomes ready.
+    add_and_attach(&ctl, 1);
+    podport_ok(&[
+        "status",
+        "--control",
+        &ctl,
+        "--wait-ready",
+        "1",
+        "--timeout",
+        "30",
+    ]);
+    assert_flows(&sb, 1);
+    let ports = status_json(&ctl);
+    assert_eq!(ports.len(), 1, "{ports:?}");
+    assert_eq!(ports[0]["ifname"], "vnic-1", "{ports:?}");
+
+    // OVSDB never saw a bad name, and the agent's OVSDB connection never dropped.
+    let listed = sb.vsctl(&["list-ports", sb.bridge()]).unwrap();
+    assert_eq!(listed.lines().collect::<Vec<_>>(), ["vnic-1"], "{listed}");
+    let ifaces = sb
+        .vsctl(&["--columns=name", "--bare", "list", "Interface"])
+        .unwrap();
+    assert!(
+        !ifaces.contains("bad") && !ifaces.contains("vnic-9"),
+        "{ifaces}"
+    );
+    let log = agent.log_text();
+    assert!(!log.contains("OVSDB connection ended"), "{log}");
+    assert_eq!(log.matches("connected to OVSDB").count(), 1, "{log}");
+    // Nor did the journal: one Pod added, the valid one.
+    let added: Vec<_> = journal_records(&ctl)
+        .into_iter()
+        .filter(|r| r["event"]["kind"] == "pod_added")
+        .collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0]["event"]["ifname"], "vnic-1", "{added:?}");
     agent.assert_running();
 }
 
