@@ -386,6 +386,28 @@ impl Core {
             now,
             &mut out,
         );
+        // A journal written before today's checks may hold a spec OVSDB would refuse (a NUL
+        // in a name drops the connection): such a Pod never reaches OVSDB. Nothing of it can
+        // exist there, so a deletion of it is complete at once.
+        let invalid: Vec<(String, bool, String)> = self
+            .state
+            .ports
+            .values()
+            .filter(|p| p.failed.is_none() || p.removing)
+            .filter_map(|p| {
+                let e = validate(&spec_of(p)).err()?;
+                Some((p.ifname.clone(), p.removing, e.to_string()))
+            })
+            .collect();
+        for (ifname, removing, reason) in invalid {
+            self.runtime.remove(&ifname);
+            if removing {
+                self.emit(Event::PodDeleted { ifname }, now, &mut out);
+                continue;
+            }
+            let error = Failure::permanent(format!("the journaled spec is invalid: {reason}"));
+            self.fail(&ifname, Step::CreatePort, error, now, &mut out);
+        }
         self.evaluate(now, &mut out);
         out
     }

@@ -975,3 +975,32 @@ fn only_the_attached_type_failing_is_reported() {
         matches!(&emitted(&c)[..], [PodEvent::Failed { error, .. }] if error.contains("No such device"))
     );
 }
+
+#[test]
+fn a_journaled_spec_that_is_invalid_today_never_reaches_ovsdb() {
+    // Journaled by an agent that did not check names: a NUL in the interface name.
+    let mut events = ready_pod_events("bad\0name", 5, podport_journal::POD_COOKIE_BASE + 1);
+    events.truncate(1);
+    let mut gone = ready_pod_events("bad/gone", 6, podport_journal::POD_COOKIE_BASE + 2);
+    gone.truncate(1);
+    gone.push(Event::DeleteRequested {
+        ifname: "bad/gone".into(),
+    });
+    events.extend(gone);
+    let now = Instant::now();
+    let mut core = Core::restore(CoreConfig::default(), fold(events), now, WALL + 1_000_000);
+    let cmds = core.start("test", "", now);
+    assert!(
+        !cmds.iter().any(|c| matches!(
+            c,
+            Command::CreatePort(_) | Command::DeletePort { .. } | Command::SetInterfaceType { .. }
+        )),
+        "{cmds:?}"
+    );
+    assert_eq!(core.phase("bad\0name"), Some(Phase::Failed));
+    assert!(emitted(&cmds)
+        .iter()
+        .any(|e| matches!(e, PodEvent::Failed { error, .. } if error.contains("invalid"))));
+    // The one being deleted is done with: nothing of it can exist in OVSDB.
+    assert_eq!(core.phase("bad/gone"), None);
+}
