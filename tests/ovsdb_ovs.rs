@@ -225,7 +225,7 @@ async fn set_type_then_delete() {
         .await
         .unwrap();
     client
-        .set_interface_type("vnic-a", "internal")
+        .set_interface_type("vnic-a", "internal", "c1")
         .await
         .unwrap();
     assert_eq!(
@@ -233,12 +233,21 @@ async fn set_type_then_delete() {
         "internal"
     );
     iface_change(&mut rx, "vnic-a", |r| r.iface_type == "internal").await;
-    match client.set_interface_type("vnic-zz", "internal").await {
-        Err(OvsdbError::NotFound(w)) => assert_eq!(w, "interface vnic-zz"),
+    match client.set_interface_type("vnic-zz", "internal", "c1").await {
+        Err(OvsdbError::NotFound(w)) => assert_eq!(w, "interface vnic-zz of container c1"),
         other => panic!("{other:?}"),
     }
+    // Another container's delete of that name leaves it alone.
+    assert!(!client
+        .delete_pod_port("br-int", "vnic-a", "c2")
+        .await
+        .unwrap());
+    assert_eq!(vsctl(&sb, &["list-ports", "br-int"]), "vnic-a");
 
-    assert!(client.delete_pod_port("br-int", "vnic-a").await.unwrap());
+    assert!(client
+        .delete_pod_port("br-int", "vnic-a", "c1")
+        .await
+        .unwrap());
     assert_eq!(vsctl(&sb, &["list-ports", "br-int"]), "");
     assert_eq!(
         vsctl(
@@ -262,9 +271,53 @@ async fn set_type_then_delete() {
     })
     .await;
     assert!(
-        !client.delete_pod_port("br-int", "vnic-a").await.unwrap(),
+        !client
+            .delete_pod_port("br-int", "vnic-a", "c1")
+            .await
+            .unwrap(),
         "second delete finds nothing"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ports_podport_did_not_make_are_never_taken_changed_or_deleted() {
+    let Some((sb, client, _rx)) = connected().await else {
+        return;
+    };
+    // A port of the same name as a Pod's, made by someone else (no podport marker).
+    vsctl(
+        &sb,
+        &[
+            "add-port",
+            "br-int",
+            "gw0",
+            "--",
+            "set",
+            "interface",
+            "gw0",
+            "type=internal",
+        ],
+    );
+    match client.create_pod_port("br-int", &spec("gw0", "c1")).await {
+        Err(e @ OvsdbError::NotOurs { .. }) => {
+            assert!(!e.is_transient());
+            assert!(e.to_string().contains("did not create"), "{e}");
+        }
+        other => panic!("expected NotOurs, got {other:?}"),
+    }
+    assert!(!client.delete_pod_port("br-int", "gw0", "c1").await.unwrap());
+    assert!(client
+        .set_interface_type("gw0", "patch", "c1")
+        .await
+        .is_err());
+    assert!(!client
+        .delete_pod_port("br-int", "br-int", "c1")
+        .await
+        .unwrap());
+    let ports = vsctl(&sb, &["list-ports", "br-int"]);
+    assert_eq!(ports, "gw0");
+    assert_eq!(vsctl(&sb, &["get", "interface", "gw0", "type"]), "internal");
+    assert_eq!(vsctl(&sb, &["list-br"]), "br-int");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +365,10 @@ async fn a_failed_interface_reaches_the_consumer_with_its_error() {
         .await
         .unwrap();
     // A patch port without a peer cannot be opened: ofport -1 and `error` set.
-    client.set_interface_type("vnic-f", "patch").await.unwrap();
+    client
+        .set_interface_type("vnic-f", "patch", "c1")
+        .await
+        .unwrap();
     let row = iface_change(&mut rx, "vnic-f", |r| r.is_failed()).await;
     assert_eq!(row.ofport, Some(-1));
     let want = vsctl(&sb, &["get", "interface", "vnic-f", "error"]);

@@ -32,7 +32,7 @@ use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
 use crate::engine::EngineError;
 use crate::flows::FlowProvider;
 use crate::metrics::Metrics;
-use crate::spec::PodSpec;
+use crate::spec::{AddPodError, PodSpec};
 use std::collections::HashMap;
 
 /// A fact for the core.
@@ -53,7 +53,11 @@ pub struct HostInterfaceCreated(pub String);
 /// `delete_pod` from the API.
 #[derive(Message)]
 #[rtype(result = "Result<(), EngineError>")]
-pub struct DeletePod(pub String);
+pub struct DeletePod {
+    pub ifname: String,
+    /// When given, only the Pod of this container is deleted.
+    pub container_id: Option<String>,
+}
 
 /// `status` from the API.
 #[derive(Message)]
@@ -90,9 +94,19 @@ pub struct EngineActor {
     switch_client: Option<(OfClient, String)>,
     /// OVSDB's monitor events, taken as a stream of batches when the actor starts.
     ovsdb_events: Option<OvsdbEventReceiver>,
+    /// Every Interface name in OVSDB with its podport container (`None`: not podport's), so
+    /// that an add of a name that is another's is refused at once.
+    ovsdb_names: HashMap<String, Option<String>>,
     /// The switch connection's events (the client task is the OpenFlow actor: it owns the
     /// socket), taken as a stream of batches when the actor starts.
     switch: Option<(OfClient, EventReceiver, String)>,
+}
+
+/// The container an Interface was made for by podport, or `None` when podport did not make it.
+fn podport_owner(ids: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    use podport_ovsdb::ops::{keys, OWNER};
+    (ids.get(keys::OWNER).map(String::as_str) == Some(OWNER))
+        .then(|| ids.get(keys::CONTAINER_ID).cloned().unwrap_or_default())
 }
 
 /// The most switch events decided as one batch: bounds the work per wake-up so API calls
@@ -150,6 +164,7 @@ impl EngineActor {
             switch_client: None,
             switch: None,
             ovsdb_events: None,
+            ovsdb_names: HashMap::new(),
         }
     }
 
@@ -172,6 +187,26 @@ impl EngineActor {
     fn on_ovsdb_batch(&mut self, batch: Vec<OvsdbEvent>, ctx: &mut Context<Self>) {
         let mut inputs = Vec::with_capacity(batch.len());
         for ev in batch {
+            match &ev {
+                OvsdbEvent::Snapshot(s) => {
+                    self.ovsdb_names = s
+                        .interfaces
+                        .iter()
+                        .map(|i| (i.name.clone(), podport_owner(&i.external_ids)))
+                        .collect();
+                }
+                OvsdbEvent::InterfaceChanged(c) => match (&c.new, &c.old) {
+                    (Some(n), _) => {
+                        self.ovsdb_names
+                            .insert(n.name.clone(), podport_owner(&n.external_ids));
+                    }
+                    (None, Some(o)) => {
+                        self.ovsdb_names.remove(&o.name);
+                    }
+                    (None, None) => {}
+                },
+                _ => {}
+            }
             match ev {
                 OvsdbEvent::Snapshot(s) => inputs.push(Input::OvsdbSnapshot {
                     interfaces: s
@@ -407,6 +442,24 @@ impl Handler<AddPod> for EngineActor {
         if let Err(e) = self.core.check_new_pod(&msg.0) {
             return Box::pin(async move { Err(e.into()) });
         }
+        // What OVSDB showed last: another's port of that name is refused now. (While OVSDB
+        // is away the create finds out instead, and the Pod fails with the same reason.)
+        let spec = &msg.0;
+        let untracked = self.core.phase(&spec.ifname).is_none();
+        let refused = match self.ovsdb_names.get(&spec.ifname) {
+            Some(None) if untracked => Some(AddPodError::NotOurs {
+                ifname: spec.ifname.clone(),
+            }),
+            Some(Some(c)) if untracked && *c != spec.container_id => Some(AddPodError::NameTaken {
+                ifname: spec.ifname.clone(),
+                container_id: c.clone(),
+            }),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            warn!(ifname = %spec.ifname, error = %e, "add refused");
+            return Box::pin(async move { Err(e.into()) });
+        }
         info!(ifname = %msg.0.ifname, pod = %msg.0.pod(), "Pod added");
         let ticket = self.input(Input::AddPod(msg.0), ctx);
         self.acknowledge(ticket)
@@ -429,13 +482,23 @@ impl Handler<HostInterfaceCreated> for EngineActor {
 impl Handler<DeletePod> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: DeletePod, ctx: &mut Context<Self>) -> Self::Result {
-        if self.core.phase(&msg.0).is_none() {
+        let DeletePod {
+            ifname,
+            container_id,
+        } = msg;
+        let Some(owner) = self.core.container_of(&ifname) else {
             // CNI DEL is idempotent: a Pod that is gone, or never was, is deleted.
-            debug!(ifname = %msg.0, "delete of a Pod that is not tracked: nothing to do");
+            debug!(%ifname, "delete of a Pod that is not tracked: nothing to do");
+            return self.acknowledge(None);
+        };
+        if let Some(c) = container_id.filter(|c| *c != owner) {
+            // A DEL for another container of the same name (a runtime retrying an old
+            // sandbox's DEL): that container's Pod is gone already; this one stays.
+            info!(%ifname, container = %c, tracked = %owner, "delete for another container: the tracked Pod stays");
             return self.acknowledge(None);
         }
-        info!(ifname = %msg.0, "deleting Pod");
-        let ticket = self.input(Input::DeletePod { ifname: msg.0 }, ctx);
+        info!(%ifname, "deleting Pod");
+        let ticket = self.input(Input::DeletePod { ifname }, ctx);
         self.acknowledge(ticket)
     }
 }
@@ -562,11 +625,34 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                         client.create_pod_port(&bridge, &ovs_spec)
                     })
                     .await;
+                    if let Ok(u) = &r {
+                        if !u.created {
+                            // Adopted: the monitor announced its Interface before the Pod
+                            // was tracked, so hand the core what OVSDB holds now.
+                            match client.snapshot().await {
+                                Ok(snap) => {
+                                    if let Some(i) =
+                                        snap.interfaces.into_iter().find(|i| i.name == spec.ifname)
+                                    {
+                                        engine.do_send(Fact(Input::OvsdbInterface {
+                                            ifname: i.name,
+                                            iface_type: i.iface_type,
+                                            ofport: i.ofport,
+                                            error: i.error,
+                                        }));
+                                    }
+                                }
+                                Err(e) => warn!(ifname = %spec.ifname, error = %e,
+                                    "cannot read the adopted port's Interface; the monitor's next update brings it"),
+                            }
+                        }
+                    }
                     engine.do_send(Fact(match r {
                         Ok(u) => Input::PortCreated {
                             ifname: spec.ifname,
                             port_uuid: u.port.to_string(),
                             interface_uuid: u.interface.to_string(),
+                            adopted: !u.created,
                         },
                         Err(e) => Input::PortCreateFailed {
                             ifname: spec.ifname,
@@ -574,9 +660,13 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                         },
                     }));
                 }
-                Command::SetInterfaceType { ifname, iface_type } => {
+                Command::SetInterfaceType {
+                    ifname,
+                    iface_type,
+                    container_id,
+                } => {
                     let r = with_retry(format!("set type of {ifname}"), || {
-                        client.set_interface_type(&ifname, &iface_type)
+                        client.set_interface_type(&ifname, &iface_type, &container_id)
                     })
                     .await;
                     engine.do_send(Fact(Input::TypeChanged {
@@ -584,11 +674,17 @@ impl Handler<OvsdbCommand> for OvsdbActor {
                         result: r.map_err(ovsdb_failure),
                     }));
                 }
-                Command::DeletePort { ifname } => {
+                Command::DeletePort {
+                    ifname,
+                    container_id,
+                } => {
                     let r = with_retry(format!("delete {ifname}"), || {
-                        client.delete_pod_port(&bridge, &ifname)
+                        client.delete_pod_port(&bridge, &ifname, &container_id)
                     })
                     .await;
+                    if let Ok(false) = r {
+                        info!(%ifname, %container_id, "no port of podport's for this Pod in OVSDB (gone, or another's): nothing deleted");
+                    }
                     engine.do_send(Fact(Input::PortDeleted {
                         ifname,
                         result: r.map(drop).map_err(ovsdb_failure),

@@ -114,6 +114,9 @@ pub enum Input {
         ifname: String,
         port_uuid: String,
         interface_uuid: String,
+        /// The port existed already, made by podport for this container (a restart on a new
+        /// journal, or an add repeated by the runtime): it is adopted.
+        adopted: bool,
     },
     PortCreateFailed {
         ifname: String,
@@ -183,9 +186,11 @@ pub enum Input {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     CreatePort(PodSpec),
+    /// Only the Interface podport made for `container_id` is changed.
     SetInterfaceType {
         ifname: String,
         iface_type: String,
+        container_id: String,
     },
     WaitOfport {
         ifname: String,
@@ -213,8 +218,10 @@ pub enum Command {
         keep: Vec<u64>,
         below: u64,
     },
+    /// Only the Port podport made for `container_id` is deleted.
     DeletePort {
         ifname: String,
+        container_id: String,
     },
     /// Append `event`, applied at `ts_micros` (µs since the epoch), to the journal.
     Journal {
@@ -539,6 +546,11 @@ impl Core {
             .collect()
     }
 
+    /// The container of a tracked Pod.
+    pub fn container_of(&self, ifname: &str) -> Option<String> {
+        self.state.ports.get(ifname).map(|p| p.container_id.clone())
+    }
+
     /// The phase of one port.
     pub fn phase(&self, ifname: &str) -> Option<Phase> {
         self.state.phase(ifname)
@@ -625,10 +637,15 @@ impl Core {
                 ifname,
                 port_uuid,
                 interface_uuid,
+                adopted,
             } => {
                 let Some(rt) = self.rt(&ifname) else { return };
                 rt.create_in_flight = false;
                 rt.ovsdb.reset();
+                if adopted {
+                    // Its port was announced (and listed) before it was ours to track.
+                    rt.add_may_be_lost = true;
+                }
                 // A deletion waits for the create in flight (see `evaluate_port`).
                 self.dirty.insert(ifname.clone());
                 if self.port(&ifname).is_some_and(|p| p.port_uuid.is_none()) {
@@ -769,6 +786,13 @@ impl Core {
                 self.desc_requested = false;
                 let first_after_connect = !self.state.desc_synced;
                 self.emit(Event::PortDescSynced { ports }, now, out);
+                // A list taken with the type change committed shows the port as it is now
+                // (or its ADD comes live after it).
+                for (k, rt) in self.runtime.iter_mut() {
+                    if self.state.ports.get(k).is_some_and(|p| p.type_changed) {
+                        rt.add_may_be_lost = false;
+                    }
+                }
                 let restored: Vec<(String, Option<u32>)> = self
                     .runtime
                     .iter_mut()
@@ -1075,6 +1099,7 @@ impl Core {
                 });
                 out.push(Command::DeletePort {
                     ifname: name.to_string(),
+                    container_id: p.container_id.clone(),
                 });
             }
             return;
@@ -1096,6 +1121,7 @@ impl Core {
             out.push(Command::SetInterfaceType {
                 ifname: name.to_string(),
                 iface_type: config.attached_type.clone(),
+                container_id: p.container_id.clone(),
             });
         }
         // Legacy strategy: the OVSDB wait, again when due.
@@ -1111,12 +1137,12 @@ impl Core {
             }
         }
         // The type change is committed, the switch's ADD of the new port may be lost (see
-        // `add_may_be_lost`) and the last port list may predate the change: a list taken now
-        // shows the new port.
+        // `add_may_be_lost`) and the last port list may predate the change (or the port was
+        // adopted after it): a list taken now shows the port.
         if rt.add_may_be_lost
             && p.attached
             && p.type_changed
-            && p.awaiting_new_port
+            && (p.awaiting_new_port || p.port_no.is_none())
             && switch_ready
             && !self.desc_requested
         {

@@ -209,7 +209,23 @@ impl Engine {
     /// not tracked (gone, or never added) is deleted already.
     pub async fn delete_pod(&self, ifname: &str) -> Result<(), EngineError> {
         self.addr
-            .send(DeletePod(ifname.to_string()))
+            .send(DeletePod {
+                ifname: ifname.to_string(),
+                container_id: None,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?
+    }
+
+    /// [`Engine::delete_pod`] for the Pod of `container_id` only (what a CNI DEL means): a
+    /// tracked Pod of that name that belongs to another container is left alone, and the
+    /// call succeeds (that container's Pod is gone).
+    pub async fn delete_pod_of(&self, ifname: &str, container_id: &str) -> Result<(), EngineError> {
+        self.addr
+            .send(DeletePod {
+                ifname: ifname.to_string(),
+                container_id: Some(container_id.to_string()),
+            })
             .await
             .map_err(|_| EngineError::Stopped)?
     }
@@ -299,6 +315,10 @@ impl BlockingEngine<'_> {
 
     pub fn delete_pod(&self, ifname: &str) -> Result<(), EngineError> {
         self.run(self.engine.delete_pod(ifname))
+    }
+
+    pub fn delete_pod_of(&self, ifname: &str, container_id: &str) -> Result<(), EngineError> {
+        self.run(self.engine.delete_pod_of(ifname, container_id))
     }
 
     pub fn status(&self) -> Result<Vec<PortStatusView>, EngineError> {

@@ -144,6 +144,13 @@ pub enum AddPodError {
         pod: String,
         container_id: String,
     },
+    #[error("ifname {ifname}: OVS already has a port of that name that podport did not create (no external_ids:podport-owner); podport leaves it alone")]
+    NotOurs { ifname: String },
+    #[error("ifname {ifname}: OVS already has podport's port of that name for another container ({container_id})")]
+    NameTaken {
+        ifname: String,
+        container_id: String,
+    },
     #[error("{field} is empty")]
     EmptyField { field: Field },
     #[error("{field} {} is {len} bytes; at most {max}", shown(value))]

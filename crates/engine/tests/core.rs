@@ -72,6 +72,7 @@ impl Harness {
                         ifname: s.ifname.clone(),
                         port_uuid: "p-uuid".into(),
                         interface_uuid: "i-uuid".into(),
+                        adopted: false,
                     }),
                     Command::SetInterfaceType { ifname, .. } => queue.push(Input::TypeChanged {
                         ifname: ifname.clone(),
@@ -223,6 +224,7 @@ fn the_type_change_is_journaled_with_the_type_before_it() {
             ifname: "vnic-a".into(),
             port_uuid: "p".into(),
             interface_uuid: "i".into(),
+            adopted: false,
         },
         now,
     );
@@ -922,6 +924,7 @@ fn failed_ovsdb_steps_are_asked_again() {
             ifname: "vnic-a".into(),
             port_uuid: "p".into(),
             interface_uuid: "i".into(),
+            adopted: false,
         },
         now,
     );

@@ -150,6 +150,7 @@ impl World {
                         error: self.failure("busy"),
                     }];
                 }
+                let adopted = self.ovsdb.contains_key(&s.ifname);
                 self.ovsdb
                     .entry(s.ifname.clone())
                     .or_insert_with(|| ("".into(), Some(-1)));
@@ -157,9 +158,12 @@ impl World {
                     ifname: s.ifname.clone(),
                     port_uuid: "p".into(),
                     interface_uuid: "i".into(),
+                    adopted,
                 }]
             }
-            Command::SetInterfaceType { ifname, iface_type } => {
+            Command::SetInterfaceType {
+                ifname, iface_type, ..
+            } => {
                 if self.fails() || !self.ovsdb.contains_key(ifname) {
                     return vec![Input::TypeChanged {
                         ifname: ifname.clone(),
@@ -224,7 +228,7 @@ impl World {
                     result: Ok(5),
                 }]
             }
-            Command::DeletePort { ifname } => {
+            Command::DeletePort { ifname, .. } => {
                 self.ovsdb.remove(ifname);
                 if let Some(d) = self.desc(ifname) {
                     self.queue.push((PortReason::Delete, d));

@@ -116,6 +116,8 @@ pub enum OvsdbError {
     InterfaceFailed { name: String, error: Option<String> },
     #[error("{name} is already used by another Pod (container {owner})")]
     NameTaken { name: String, owner: String },
+    #[error("{name} is an OVS port podport did not create (no external_ids:podport-owner); it is left alone")]
+    NotOurs { name: String },
     #[error(transparent)]
     Row(#[from] RowError),
     #[error("unexpected reply: {0}")]
@@ -141,7 +143,10 @@ impl OvsdbError {
             // A `wait` with timeout 0 fails with "timed out" when its condition is false
             // now: that is the bridge missing, which may change.
             OvsdbError::OpFailed { error, .. } => error == "timed out",
-            OvsdbError::Server(_) | OvsdbError::NameTaken { .. } | OvsdbError::Row(_) => false,
+            OvsdbError::Server(_)
+            | OvsdbError::NameTaken { .. }
+            | OvsdbError::NotOurs { .. }
+            | OvsdbError::Row(_) => false,
         }
     }
 }

@@ -17,6 +17,24 @@ pub mod keys {
     pub const CONTAINER_ID: &str = "container-id";
     pub const IP: &str = "ip";
     pub const MAC: &str = "mac";
+    /// The marker of every Port and Interface podport creates ([`super::OWNER`]): podport
+    /// changes and deletes only rows that carry it and the Pod's container id.
+    pub const OWNER: &str = "podport-owner";
+}
+
+/// The value of [`keys::OWNER`].
+pub const OWNER: &str = "podport";
+
+/// The condition "podport made this row, for `container_id`".
+fn ours(container_id: &str) -> Value {
+    json!([
+        "external_ids",
+        "includes",
+        [
+            "map",
+            [[keys::OWNER, OWNER], [keys::CONTAINER_ID, container_id]]
+        ]
+    ])
 }
 
 /// A Pod's port as the agent asks for it.
@@ -44,6 +62,7 @@ impl PodPortSpec {
             (keys::CONTAINER_ID.into(), self.container_id.clone()),
             (keys::IP.into(), self.ips.join(",")),
             (keys::MAC.into(), self.mac.clone()),
+            (keys::OWNER.into(), OWNER.into()),
         ])
     }
 }
@@ -150,16 +169,22 @@ impl OvsdbClient {
                 spec.ifname
             )));
         };
-        let owner = port["external_ids"]
-            .get(1)
-            .and_then(Value::as_array)
-            .and_then(|pairs| {
-                pairs.iter().find_map(|p| {
-                    (p.get(0)? == keys::CONTAINER_ID)
-                        .then(|| p.get(1)?.as_str().map(str::to_string))?
+        let id = |key: &str| {
+            port["external_ids"]
+                .get(1)
+                .and_then(Value::as_array)
+                .and_then(|pairs| {
+                    pairs.iter().find_map(|p| {
+                        (p.get(0)? == key).then(|| p.get(1)?.as_str().map(str::to_string))?
+                    })
                 })
-            })
-            .unwrap_or_default();
+        };
+        if id(keys::OWNER).as_deref() != Some(OWNER) {
+            return Err(OvsdbError::NotOurs {
+                name: spec.ifname.clone(),
+            });
+        }
+        let owner = id(keys::CONTAINER_ID).unwrap_or_default();
         if owner != spec.container_id {
             return Err(OvsdbError::NameTaken {
                 name: spec.ifname.clone(),
@@ -182,32 +207,44 @@ impl OvsdbClient {
         })
     }
 
-    /// Sets an Interface's `type` (e.g. `internal` once the Pod's vNIC exists).
+    /// Sets the `type` of the Interface podport made for `container_id` (e.g. `internal` once
+    /// the Pod's vNIC exists). Another's Interface of that name is not touched (`NotFound`).
     pub async fn set_interface_type(
         &self,
         ifname: &str,
         iface_type: &str,
+        container_id: &str,
     ) -> Result<(), OvsdbError> {
         let r = self
             .transact(vec![
-                json!({"op": "update", "table": "Interface", "where": [eq("name", json!(ifname))],
+                json!({"op": "update", "table": "Interface",
+                       "where": [eq("name", json!(ifname)), ours(container_id)],
                        "row": {"type": iface_type}}),
                 json!({"op": "comment", "comment": format!("podport: interface {ifname} type {iface_type}")}),
             ])
             .await?;
         match count(&r[0]) {
-            0 => Err(OvsdbError::NotFound(format!("interface {ifname}"))),
+            0 => Err(OvsdbError::NotFound(format!(
+                "interface {ifname} of container {container_id}"
+            ))),
             _ => Ok(()),
         }
     }
 
-    /// Removes the Pod's Port from `bridge` and deletes it; OVSDB then collects its
-    /// unreferenced Interface. Returns false when there was no such port (deleting twice is
-    /// fine).
-    pub async fn delete_pod_port(&self, bridge: &str, ifname: &str) -> Result<bool, OvsdbError> {
+    /// Removes the Port podport made for `container_id` from `bridge` and deletes it; OVSDB
+    /// then collects its unreferenced Interface. Returns false when there is no such port
+    /// (deleting twice is fine), also when a port of that name exists but is another's (not
+    /// podport's, or another container's): that one is left alone.
+    pub async fn delete_pod_port(
+        &self,
+        bridge: &str,
+        ifname: &str,
+        container_id: &str,
+    ) -> Result<bool, OvsdbError> {
         let r = self
             .transact(vec![json!({"op": "select", "table": "Port",
-                                  "where": [eq("name", json!(ifname))], "columns": ["_uuid"]})])
+                                  "where": [eq("name", json!(ifname)), ours(container_id)],
+                                  "columns": ["_uuid"]})])
             .await?;
         let Some(port) = rows(&r[0]).first() else {
             return Ok(false);

@@ -1,0 +1,186 @@
+//! Only what is podport's is touched, and a Pod whose port podport made already is adopted:
+//! against a real OVS, judged with `ovs-vsctl` and `ovs-ofctl`.
+
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use podport_engine::core::CoreConfig;
+use podport_engine::{AddPodError, Engine, EngineConfig, EngineError, Phase, PodEvent, PodSpec};
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn spec(ifname: &str, container: &str) -> PodSpec {
+    PodSpec {
+        namespace: "default".into(),
+        name: format!("pod-{ifname}"),
+        container_id: container.into(),
+        ifname: ifname.into(),
+        ips: vec!["10.1.0.7/16".into()],
+        mac: "02:00:00:00:00:07".parse().unwrap(),
+    }
+}
+
+/// A Windows node: the port cannot be opened until its vNIC exists.
+fn config(sb: &Sandbox, journal: &std::path::Path) -> EngineConfig {
+    let mut c = EngineConfig::new(
+        sb.ovsdb_endpoint().parse().unwrap(),
+        sb.openflow_endpoint().parse().unwrap(),
+        sb.bridge(),
+        journal.to_path_buf(),
+    );
+    c.core = CoreConfig {
+        initial_type: "podport-pending".into(),
+        not_ready_every: Duration::from_secs(1),
+        ..CoreConfig::default()
+    };
+    c
+}
+
+fn wait_ready(events: &Receiver<PodEvent>, ifname: &str) -> u32 {
+    let deadline = Instant::now() + BOUND;
+    let mut seen = Vec::new();
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Ready {
+                ifname: n, port_no, ..
+            }) if n == ifname => return port_no,
+            Ok(e) => seen.push(e),
+            Err(_) => panic!("{ifname} not ready within {BOUND:?}; events: {seen:#?}"),
+        }
+    }
+}
+
+fn vsctl(sb: &Sandbox, args: &[&str]) -> String {
+    sb.vsctl(args).unwrap().trim().to_string()
+}
+
+fn pod_flows(sb: &Sandbox) -> Vec<String> {
+    sb.dump_flows("OpenFlow15")
+        .unwrap()
+        .into_iter()
+        .filter(|f| f.starts_with("cookie=0xa0"))
+        .collect()
+}
+
+/// Starts an engine and makes a Pod `vnic-1` ready: OVSDB's and the switch's views are then
+/// known to the engine.
+fn engine_with_a_ready_pod(
+    sb: &Sandbox,
+    journal: &std::path::Path,
+) -> (Engine, Receiver<PodEvent>) {
+    let (engine, events) = Engine::start_subscribed(config(sb, journal)).unwrap();
+    engine.blocking().add_pod(spec("vnic-1", "ctr-1")).unwrap();
+    engine.blocking().host_interface_created("vnic-1").unwrap();
+    wait_ready(&events, "vnic-1");
+    (engine, events)
+}
+
+#[test]
+fn a_name_that_is_another_ports_is_refused_at_add_and_never_deleted() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    vsctl(
+        &sb,
+        &[
+            "add-port",
+            sb.bridge(),
+            "gw0",
+            "--",
+            "set",
+            "interface",
+            "gw0",
+            "type=internal",
+        ],
+    );
+    let (engine, _events) = engine_with_a_ready_pod(&sb, dir.path());
+    let bridge = sb.bridge().to_string();
+    for name in ["gw0", bridge.as_str()] {
+        match engine.blocking().add_pod(spec(name, "ctr-9")) {
+            Err(EngineError::AddPod(e @ AddPodError::NotOurs { .. })) => {
+                assert!(e.to_string().contains("did not create"), "{e}");
+            }
+            other => panic!("add of {name}: {other:?}"),
+        }
+        // A DEL of that name (the runtime cleaning up the refused add) deletes nothing.
+        engine.blocking().delete_pod(name).unwrap();
+        engine.blocking().delete_pod_of(name, "ctr-9").unwrap();
+    }
+    engine.shutdown().unwrap();
+    let ports = vsctl(&sb, &["list-ports", sb.bridge()]);
+    assert_eq!(ports, "gw0\nvnic-1", "{ports}");
+    assert_eq!(vsctl(&sb, &["get", "interface", "gw0", "type"]), "internal");
+    assert_eq!(vsctl(&sb, &["list-br"]), sb.bridge());
+}
+
+#[test]
+fn a_delete_for_another_container_leaves_the_pod_alone() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _events) = engine_with_a_ready_pod(&sb, dir.path());
+    let flows = pod_flows(&sb);
+    assert_eq!(flows.len(), 5, "{flows:#?}");
+    // The runtime's DEL for an older sandbox that had the same interface name.
+    engine
+        .blocking()
+        .delete_pod_of("vnic-1", "ctr-old")
+        .unwrap();
+    // A second add of that name for the new container is refused, the first stays.
+    assert!(matches!(
+        engine.blocking().add_pod(spec("vnic-1", "ctr-new")),
+        Err(EngineError::AddPod(AddPodError::AlreadyTracked { .. }))
+    ));
+    let st = engine.blocking().status().unwrap();
+    assert_eq!(st[0].phase, Phase::Ready, "{st:#?}");
+    assert_eq!(pod_flows(&sb), flows);
+    assert_eq!(vsctl(&sb, &["list-ports", sb.bridge()]), "vnic-1");
+    // Its own container's DEL does delete it.
+    engine.blocking().delete_pod_of("vnic-1", "ctr-1").unwrap();
+    let deadline = Instant::now() + BOUND;
+    while !vsctl(&sb, &["list-ports", sb.bridge()]).is_empty() || !pod_flows(&sb).is_empty() {
+        assert!(Instant::now() < deadline, "vnic-1 not deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_pod_whose_port_podport_made_already_is_adopted_and_becomes_ready() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let first = tempfile::tempdir().unwrap();
+    let (engine, _events) = engine_with_a_ready_pod(&sb, first.path());
+    let n = engine.blocking().status().unwrap()[0].port_no.unwrap();
+    engine.shutdown().unwrap();
+    // The journal is lost; the agent starts on a new one and the runtime adds the Pod again.
+    let second = tempfile::tempdir().unwrap();
+    let (engine, events) = Engine::start_subscribed(config(&sb, second.path())).unwrap();
+    // The switch's port list is taken before the add: it listed the port while it was not
+    // tracked, and no PortStatus will announce it again.
+    let records = engine.journal().subscribe(1).unwrap();
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let r = records
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no PortDescSynced in time");
+        if matches!(r.event, podport_journal::Event::PortDescSynced { .. }) {
+            break;
+        }
+    }
+    engine.blocking().add_pod(spec("vnic-1", "ctr-1")).unwrap();
+    engine.blocking().host_interface_created("vnic-1").unwrap();
+    assert_eq!(wait_ready(&events, "vnic-1"), n, "adopted on its number");
+    assert_eq!(
+        vsctl(&sb, &["list-ports", sb.bridge()]),
+        "vnic-1",
+        "no second port"
+    );
+    let flows = pod_flows(&sb);
+    assert_eq!(flows.len(), 5, "{flows:#?}");
+    assert!(
+        flows
+            .iter()
+            .all(|f| !f.contains("in_port=") || f.contains(&format!("in_port={n}"))),
+        "{flows:#?}"
+    );
+    engine.shutdown().unwrap();
+}
