@@ -41,9 +41,19 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
     /// Where to listen for `podport cni`/`status` and `podport-journal --control`: unix:PATH
-    /// (created with mode 0600), npipe:NAME or tcp:HOST:PORT. Required.
+    /// (created with mode 0600; only a stale socket at PATH is replaced), npipe:NAME or
+    /// tcp:HOST:PORT (loopback only, see --control-allow-remote). Required.
     #[arg(long, value_name = "ENDPOINT")]
     control: Option<String>,
+    /// Let a tcp: control endpoint listen on an address other machines can reach. The
+    /// control protocol has no authentication: anyone who reaches it can add and delete Pod
+    /// ports. Logged as a warning.
+    #[arg(long)]
+    control_allow_remote: bool,
+    /// Close a control connection that sends no complete request for this long (e.g. 10s,
+    /// 500ms); a subscribe or journal stream is not idle while it streams [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    control_idle_timeout: Option<String>,
     /// How to learn that a port is usable: portstatus (react to PortStatus, never give up) or
     /// ovsdb-wait (the legacy OVSDB wait with --wait-timeout) [default: portstatus].
     #[arg(long, value_name = "STRATEGY")]
@@ -72,12 +82,14 @@ pub struct Args {
 }
 
 /// Every option a config file may set, by its canonical (underscore) name.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 13] = [
     "ovsdb",
     "openflow",
     "bridge",
     "journal",
     "control",
+    "control_allow_remote",
+    "control_idle_timeout",
     "strategy",
     "wait_timeout",
     "readiness",
@@ -85,6 +97,9 @@ const KEYS: [&str; 11] = [
     "initial_type",
     "metrics",
 ];
+
+/// The options that are switches: `true` or `false` in a config file.
+const BOOL_KEYS: [&str; 1] = ["control_allow_remote"];
 
 /// The options, from a flag or the file, each with where it came from.
 struct Merged {
@@ -99,7 +114,7 @@ impl Merged {
                 values.insert(key, (value, format!("{key} in {}", file.display())));
             }
         }
-        let flags: [(&'static str, Option<String>); 11] = [
+        let flags: [(&'static str, Option<String>); 13] = [
             ("ovsdb", args.ovsdb.clone()),
             ("openflow", args.openflow.clone()),
             ("bridge", args.bridge.clone()),
@@ -108,6 +123,11 @@ impl Merged {
                 args.journal.as_ref().map(|p| p.display().to_string()),
             ),
             ("control", args.control.clone()),
+            (
+                "control_allow_remote",
+                args.control_allow_remote.then(|| "true".to_string()),
+            ),
+            ("control_idle_timeout", args.control_idle_timeout.clone()),
             ("strategy", args.strategy.clone()),
             ("wait_timeout", args.wait_timeout.clone()),
             ("readiness", args.readiness.clone()),
@@ -179,6 +199,7 @@ fn read_config(file: &Path) -> Result<Vec<(&'static str, String)>> {
         }
         let value = match value {
             toml::Value::String(s) => s,
+            toml::Value::Boolean(b) if BOOL_KEYS.contains(&key) => b.to_string(),
             other => bail!(
                 "{}: {raw} must be a string (e.g. {raw} = \"...\"), not {}",
                 file.display(),
@@ -246,10 +267,63 @@ fn endpoint(s: &str) -> Result<Endpoint, String> {
         .map_err(|e: podport_transport::EndpointParseError| e.to_string())
 }
 
+fn switch(s: &str) -> Result<bool, String> {
+    match s {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(format!("expected true or false, not {other:?}")),
+    }
+}
+
+/// Refuses a `tcp:` control endpoint on an address that is not loopback unless remote access
+/// is allowed. IP literals are checked here, before anything starts; a host name is checked
+/// when the socket is bound (by `podport_transport::listen_with`, against every address the
+/// name resolves to).
+fn check_control_endpoint(control: &Endpoint, allow_remote: bool) -> Result<(), String> {
+    if let Endpoint::Unix(path) = control {
+        // Refused again, for good, when the socket is created; here it fails before the
+        // engine starts.
+        return match std::fs::symlink_metadata(path) {
+            Ok(m) if !is_socket(&m) => Err(format!(
+                "{} exists and is not a socket: refusing to replace it (move it away or \
+                 listen on another path)",
+                path.display()
+            )),
+            _ => Ok(()),
+        };
+    }
+    let Endpoint::Tcp(addr) = control else {
+        return Ok(());
+    };
+    match addr.parse::<SocketAddr>() {
+        Ok(a) if !allow_remote && !podport_transport::is_loopback(a.ip()) => Err(format!(
+            "{control}: {} is not a loopback address: the control socket has no \
+             authentication and serves add and del of Pod ports, so a tcp: endpoint must be \
+             loopback (127.0.0.1, [::1]) unless --control-allow-remote is given (prefer a unix: \
+             endpoint)",
+            a.ip()
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn is_socket(m: &std::fs::Metadata) -> bool {
+    std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())
+}
+
+#[cfg(not(unix))]
+fn is_socket(_: &std::fs::Metadata) -> bool {
+    // No unix: endpoints here; listening reports that.
+    true
+}
+
 /// What the options resolve to.
 struct Settings {
     engine: EngineConfig,
     control: Endpoint,
+    control_allow_remote: bool,
+    control_idle_timeout: Duration,
     metrics: Option<SocketAddr>,
 }
 
@@ -260,6 +334,14 @@ fn settings(args: &Args) -> Result<Settings> {
     let (bridge, _) = m.required("bridge")?;
     let (journal, _) = m.required("journal")?;
     let control = m.parsed_required("control", endpoint)?;
+    let control_allow_remote = m.parsed("control_allow_remote", switch)?.unwrap_or(false);
+    if let Some((_, from)) = m.get("control") {
+        check_control_endpoint(&control, control_allow_remote)
+            .map_err(|e| anyhow!("{from}: {e}"))?;
+    }
+    let control_idle_timeout = m
+        .parsed("control_idle_timeout", positive_duration)?
+        .unwrap_or(crate::control::DEFAULT_IDLE_TIMEOUT);
     let wait_timeout = m.parsed("wait_timeout", positive_duration)?;
     let strategy = m
         .parsed("strategy", |s| match s {
@@ -304,6 +386,8 @@ fn settings(args: &Args) -> Result<Settings> {
     Ok(Settings {
         engine,
         control,
+        control_allow_remote,
+        control_idle_timeout,
         metrics,
     })
 }
@@ -344,6 +428,10 @@ pub async fn run(args: Args) -> Result<()> {
     let settings = settings(&args)?;
     let stop = stop_signal().await?;
     let control_ep = settings.control.clone();
+    let listen_options = podport_transport::ListenOptions {
+        allow_remote: settings.control_allow_remote,
+    };
+    let idle_timeout = settings.control_idle_timeout;
     let metrics_addr = settings.metrics;
     let journal_dir = settings.engine.journal_dir.clone();
     info!(
@@ -366,7 +454,7 @@ pub async fn run(args: Args) -> Result<()> {
     let engine = Arc::new(engine);
 
     let sockets = async {
-        let control = podport_transport::listen(&control_ep)
+        let control = podport_transport::listen_with(&control_ep, listen_options)
             .await
             .with_context(|| format!("cannot listen on the control socket {control_ep}"))?;
         let metrics = match metrics_addr {
@@ -387,7 +475,14 @@ pub async fn run(args: Args) -> Result<()> {
             return Err(e);
         }
     };
-    info!(control = %control_ep, "listening on the control socket");
+    info!(control = %control.endpoint(), idle_timeout = ?idle_timeout, "listening on the control socket");
+    if control.reachable_remotely() {
+        warn!(
+            control = %control.endpoint(),
+            "the control socket accepts connections from other machines (--control-allow-remote), \
+             without authentication: anyone who reaches it can add and delete Pod ports"
+        );
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -405,7 +500,9 @@ pub async fn run(args: Args) -> Result<()> {
         ))
     });
     let server = tokio::spawn(
-        ControlServer::new(control, engine.clone()).run_until(stopped(stop_rx.clone())),
+        ControlServer::new(control, engine.clone())
+            .idle_timeout(idle_timeout)
+            .run_until(stopped(stop_rx.clone())),
     );
 
     let signal = stop.await;
@@ -570,6 +667,45 @@ mod tests {
     }
 
     #[test]
+    fn tcp_control_endpoints_are_loopback_unless_allowed() {
+        let ep = |s: &str| s.parse::<Endpoint>().unwrap();
+        for remote in ["tcp:0.0.0.0:7000", "tcp:[::]:7000", "tcp:10.1.2.3:7000"] {
+            let e = check_control_endpoint(&ep(remote), false).unwrap_err();
+            assert!(
+                e.contains("is not a loopback address") && e.contains("--control-allow-remote"),
+                "{e}"
+            );
+            assert!(check_control_endpoint(&ep(remote), true).is_ok());
+        }
+        for local in [
+            "tcp:127.0.0.1:7000",
+            "tcp:[::1]:7000",
+            "tcp:localhost:7000",
+            "unix:/run/c.sock",
+        ] {
+            assert!(check_control_endpoint(&ep(local), false).is_ok(), "{local}");
+        }
+        let base = Args {
+            ovsdb: Some("unix:/a".into()),
+            openflow: Some("unix:/b".into()),
+            bridge: Some("br-int".into()),
+            journal: Some("/tmp/j".into()),
+            control: Some("tcp:0.0.0.0:7000".into()),
+            ..Args::default()
+        };
+        let e = settings(&base).err().unwrap().to_string();
+        assert!(e.starts_with("--control: tcp:0.0.0.0:7000"), "{e}");
+        let s = settings(&Args {
+            control_allow_remote: true,
+            control_idle_timeout: Some("1500ms".into()),
+            ..base
+        })
+        .unwrap();
+        assert!(s.control_allow_remote);
+        assert_eq!(s.control_idle_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_missing_options_are_named() {
         let dir = std::env::temp_dir().join(format!("podport-agent-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -600,6 +736,19 @@ mod tests {
         std::fs::write(&file, "ovsbd = \"x\"\n").unwrap();
         let e = settings(&args).err().unwrap().to_string();
         assert!(e.contains("unknown option \"ovsbd\""), "{e}");
+        // A switch may be a TOML boolean; other options may not.
+        let base = "ovsdb = \"unix:/a\"\nopenflow = \"unix:/b\"\njournal = \"/tmp/j\"\n";
+        std::fs::write(
+            &file,
+            format!("{base}control_allow_remote = true\ncontrol-idle-timeout = \"3s\"\n"),
+        )
+        .unwrap();
+        let s = settings(&args).unwrap();
+        assert!(s.control_allow_remote);
+        assert_eq!(s.control_idle_timeout, Duration::from_secs(3));
+        std::fs::write(&file, format!("{base}bridge = true\n")).unwrap();
+        let e = settings(&args).err().unwrap().to_string();
+        assert!(e.contains("bridge must be a string"), "{e}");
         let base = "ovsdb = \"unix:/a\"\nopenflow = \"unix:/b\"\njournal = \"/tmp/j\"\n";
         std::fs::write(&file, format!("{base}not_ready_every = \"soon\"\n")).unwrap();
         let e = format!("{:#}", settings(&args).err().unwrap());

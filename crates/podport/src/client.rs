@@ -10,13 +10,20 @@ use podport_transport::Endpoint;
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
-use crate::control::{read_line, EventLine, LineRead, PortInfo, Request};
+use crate::control::{duration_text, read_line, EventLine, LineRead, PortInfo, Request};
 
 /// The longest answer line the clients accept (a status of many thousand ports fits).
 const MAX_ANSWER_LINE: usize = 64 * 1024 * 1024;
 
-/// How long a client waits for one answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a command waits for the agent, unless `--timeout` says otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long `podport status --wait-ready` waits, unless `--timeout` says otherwise.
+const DEFAULT_WAIT_READY: Duration = Duration::from_secs(60);
+
+/// The least time a status read gets, also once a `--wait-ready` wait is over (for the last
+/// look that goes into its message).
+const LAST_LOOK: Duration = Duration::from_secs(2);
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CniCmd {
@@ -36,9 +43,19 @@ pub struct ControlArg {
 }
 
 #[derive(clap::Args, Debug)]
-pub struct AddArgs {
+pub struct CniControl {
     #[command(flatten)]
     control: ControlArg,
+    /// How long to wait for the agent's answer, connecting included: seconds (30, 1.5) or a
+    /// duration (500ms, 2m).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_timeout)]
+    timeout: Duration,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    control: CniControl,
     /// The Pod, as NAMESPACE/NAME.
     #[arg(long, value_name = "NS/NAME", value_parser = parse_pod)]
     pod: (String, String),
@@ -59,7 +76,7 @@ pub struct AddArgs {
 #[derive(clap::Args, Debug)]
 pub struct IfnameArgs {
     #[command(flatten)]
-    control: ControlArg,
+    control: CniControl,
     /// The Pod's interface name.
     #[arg(long, value_name = "NAME")]
     ifname: String,
@@ -75,14 +92,24 @@ pub struct StatusArgs {
     /// Wait until at least N Pods are ready (exit 0), or fail at --timeout.
     #[arg(long, value_name = "N")]
     wait_ready: Option<usize>,
-    /// With --wait-ready: how long to wait, in seconds.
-    #[arg(
-        long,
-        value_name = "SECS",
-        default_value_t = 60.0,
-        requires = "wait_ready"
-    )]
-    timeout: f64,
+    /// How long to wait for the agent's answer, connecting included, or with --wait-ready
+    /// for the Pods: seconds (30, 1.5) or a duration (500ms, 2m) [default: 30s; with
+    /// --wait-ready: 60s].
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+}
+
+/// `--timeout`: seconds as a number, or a duration with its unit; more than zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("bad timeout {s:?}: not a number of seconds"))?,
+        Err(_) => crate::agent::parse_duration(s)?,
+    };
+    if d.is_zero() {
+        return Err(format!("the timeout {s:?} must be more than zero"));
+    }
+    Ok(d)
 }
 
 fn parse_pod(s: &str) -> Result<(String, String), String> {
@@ -94,20 +121,39 @@ fn parse_pod(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// One connection to the agent.
+/// One connection to the agent. Everything it does ends by its deadline, or fails with "no
+/// answer from the agent at EP within T".
 struct Client {
     endpoint: Endpoint,
     rd: BufReader<ReadHalf<podport_transport::BoxStream>>,
     wr: WriteHalf<podport_transport::BoxStream>,
     buf: Vec<u8>,
+    deadline: Instant,
+    /// The bound as given, for the message.
+    within: Duration,
+}
+
+fn no_answer(endpoint: &Endpoint, within: Duration) -> anyhow::Error {
+    anyhow!(
+        "no answer from the agent at {endpoint} within {} (is it overloaded or stuck? --timeout waits longer)",
+        duration_text(within)
+    )
 }
 
 impl Client {
-    async fn connect(endpoint: &Endpoint) -> Result<Client> {
-        let stream = tokio::time::timeout(ANSWER_TIMEOUT, podport_transport::connect(endpoint))
+    /// Connects; the connection's every step must end within `within` from now.
+    async fn connect(endpoint: &Endpoint, within: Duration) -> Result<Client> {
+        Client::connect_until(endpoint, Instant::now() + within, within).await
+    }
+
+    async fn connect_until(
+        endpoint: &Endpoint,
+        deadline: Instant,
+        within: Duration,
+    ) -> Result<Client> {
+        let stream = tokio::time::timeout_at(deadline.into(), podport_transport::connect(endpoint))
             .await
-            .map_err(|_| anyhow!("timed out after {ANSWER_TIMEOUT:?}"))
-            .and_then(|r| r.map_err(anyhow::Error::from))
+            .map_err(|_| no_answer(endpoint, within))?
             .map_err(|e| {
                 anyhow!("cannot reach the agent at {endpoint}: {e} (is `podport agent` running?)")
             })?;
@@ -117,25 +163,29 @@ impl Client {
             rd: BufReader::new(rd),
             wr,
             buf: Vec::new(),
+            deadline,
+            within,
         })
     }
 
     async fn send(&mut self, request: &Request) -> Result<()> {
-        self.wr
-            .write_all(request.to_line().as_bytes())
+        let line = request.to_line();
+        tokio::time::timeout_at(self.deadline.into(), self.wr.write_all(line.as_bytes()))
             .await
+            .map_err(|_| no_answer(&self.endpoint, self.within))?
             .with_context(|| format!("sending the request to the agent at {}", self.endpoint))
     }
 
-    /// The next line from the agent as JSON; `None` when it closed the connection. Waits at
-    /// most `timeout` (forever when `None`).
-    async fn next_value(&mut self, timeout: Option<Duration>) -> Result<Option<Value>> {
+    /// The next line from the agent as JSON; `None` when it closed the connection. With
+    /// `bounded`, fails at the deadline; without, waits as long as the caller lets it.
+    async fn next_value(&mut self, bounded: bool) -> Result<Option<Value>> {
         let read = read_line(&mut self.rd, &mut self.buf, MAX_ANSWER_LINE);
-        let read = match timeout {
-            Some(t) => tokio::time::timeout(t, read).await.map_err(|_| {
-                anyhow!("the agent at {} did not answer within {t:?}", self.endpoint)
-            })?,
-            None => read.await,
+        let read = if bounded {
+            tokio::time::timeout_at(self.deadline.into(), read)
+                .await
+                .map_err(|_| no_answer(&self.endpoint, self.within))?
+        } else {
+            read.await
         };
         match read.with_context(|| format!("reading from the agent at {}", self.endpoint))? {
             LineRead::Eof => Ok(None),
@@ -156,15 +206,12 @@ impl Client {
     /// Sends `request` and returns its answer, or the agent's refusal as an error.
     async fn call(&mut self, request: &Request) -> Result<Value> {
         self.send(request).await?;
-        let answer = self
-            .next_value(Some(ANSWER_TIMEOUT))
-            .await?
-            .ok_or_else(|| {
-                anyhow!(
-                    "the agent at {} closed the connection without answering",
-                    self.endpoint
-                )
-            })?;
+        let answer = self.next_value(true).await?.ok_or_else(|| {
+            anyhow!(
+                "the agent at {} closed the connection without answering",
+                self.endpoint
+            )
+        })?;
         check_ok(&answer)?;
         Ok(answer)
     }
@@ -206,24 +253,24 @@ pub async fn run_cni(cmd: CniCmd) -> Result<()> {
                 ips: a.ips,
                 mac: a.mac,
             };
-            (a.control.control, request, done)
+            (a.control, request, done)
         }
         CniCmd::Attach(a) => (
-            a.control.control,
+            a.control,
             Request::Attach {
                 ifname: a.ifname.clone(),
             },
             format!("attached {}", a.ifname),
         ),
         CniCmd::Del(a) => (
-            a.control.control,
+            a.control,
             Request::Del {
                 ifname: a.ifname.clone(),
             },
             format!("deleted {}", a.ifname),
         ),
     };
-    let mut client = Client::connect(&endpoint).await?;
+    let mut client = Client::connect(&endpoint.control.control, endpoint.timeout).await?;
     client.call(&request).await?;
     println!("{done}");
     Ok(())
@@ -232,8 +279,11 @@ pub async fn run_cni(cmd: CniCmd) -> Result<()> {
 pub async fn run_status(args: StatusArgs) -> Result<()> {
     let endpoint = &args.control.control;
     let ports = match args.wait_ready {
-        None => Client::connect(endpoint).await?.status().await?,
-        Some(n) => wait_ready(endpoint, n, secs(args.timeout)?).await?,
+        None => {
+            let within = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+            Client::connect(endpoint, within).await?.status().await?
+        }
+        Some(n) => wait_ready(endpoint, n, args.timeout.unwrap_or(DEFAULT_WAIT_READY)).await?,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -244,20 +294,23 @@ pub async fn run_status(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn secs(s: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| anyhow!("--timeout must be a number of seconds, 0 or more (got {s})"))
-}
-
 /// Waits until `n` Pods are ready. It subscribes first, then re-reads the status at every
 /// event: the subscription is in place before the first status, so no change is missed.
 async fn wait_ready(endpoint: &Endpoint, n: usize, timeout: Duration) -> Result<Vec<PortInfo>> {
     let deadline = Instant::now() + timeout;
-    let mut events = Client::connect(endpoint).await?;
+    let mut events = Client::connect_until(endpoint, deadline, timeout).await?;
     events.call(&Request::Subscribe).await?;
-    let mut status = Client::connect(endpoint).await?;
     loop {
-        let ports = status.status().await?;
+        // A connection per look: between events one would sit idle, and the agent closes
+        // idle connections.
+        let (until, within) = match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if left >= LAST_LOOK => (deadline, timeout),
+            _ => (Instant::now() + LAST_LOOK, LAST_LOOK),
+        };
+        let ports = Client::connect_until(endpoint, until, within)
+            .await?
+            .status()
+            .await?;
         let ready = ports.iter().filter(|p| p.ready).count();
         if ready >= n {
             return Ok(ports);
@@ -284,7 +337,7 @@ async fn wait_ready(endpoint: &Endpoint, n: usize, timeout: Duration) -> Result<
         }
         // Any event may change the count; the timeout re-reads the status once more so the
         // message is current.
-        match tokio::time::timeout(left, events.next_value(None)).await {
+        match tokio::time::timeout(left, events.next_value(false)).await {
             Err(_) => {}
             Ok(Ok(Some(v))) => {
                 // Event lines carry no "ok"; only an error line (the agent dropped this
@@ -359,6 +412,17 @@ fn table(ports: &[PortInfo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_are_seconds_or_durations() {
+        assert_eq!(parse_timeout("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_timeout("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_timeout("0").unwrap_err().contains("more than zero"));
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
 
     #[test]
     fn the_table_lines_up() {

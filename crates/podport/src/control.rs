@@ -21,10 +21,23 @@
 //!
 //! The server serves each connection on its own task; a stream's buffers are bounded, and a
 //! subscriber that falls too far behind is dropped with a log line and an error line.
+//!
+//! Nobody can hold the socket: a connection that sends no complete request line within the
+//! idle timeout (10 s by default, counted from the connection or from its last answer) gets
+//! `{"ok":false,"error":"closed: no complete request within 10s"}` and is closed; a stream
+//! (`subscribe`, `journal`) is not idle while it streams. At the cap of [`MAX_CONNECTIONS`], a
+//! new client is not left waiting: the connection idle the longest is closed with an error
+//! line to make room (a client that sends its request right after connecting, as `podport`
+//! does, is never that one). Streams may take at most [`MAX_STREAMS`] of the connections, so
+//! the rest always serve short requests; a stream over that is refused with an error line.
+//! Eviction was chosen over waiting for the idle timeout alone because it admits the new
+//! client at once, and an idle connection holds nothing worth keeping.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use podport_engine::{Engine, PodEvent, PodSpec, PortStatusView};
 use podport_journal::remote;
@@ -33,15 +46,32 @@ use podport_transport::{BoxStream, Listener};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 /// The longest request line the agent reads.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
 
-/// Connections served at once.
-const MAX_CONNECTIONS: usize = 256;
+/// Connections served at once. At the cap, the connection idle the longest makes room for a
+/// new one.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Connections that may stream (`subscribe`, `journal`) at once: the other
+/// `MAX_CONNECTIONS - MAX_STREAMS` are left to request/reply clients.
+pub const MAX_STREAMS: usize = MAX_CONNECTIONS - 32;
+
+/// How long a connection may go without a complete request line, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the line that explains a close (idle, evicted, busy) may take to write.
+const CLOSING_WRITE: Duration = Duration::from_secs(1);
+
+/// At the cap with nothing idle to close, how often the accept loop looks again.
+const SATURATED_POLL: Duration = Duration::from_millis(20);
+
+/// How often, at most, the agent logs a warning about connections closed at the cap.
+const EVICTION_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Pod events buffered per subscriber before it counts as too slow and is dropped.
 const EVENT_BUFFER: usize = 1024;
@@ -221,6 +251,17 @@ impl From<PodEvent> for EventLine {
     }
 }
 
+/// A duration as people write it: `10s`, `1.5s`, `250ms`.
+pub fn duration_text(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
 /// `{"ok":true}`
 pub fn ok_line() -> String {
     json!({"ok": true}).to_string()
@@ -263,7 +304,16 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
             Some(i) => (&avail[..i], i + 1, true),
             None => (avail, avail.len(), false),
         };
-        if buf.len() + chunk.len() > max {
+        // The limit is on the line itself: a `\r` before the `\n` does not count, and an
+        // unfinished line may hold one byte more, which can still turn out to be that `\r`.
+        let len = buf.len() + chunk.len();
+        let ends_in_cr = chunk.last().or(buf.last()) == Some(&b'\r');
+        let over = if done {
+            len - usize::from(ends_in_cr) > max
+        } else {
+            len > max + 1 || (len == max + 1 && !ends_in_cr)
+        };
+        if over {
             r.consume(used);
             buf.clear();
             return Ok(LineRead::TooLong);
@@ -298,38 +348,249 @@ async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, line: &str) -> io::Result<
     }
 }
 
+/// Where a connection is, for the accept loop's choice of which to close at the cap.
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const STREAMING: u8 = 2;
+/// Being closed (evicted or timed out): no longer counted against the cap.
+const CLOSING: u8 = 3;
+
+/// One connection as the accept loop sees it.
+struct ConnState {
+    phase: AtomicU8,
+    /// When it last became idle (accepted, or its last answer sent).
+    idle_since: Mutex<Instant>,
+    /// Told when the accept loop closes it to make room.
+    evicted: Notify,
+}
+
+impl ConnState {
+    fn new() -> ConnState {
+        ConnState {
+            phase: AtomicU8::new(IDLE),
+            idle_since: Mutex::new(Instant::now()),
+            evicted: Notify::new(),
+        }
+    }
+
+    fn idle_since(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waiting for a request again (only the connection's own task calls this, and never
+    /// once it is closing).
+    fn enter_idle(&self) {
+        *self.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let _ = self
+            .phase
+            .compare_exchange(BUSY, IDLE, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self
+            .phase
+            .compare_exchange(STREAMING, IDLE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A request arrived: `false` when the accept loop closed this connection first.
+    fn enter(&self, phase: u8) -> bool {
+        self.phase
+            .compare_exchange(IDLE, phase, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Closing for a reason of its own (idle timeout): stops counting against the cap.
+    fn close(&self) {
+        self.phase.store(CLOSING, Ordering::Release);
+    }
+}
+
+/// Every open connection, and how many stream.
+struct Conns {
+    max: usize,
+    max_streams: usize,
+    table: Mutex<HashMap<u64, Arc<ConnState>>>,
+    streams: AtomicUsize,
+}
+
+impl Conns {
+    fn new(max: usize, max_streams: usize) -> Conns {
+        Conns {
+            max,
+            max_streams,
+            table: Mutex::new(HashMap::new()),
+            streams: AtomicUsize::new(0),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn register(self: &Arc<Self>, id: u64) -> Registered {
+        let state = Arc::new(ConnState::new());
+        self.table().insert(id, state.clone());
+        Registered {
+            conns: self.clone(),
+            id,
+            state,
+        }
+    }
+
+    /// Connections that count against the cap (every one not being closed).
+    fn occupied(&self) -> usize {
+        self.table()
+            .values()
+            .filter(|c| c.phase.load(Ordering::Acquire) != CLOSING)
+            .count()
+    }
+
+    /// Whether one more connection may be accepted: below the cap, or one is idle.
+    fn can_admit(&self) -> bool {
+        let table = self.table();
+        let mut occupied = 0;
+        for c in table.values() {
+            match c.phase.load(Ordering::Acquire) {
+                IDLE => return true,
+                CLOSING => {}
+                _ => occupied += 1,
+            }
+        }
+        occupied < self.max
+    }
+
+    /// Closes the connection idle the longest (it writes its error line and ends); its id,
+    /// or `None` when none is idle.
+    fn evict_oldest_idle(&self) -> Option<u64> {
+        let table = self.table();
+        let mut idle: Vec<(Instant, u64, &Arc<ConnState>)> = table
+            .iter()
+            .filter(|(_, c)| c.phase.load(Ordering::Acquire) == IDLE)
+            .map(|(id, c)| (c.idle_since(), *id, c))
+            .collect();
+        idle.sort_by_key(|(since, id, _)| (*since, *id));
+        // One that turned busy since the look is skipped: a request in flight is never cut.
+        idle.into_iter().find_map(|(_, id, c)| {
+            c.phase
+                .compare_exchange(IDLE, CLOSING, Ordering::AcqRel, Ordering::Acquire)
+                .ok()
+                .map(|_| {
+                    c.evicted.notify_one();
+                    id
+                })
+        })
+    }
+
+    /// A stream slot, or `None` when [`Conns::max_streams`] stream already.
+    fn start_stream(self: &Arc<Self>) -> Option<StreamSlot> {
+        self.streams
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max_streams).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| StreamSlot(self.clone()))
+    }
+}
+
+/// A connection's entry in [`Conns`], removed when its task ends (however it ends).
+struct Registered {
+    conns: Arc<Conns>,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.conns.table().remove(&self.id);
+    }
+}
+
+/// One of the [`MAX_STREAMS`] stream slots, given back on drop.
+struct StreamSlot(Arc<Conns>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    engine: Arc<Engine>,
+    conns: Arc<Conns>,
+    idle_timeout: Duration,
+}
+
 /// The control server: accepts connections and serves each on its own task.
 pub struct ControlServer {
     listener: Listener,
     engine: Arc<Engine>,
+    idle_timeout: Duration,
 }
 
 impl ControlServer {
     pub fn new(listener: Listener, engine: Arc<Engine>) -> Self {
-        ControlServer { listener, engine }
+        ControlServer {
+            listener,
+            engine,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+
+    /// How long a connection may go without a complete request line before it is closed.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
     }
 
     /// Serves until `stop` resolves, then closes the listener (removing a Unix socket file)
     /// and ends every connection. When this returns, no task holds the engine any more.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
-        let ControlServer { listener, engine } = self;
+        let ControlServer {
+            listener,
+            engine,
+            idle_timeout,
+        } = self;
         let endpoint = listener.endpoint().to_string();
-        let mut conns = JoinSet::new();
+        let conns = Arc::new(Conns::new(MAX_CONNECTIONS, MAX_STREAMS));
+        let shared = Arc::new(Shared {
+            engine,
+            conns: conns.clone(),
+            idle_timeout,
+        });
+        let mut tasks = JoinSet::new();
         let mut next_id: u64 = 0;
+        let mut evictions = Evictions::default();
         tokio::pin!(stop);
         loop {
+            // At the cap with every connection busy or streaming, a new client waits in the
+            // listen backlog for the moment one is idle (requests are short, and streams
+            // cannot fill the table).
+            let admit = conns.can_admit();
             tokio::select! {
                 () = &mut stop => break,
-                // At the cap, new clients wait in the listen backlog until a connection ends.
-                accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
+                accepted = listener.accept(), if admit => match accepted {
                     Ok(stream) => {
                         next_id += 1;
                         let id = next_id;
-                        debug!(conn = id, "control connection accepted");
-                        conns.spawn(serve_connection(stream, engine.clone(), id));
-                        if conns.len() == MAX_CONNECTIONS {
-                            warn!(%endpoint, open = MAX_CONNECTIONS, "control connections at their cap; new ones wait until one ends");
+                        if conns.occupied() >= MAX_CONNECTIONS {
+                            match conns.evict_oldest_idle() {
+                                Some(victim) => {
+                                    debug!(conn = victim, for_conn = id, "closing the connection idle the longest to make room");
+                                    evictions.note(&endpoint);
+                                }
+                                None => {
+                                    // Every idle one turned busy since the look: rare, and
+                                    // the client is told rather than left waiting.
+                                    let msg = format!(
+                                        "the agent is serving its maximum of {MAX_CONNECTIONS} control connections and none is idle; try again"
+                                    );
+                                    warn!(%endpoint, conn = id, "{msg}");
+                                    tasks.spawn(refuse(stream, msg));
+                                    continue;
+                                }
+                            }
                         }
+                        debug!(conn = id, "control connection accepted");
+                        let registered = conns.register(id);
+                        tasks.spawn(serve_connection(stream, shared.clone(), registered));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: the condition may pass, and
@@ -338,7 +599,8 @@ impl ControlServer {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                Some(done) = conns.join_next(), if !conns.is_empty() => {
+                () = tokio::time::sleep(SATURATED_POLL), if !admit => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     if let Err(e) = done {
                         if e.is_panic() {
                             warn!(error = %e, "a control connection task panicked");
@@ -348,9 +610,58 @@ impl ControlServer {
             }
         }
         drop(listener);
-        let open = conns.len();
-        conns.shutdown().await;
+        let open = tasks.len();
+        tasks.shutdown().await;
         info!(%endpoint, closed_connections = open, "control socket closed");
+    }
+}
+
+/// Counts connections closed at the cap, and warns about them now and then (not once per
+/// connection: a client leaking connections would flood the log).
+#[derive(Default)]
+struct Evictions {
+    total: u64,
+    since_warning: u64,
+    warned: Option<Instant>,
+}
+
+impl Evictions {
+    fn note(&mut self, endpoint: &str) {
+        self.total += 1;
+        self.since_warning += 1;
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= EVICTION_WARN_EVERY)
+        {
+            warn!(
+                %endpoint,
+                max = MAX_CONNECTIONS,
+                closed = self.since_warning,
+                closed_total = self.total,
+                "control connections at their cap: closing the ones idle the longest to admit new clients (a client is leaking connections?)"
+            );
+            self.warned = Some(Instant::now());
+            self.since_warning = 0;
+        }
+    }
+}
+
+/// Writes one error line, with a short bound, and closes.
+async fn refuse(stream: BoxStream, msg: String) {
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = BufReader::new(rd);
+    close_with(&mut rd, &mut wr, &msg).await;
+}
+
+/// Writes `msg` as an error line (giving up after [`CLOSING_WRITE`]), then lingers and closes.
+async fn close_with<R, W>(rd: &mut R, wr: &mut W, msg: &str)
+where
+    R: AsyncBufRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let line = error_line(msg);
+    if let Ok(Ok(())) = tokio::time::timeout(CLOSING_WRITE, write_line(wr, &line)).await {
+        linger(rd, wr).await;
     }
 }
 
@@ -360,18 +671,59 @@ enum Next {
     Close,
 }
 
-async fn serve_connection(stream: BoxStream, engine: Arc<Engine>, id: u64) {
+/// What the wait for a request line ended with.
+enum Waited {
+    Read(io::Result<LineRead>),
+    IdleTimeout,
+    Evicted,
+}
+
+async fn serve_connection(stream: BoxStream, shared: Arc<Shared>, conn: Registered) {
+    let id = conn.id;
+    let state = &conn.state;
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
     let mut buf = Vec::new();
+    let idle = shared.idle_timeout;
+    // The idle clock starts at the connection and again at each answer; blank lines do not
+    // restart it.
+    let mut answered = true;
+    let mut deadline = tokio::time::Instant::now();
     loop {
-        match read_line(&mut rd, &mut buf, MAX_REQUEST_LINE).await {
+        if answered {
+            state.enter_idle();
+            deadline = tokio::time::Instant::now() + idle;
+            answered = false;
+        }
+        let waited = tokio::select! {
+            r = tokio::time::timeout_at(deadline, read_line(&mut rd, &mut buf, MAX_REQUEST_LINE)) => match r {
+                Ok(r) => Waited::Read(r),
+                Err(_) => Waited::IdleTimeout,
+            },
+            () = state.evicted.notified() => Waited::Evicted,
+        };
+        let read = match waited {
+            Waited::Read(r) => r,
+            Waited::IdleTimeout => {
+                state.close();
+                let msg = format!("closed: no complete request within {}", duration_text(idle));
+                debug!(conn = id, "{msg}");
+                close_with(&mut rd, &mut wr, &msg).await;
+                break;
+            }
+            Waited::Evicted => {
+                close_with(&mut rd, &mut wr, &evicted_message()).await;
+                break;
+            }
+        };
+        match read {
             Err(e) => {
                 debug!(conn = id, error = %e, "control connection read failed");
                 break;
             }
             Ok(LineRead::Eof) => break,
             Ok(LineRead::TooLong) => {
+                state.close();
                 let msg = format!(
                     "request line longer than {MAX_REQUEST_LINE} bytes; closing the connection"
                 );
@@ -389,14 +741,48 @@ async fn serve_connection(stream: BoxStream, engine: Arc<Engine>, id: u64) {
         let request = match parse_request(&buf) {
             Ok(r) => r,
             Err(msg) => {
+                if !state.enter(BUSY) {
+                    close_with(&mut rd, &mut wr, &evicted_message()).await;
+                    break;
+                }
                 warn!(conn = id, error = %msg, "bad control request");
                 if write_line(&mut wr, &error_line(&msg)).await.is_err() {
                     break;
                 }
+                answered = true;
                 continue;
             }
         };
-        match serve_request(request, &engine, &mut rd, &mut wr, id).await {
+        let streams = matches!(request, Request::Subscribe | Request::Journal { .. });
+        if !state.enter(if streams { STREAMING } else { BUSY }) {
+            // Closed to make room just as the request arrived: it is not carried out, and
+            // the client is told so.
+            close_with(&mut rd, &mut wr, &evicted_message()).await;
+            break;
+        }
+        let slot = if streams {
+            match shared.conns.start_stream() {
+                Some(slot) => Some(slot),
+                None => {
+                    let msg = format!(
+                        "too many streams: {} connections already subscribe or read the journal; try again later",
+                        shared.conns.max_streams
+                    );
+                    warn!(conn = id, op = request.op(), "{msg}");
+                    if write_line(&mut wr, &error_line(&msg)).await.is_err() {
+                        break;
+                    }
+                    answered = true;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let served = serve_request(request, &shared.engine, &mut rd, &mut wr, id).await;
+        drop(slot);
+        answered = true;
+        match served {
             Ok(Next::Continue) => {}
             Ok(Next::Close) => break,
             Err(e) => {
@@ -406,6 +792,12 @@ async fn serve_connection(stream: BoxStream, engine: Arc<Engine>, id: u64) {
         }
     }
     debug!(conn = id, "control connection closed");
+}
+
+fn evicted_message() -> String {
+    format!(
+        "closed: the agent is at its maximum of {MAX_CONNECTIONS} control connections and this one was idle the longest"
+    )
 }
 
 /// How much of an abandoned request a closing connection still reads, and for how long.
@@ -804,5 +1196,80 @@ mod tests {
         // closes the connection after a too-long line.
         assert_eq!(got[..3], ["one", "two", "<too long>"]);
         assert_eq!(got.last().unwrap(), "four");
+    }
+
+    #[tokio::test]
+    async fn the_limit_is_on_the_line_not_its_line_ending() {
+        for (input, want) in [
+            (&b"12345678\r\n"[..], Some("12345678")),
+            (b"12345678\n", Some("12345678")),
+            (b"12345678", Some("12345678")),
+            (b"123456789\n", None),
+            (b"12345678\rx\n", None),
+            (b"123456789\r\n", None),
+        ] {
+            for cap in [1, 3, 64] {
+                let mut r = BufReader::with_capacity(cap, input);
+                let mut buf = Vec::new();
+                let got = match read_line(&mut r, &mut buf, 8).await.unwrap() {
+                    LineRead::Line => Some(String::from_utf8(buf.clone()).unwrap()),
+                    LineRead::TooLong => None,
+                    LineRead::Eof => panic!("eof"),
+                };
+                assert_eq!(
+                    got.as_deref(),
+                    want,
+                    "{:?} read {cap} bytes at a time",
+                    String::from_utf8_lossy(input)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(duration_text(Duration::from_secs(10)), "10s");
+        assert_eq!(duration_text(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(duration_text(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn at_the_cap_the_connection_idle_the_longest_makes_room() {
+        let conns = Arc::new(Conns::new(3, 2));
+        let a = conns.register(1);
+        std::thread::sleep(Duration::from_millis(2));
+        let b = conns.register(2);
+        std::thread::sleep(Duration::from_millis(2));
+        let c = conns.register(3);
+        assert_eq!(conns.occupied(), 3);
+        assert!(conns.can_admit(), "idle ones can make room");
+        // The oldest idle one is busy serving: never cut; the next oldest goes.
+        assert!(a.state.enter(BUSY));
+        assert_eq!(conns.evict_oldest_idle(), Some(2));
+        assert_eq!(conns.occupied(), 2, "a closing connection does not count");
+        // Evicted just as its request came: the request is not served.
+        assert!(!b.state.enter(BUSY));
+        drop(b);
+        let d = conns.register(4);
+        // Idle again after its answer, `a`'s clock starts over: of c, d and a, c has been
+        // idle the longest.
+        a.state.enter_idle();
+        assert_eq!(conns.evict_oldest_idle(), Some(3));
+        drop(c);
+        // Two streaming and one busy: nothing to close, and no room.
+        let e = conns.register(5);
+        assert!(a.state.enter(STREAMING) && d.state.enter(STREAMING) && e.state.enter(BUSY));
+        assert!(!conns.can_admit());
+        assert_eq!(conns.evict_oldest_idle(), None);
+        // Stream slots are bounded and given back.
+        let s1 = conns.start_stream().unwrap();
+        let _s2 = conns.start_stream().unwrap();
+        assert!(conns.start_stream().is_none());
+        drop(s1);
+        assert!(conns.start_stream().is_some());
+        // A task's end removes its entry.
+        drop((a, d, e));
+        assert_eq!(conns.occupied(), 0);
+        assert!(conns.table().is_empty());
     }
 }

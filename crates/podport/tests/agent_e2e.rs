@@ -138,6 +138,12 @@ impl Agent {
     /// Starts the agent on the sandbox and waits until its control socket answers.
     fn start(sb: &Sandbox, dir: &Path, extra: &[&str]) -> Agent {
         let control = format!("unix:{}", dir.join("ctl.sock").display());
+        Agent::start_on(sb, dir, &control, extra)
+    }
+
+    /// The same on another control endpoint (a `tcp:` one: until it says it listens).
+    fn start_on(sb: &Sandbox, dir: &Path, control: &str, extra: &[&str]) -> Agent {
+        let control = control.to_string();
         let journal = dir.join("journal");
         let mut cmd = Command::new(podport_bin());
         cmd.args(["agent", "--ovsdb", &sb.ovsdb_endpoint()])
@@ -191,6 +197,10 @@ impl Agent {
 
     /// Polls the control socket until a status request is answered.
     fn wait_up(&mut self) {
+        if !self.control.starts_with("unix:") {
+            self.wait_log("listening on the control socket");
+            return;
+        }
         let deadline = Instant::now() + BOUND;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -947,6 +957,390 @@ fn bad_options_are_refused_before_anything_starts() {
     let err = podport_fails(&["agent", "--config", file.to_str().unwrap()]);
     assert!(err.contains("missing required option --openflow"), "{err}");
     assert!(!j.exists(), "nothing was created");
+}
+
+/// Reads one line from `s` within `within`: `Ok(Some(line))`, `Ok(None)` at the end of the
+/// stream, `Err(())` when nothing came in time.
+fn line_within(rd: &mut BufReader<UnixStream>, within: Duration) -> Result<Option<String>, ()> {
+    rd.get_ref().set_read_timeout(Some(within)).unwrap();
+    let mut l = String::new();
+    let got = match rd.read_line(&mut l) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(l.trim_end().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(())
+        }
+        Err(e) => panic!("reading from the agent: {e}"),
+    };
+    rd.get_ref().set_read_timeout(Some(BOUND)).unwrap();
+    got
+}
+
+#[test]
+fn idle_connections_cannot_keep_clients_out() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    // A long idle timeout: only making room at the cap can let `status` in quickly.
+    let agent = Agent::start(&sb, dir.path(), &["--control-idle-timeout", "60s"]);
+    let ctl = agent.control.clone();
+    // 300 connections that say nothing (the cap is 256).
+    let idle: Vec<Raw> = (0..300)
+        .map(|i| Raw::connect(&agent.socket()).unwrap_or_else(|e| panic!("connection {i}: {e}")))
+        .collect();
+    let t = Instant::now();
+    let out = podport_ok(&["status", "--control", &ctl, "--timeout", "10"]);
+    let took = t.elapsed();
+    assert!(out.starts_with("IFNAME"), "{out}");
+    assert!(
+        took < Duration::from_secs(5),
+        "status took {took:?} with 300 idle connections open"
+    );
+    let args = pod_args(&ctl, 1);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["--timeout", "10"]);
+    podport_ok(&args);
+    // The ones idle the longest were closed, each with a line that says why; the newest
+    // still serves.
+    let mut idle = idle;
+    let first = &mut idle[0];
+    let v = first.value();
+    assert_eq!(v["ok"], false, "{v}");
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("maximum of 256 control connections") && e.contains("idle the longest"),
+        "{e}"
+    );
+    assert_eq!(first.line(), None);
+    let last = idle.last_mut().unwrap();
+    assert_eq!(last.request(r#"{"op":"status"}"#)["ok"], true);
+    agent.wait_log("control connections at their cap");
+}
+
+#[test]
+fn idle_connections_time_out_and_streams_do_not() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let agent = Agent::start(&sb, dir.path(), &["--control-idle-timeout", "1s"]);
+    let ctl = agent.control.clone();
+    let sub = Raw::connect(&agent.socket()).unwrap();
+    let mut sub = sub;
+    assert_eq!(sub.request(r#"{"op":"subscribe"}"#)["ok"], true);
+    let mut follower = Raw::connect(&agent.socket()).unwrap();
+    follower.send(r#"{"op":"journal","from":1,"follow":true}"#);
+    assert_eq!(follower.value()["seq"], 1);
+
+    // Silent, half a line, and blank lines (not requests): each closed after about 1 s,
+    // with a line that says why.
+    let silent = Raw::connect(&agent.socket()).unwrap();
+    let mut half = Raw::connect(&agent.socket()).unwrap();
+    half.wr.write_all(br#"{"op":"sta"#).unwrap();
+    let mut blank = Raw::connect(&agent.socket()).unwrap();
+    let t = Instant::now();
+    for _ in 0..3 {
+        let _ = blank.wr.write_all(b"\n");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for (name, mut c) in [
+        ("silent", silent),
+        ("half a line", half),
+        ("blank lines", blank),
+    ] {
+        let v = c.value();
+        let took = t.elapsed();
+        assert_eq!(v["ok"], false, "{name}: {v}");
+        assert_eq!(
+            v["error"], "closed: no complete request within 1s",
+            "{name}: {v}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            "{name}: closed after {took:?}"
+        );
+        assert_eq!(c.line(), None, "{name}: the connection should be closed");
+    }
+
+    // Each answer starts the clock again: requests 0.5 s apart keep a connection.
+    let mut busy = Raw::connect(&agent.socket()).unwrap();
+    for _ in 0..4 {
+        assert_eq!(busy.request(r#"{"op":"status"}"#)["ok"], true);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(busy.request(r#"{"op":"status"}"#)["ok"], true);
+
+    // The streams, idle for far longer than 1 s, are still there and still stream.
+    assert_eq!(
+        line_within(&mut sub.rd, Duration::from_millis(200)),
+        Err(())
+    );
+    let args = pod_args(&ctl, 1);
+    podport_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let ev = sub.value();
+    assert_eq!(ev["ifname"], "vnic-1", "{ev}");
+    loop {
+        let r = follower.value();
+        assert!(r["seq"].as_u64().is_some(), "{r}");
+        if r["event"]["kind"] == "pod_added" {
+            break;
+        }
+    }
+}
+
+/// A socket that accepts connections and never answers.
+fn mute_listener(path: &Path) -> std::thread::JoinHandle<()> {
+    let l = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().take(8) {
+            held.push(c);
+        }
+        std::thread::sleep(BOUND);
+    })
+}
+
+#[test]
+fn clients_give_up_on_an_agent_that_never_answers() {
+    // No OVS: a plain listener stands in for a stuck agent.
+    let dir = tempdir();
+    let path = dir.path().join("mute.sock");
+    let _mute = mute_listener(&path);
+    let ctl = format!("unix:{}", path.display());
+    let args = pod_args(&ctl, 1);
+    let add: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec!["status", "--control", &ctl, "--timeout", "1"], "1s"),
+        (
+            vec![
+                "status",
+                "--control",
+                &ctl,
+                "--wait-ready",
+                "1",
+                "--timeout",
+                "1",
+            ],
+            "1s",
+        ),
+        (
+            vec![
+                "cni",
+                "del",
+                "--control",
+                &ctl,
+                "--ifname",
+                "v1",
+                "--timeout",
+                "1",
+            ],
+            "1s",
+        ),
+        (
+            vec![
+                "cni",
+                "attach",
+                "--control",
+                &ctl,
+                "--ifname",
+                "v1",
+                "--timeout",
+                "500ms",
+            ],
+            "500ms",
+        ),
+        ([&add[..], &["--timeout", "1.5"]].concat(), "1.5s"),
+    ];
+    for (args, within) in cases {
+        let t = Instant::now();
+        let err = podport_fails(&args);
+        let took = t.elapsed();
+        assert!(
+            err.contains(&format!(
+                "no answer from the agent at {ctl} within {within}"
+            )),
+            "{args:?}: {err}"
+        );
+        assert!(took < Duration::from_millis(2500), "{args:?} took {took:?}");
+    }
+}
+
+#[test]
+fn unsafe_control_endpoints_are_refused() {
+    // No OVS needed: these fail before anything starts.
+    let dir = tempdir();
+    let j = dir.path().join("journal");
+    let agent = |control: &str, extra: &[&str]| -> String {
+        let mut args = vec![
+            "agent",
+            "--ovsdb",
+            "unix:/nonexistent/db.sock",
+            "--openflow",
+            "unix:/nonexistent/br-int.mgmt",
+            "--bridge",
+            "br-int",
+            "--journal",
+            j.to_str().unwrap(),
+            "--control",
+            control,
+        ];
+        args.extend(extra);
+        podport_fails(&args)
+    };
+    for remote in ["tcp:0.0.0.0:0", "tcp:[::]:0"] {
+        let err = agent(remote, &[]);
+        assert!(
+            err.contains("is not a loopback address") && err.contains("--control-allow-remote"),
+            "{remote}: {err}"
+        );
+    }
+    // A regular file where the socket should go: refused, named, and left alone.
+    let file = dir.path().join("ctl.sock");
+    std::fs::write(&file, b"precious").unwrap();
+    let err = agent(&format!("unix:{}", file.display()), &[]);
+    assert!(
+        err.contains(&format!("{} exists and is not a socket", file.display())),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"precious");
+    // So is a directory.
+    let sub = dir.path().join("ctl.d");
+    std::fs::create_dir(&sub).unwrap();
+    let err = agent(&format!("unix:{}", sub.display()), &[]);
+    assert!(err.contains("exists and is not a socket"), "{err}");
+    assert!(sub.is_dir());
+    assert!(!j.exists(), "nothing was started");
+}
+
+#[test]
+fn a_remote_tcp_control_endpoint_needs_the_flag_and_is_logged() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let agent = Agent::start_on(
+        &sb,
+        dir.path(),
+        "tcp:0.0.0.0:0",
+        &["--control-allow-remote"],
+    );
+    agent.wait_log("accepts connections from other machines");
+    // The port it took, from its log line: control=tcp:0.0.0.0:PORT.
+    let log = agent.log_text();
+    let port = log
+        .lines()
+        .find(|l| l.contains("listening on the control socket"))
+        .and_then(|l| l.split("control=tcp:0.0.0.0:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no port in the log:\n{log}"))
+        .to_string();
+    let out = podport_ok(&["status", "--control", &format!("tcp:127.0.0.1:{port}")]);
+    assert!(out.starts_with("IFNAME"), "{out}");
+}
+
+#[test]
+fn the_socket_file_is_private_from_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    // A stale socket from an agent that died is replaced. (A child forked by another test
+    // thread holds the listener until it execs: stale once connecting is refused.)
+    let path = dir.path().join("ctl.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let deadline = Instant::now() + BOUND;
+    while UnixStream::connect(&path).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still accepts",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut agent = Agent::start(&sb, dir.path(), &[]);
+    let mode = std::fs::metadata(agent.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    // A second agent on the same socket (another journal) is refused, and the first one's
+    // socket stays.
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let err = podport_fails(&[
+        "agent",
+        "--ovsdb",
+        &sb.ovsdb_endpoint(),
+        "--openflow",
+        &sb.openflow_endpoint(),
+        "--bridge",
+        sb.bridge(),
+        "--journal",
+        other.join("journal").to_str().unwrap(),
+        "--control",
+        &agent.control,
+    ]);
+    assert!(err.contains("in use by a running process"), "{err}");
+    agent.assert_running();
+    podport_ok(&["status", "--control", &agent.control]);
+}
+
+#[test]
+fn over_long_lines_get_their_error_line() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let agent = Agent::start(&sb, dir.path(), &[]);
+    // Exactly 64 KiB (with \r\n after it) is a line like any other: an answer, and the
+    // connection carries on.
+    let mut c = Raw::connect(&agent.socket()).unwrap();
+    let pad = 65536 - r#"{"op":"status","pad":""}"#.len();
+    let at_limit = format!(r#"{{"op":"status","pad":"{}"}}"#, "x".repeat(pad));
+    assert_eq!(at_limit.len(), 65536);
+    c.wr.write_all(at_limit.as_bytes()).unwrap();
+    c.wr.write_all(b"\r\n").unwrap();
+    assert_eq!(c.value()["ok"], true);
+    assert_eq!(c.request(r#"{"op":"status"}"#)["ok"], true);
+    // One byte more, and a line of 8 MiB still being sent while the agent answers: the error
+    // line arrives, then the end of the stream.
+    for size in [65537, 8 << 20] {
+        let s = UnixStream::connect(agent.socket()).unwrap();
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        let mut wr = s.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < size {
+                let n = chunk.len().min(size - sent);
+                if wr.write_all(&chunk[..n]).is_err() {
+                    return;
+                }
+                sent += n;
+            }
+            let _ = wr.write_all(b"\n");
+        });
+        let mut rd = BufReader::new(s);
+        let v: Value = {
+            let mut l = String::new();
+            rd.read_line(&mut l).unwrap();
+            serde_json::from_str(&l).unwrap_or_else(|e| panic!("{size}: not JSON ({e}): {l}"))
+        };
+        assert_eq!(v["ok"], false, "{size}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("longer than 65536 bytes"),
+            "{size}: {v}"
+        );
+        let mut rest = String::new();
+        match rd.read_line(&mut rest) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{size}: expected the end, got {other:?} {rest:?}"),
+        }
+        writer.join().unwrap();
+    }
 }
 
 /// The control-socket line of an `add` for Pod `i`.
