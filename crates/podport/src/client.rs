@@ -31,8 +31,20 @@ pub enum CniCmd {
     Add(AddArgs),
     /// The Pod's vNIC exists: switch its port to type internal and make it ready.
     Attach(IfnameArgs),
-    /// Remove the Pod's flows and port.
-    Del(IfnameArgs),
+    /// Remove the Pod's flows and port (succeeds for a Pod that is not tracked).
+    Del(DelArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DelArgs {
+    #[command(flatten)]
+    control: CniControl,
+    /// The Pod's interface name.
+    #[arg(long, value_name = "NAME")]
+    ifname: String,
+    /// Delete only if the Pod of that name belongs to this container (CNI_CONTAINERID).
+    #[arg(long, value_name = "ID")]
+    container_id: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -266,6 +278,7 @@ pub async fn run_cni(cmd: CniCmd) -> Result<()> {
             a.control,
             Request::Del {
                 ifname: a.ifname.clone(),
+                container_id: a.container_id.clone(),
             },
             format!("deleted {}", a.ifname),
         ),

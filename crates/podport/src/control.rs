@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `{"op":"add","namespace","name","container_id","ifname","ips":[..],"mac"}` | `{"ok":true}` |
 //! | `{"op":"attach","ifname"}` | `{"ok":true}` |
-//! | `{"op":"del","ifname"}` | `{"ok":true}` |
+//! | `{"op":"del","ifname"[,"container_id"]}` | `{"ok":true}` (also for a Pod not tracked; with `container_id`, another container's Pod of that name stays) |
 //! | `{"op":"status"}` | `{"ok":true,"ports":[`[`PortInfo`]`..]}` |
 //! | `{"op":"subscribe"}` | `{"ok":true}`, then one [`EventLine`] per Pod event until the client hangs up |
 //! | `{"op":"journal","from":SEQ,"follow":BOOL}` | the record stream of `podport_journal::remote` |
@@ -102,6 +102,9 @@ pub enum Request {
     },
     Del {
         ifname: String,
+        /// The CNI DEL's container: only that container's Pod is deleted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container_id: Option<String>,
     },
     Status,
     Subscribe,
@@ -874,11 +877,15 @@ where
             .await
             .map(|()| (json!({"ok": true}), ifname))
             .map_err(|e| e.to_string()),
-        Request::Del { ifname } => engine
-            .delete_pod(&ifname)
-            .await
-            .map(|()| (json!({"ok": true}), ifname))
-            .map_err(|e| e.to_string()),
+        Request::Del {
+            ifname,
+            container_id,
+        } => match &container_id {
+            Some(c) => engine.delete_pod_of(&ifname, c).await,
+            None => engine.delete_pod(&ifname).await,
+        }
+        .map(|()| (json!({"ok": true}), ifname))
+        .map_err(|e| e.to_string()),
         Request::Status => engine
             .status()
             .await
