@@ -347,6 +347,9 @@ pub fn event_line(event: &Event) -> String {
         ),
         Event::DeleteRequested { ifname } => format!("{kind} ifname={}", word(ifname)),
         Event::PodDeleted { ifname } => format!("{kind} ifname={}", word(ifname)),
+        Event::CookieGeneration { generation } => {
+            format!("{kind} generation={generation:#08x}")
+        }
     }
 }
 

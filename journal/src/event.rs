@@ -506,6 +506,11 @@ pub enum Event {
     DeleteRequested { ifname: String },
     /// The Pod was deleted.
     PodDeleted { ifname: String },
+    /// This journal's cookie generation, drawn at random when the journal is new: every
+    /// cookie it hands out carries it (bits 24..48), so a journal that replaces a lost one
+    /// never reuses a cookie that the switch may still hold flows under. (Last in the enum:
+    /// appending a small variant keeps the archived layout of the others.)
+    CookieGeneration { generation: u32 },
 }
 
 impl Event {
@@ -531,6 +536,7 @@ impl Event {
             Event::Reconciled { .. } => "Reconciled",
             Event::DeleteRequested { .. } => "DeleteRequested",
             Event::PodDeleted { .. } => "PodDeleted",
+            Event::CookieGeneration { .. } => "CookieGeneration",
         }
     }
 

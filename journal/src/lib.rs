@@ -26,7 +26,8 @@ pub use event::{
 };
 pub use reader::{CorruptRecord, JournalReader, Replay, Stats};
 pub use state::{
-    apply, apply_event, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo, POD_COOKIE_BASE,
+    apply, apply_event, cookie_generation, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo,
+    COOKIE_GENERATION_MASK, POD_COOKIE_BASE, POD_COOKIE_MASK,
 };
 pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket};
 

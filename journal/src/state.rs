@@ -15,8 +15,21 @@ use crate::event::{
     Readiness, Record,
 };
 
-/// Cookies of Pod flows carry this in their top byte, so they never collide with the bridge's.
+/// Cookies of Pod flows carry 0xa0 in their second byte (under [`POD_COOKIE_MASK`]), so they
+/// never collide with the bridge's (0xb0). Layout: `00 a0 GG GG GG NN NN NN`: the journal's
+/// generation G (see [`Event::CookieGeneration`]), then a counter N.
 pub const POD_COOKIE_BASE: u64 = 0x00a0_0000_0000_0000;
+
+/// The marker byte of a Pod cookie.
+pub const POD_COOKIE_MASK: u64 = 0x00ff_0000_0000_0000;
+
+/// The bits of a Pod cookie that hold its journal's generation.
+pub const COOKIE_GENERATION_MASK: u64 = 0x0000_ffff_ff00_0000;
+
+/// The generation of a cookie (0: a journal without one).
+pub fn cookie_generation(cookie: u64) -> u32 {
+    ((cookie & COOKIE_GENERATION_MASK) >> 24) as u32
+}
 
 /// The Pod's flows as last confirmed on the switch.
 #[derive(
@@ -545,6 +558,14 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
         }
         Event::PodDeleted { ifname } => {
             state.ports.remove(ifname);
+            None
+        }
+        Event::CookieGeneration { generation } => {
+            // Only a journal without one takes it; cookies handed out already keep theirs.
+            if cookie_generation(state.next_cookie) == 0 {
+                let g = u64::from(*generation & 0x00ff_ffff) << 24;
+                state.next_cookie = POD_COOKIE_BASE | g | (state.next_cookie & 0x00ff_ffff);
+            }
             None
         }
     };

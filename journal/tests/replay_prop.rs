@@ -192,6 +192,7 @@ fn event() -> impl Strategy<Value = Event> {
         2 => (ifname(), finding()).prop_map(|(ifname, finding)| Event::Reconciled { ifname, finding }),
         1 => ifname().prop_map(|ifname| Event::DeleteRequested { ifname }),
         1 => ifname().prop_map(|ifname| Event::PodDeleted { ifname }),
+        1 => any::<u32>().prop_map(|generation| Event::CookieGeneration { generation }),
         1 => any::<u64>().prop_map(|datapath_id| Event::SwitchConnected {
             endpoint: "unix:/run/openvswitch/br-int.mgmt".into(),
             datapath_id,

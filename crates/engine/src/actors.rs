@@ -90,6 +90,8 @@ pub struct EngineActor {
     tick: Option<SpawnHandle>,
     /// Recorded in `AgentStarted` when the actor starts.
     config_digest: String,
+    /// Given to a journal without a cookie generation (0: none).
+    pub cookie_generation: u32,
     /// The switch client (to ask PORT_DESC again) and its endpoint's name.
     switch_client: Option<(OfClient, String)>,
     /// OVSDB's monitor events, taken as a stream of batches when the actor starts.
@@ -161,6 +163,7 @@ impl EngineActor {
             metrics,
             tick: None,
             config_digest,
+            cookie_generation: 0,
             switch_client: None,
             switch: None,
             ovsdb_events: None,
@@ -391,10 +394,11 @@ impl Actor for EngineActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // The default mailbox (16) is too small for bursts of facts.
         ctx.set_mailbox_capacity(4096);
-        let cmds = self.core.start(
+        let cmds = self.core.start_with_generation(
             env!("CARGO_PKG_VERSION"),
             &self.config_digest,
             Instant::now(),
+            self.cookie_generation,
         );
         self.execute(cmds);
         if let Some((client, rx, endpoint)) = self.switch.take() {
@@ -813,7 +817,7 @@ impl FlowProgrammer {
             let read = client
                 .flow_desc(FlowDescRequest::by_cookie(
                     podport_journal::POD_COOKIE_BASE,
-                    0xff00_0000_0000_0000,
+                    podport_journal::POD_COOKIE_MASK,
                 ))
                 .await;
             let mut by_cookie: HashMap<u64, Vec<FlowEntry>> = HashMap::new();
@@ -947,7 +951,10 @@ fn same_flows(installed: &[FlowEntry], desired: &[FlowMod]) -> bool {
 async fn sweep_flows(client: &OfClient, keep: &[u64], below: u64) {
     let base = podport_journal::POD_COOKIE_BASE;
     let entries = match client
-        .flow_desc(FlowDescRequest::by_cookie(base, 0xff00_0000_0000_0000))
+        .flow_desc(FlowDescRequest::by_cookie(
+            base,
+            podport_journal::POD_COOKIE_MASK,
+        ))
         .await
     {
         Ok(e) => e,
@@ -959,7 +966,13 @@ async fn sweep_flows(client: &OfClient, keep: &[u64], below: u64) {
     let mut stale: Vec<u64> = entries
         .iter()
         .map(|e| e.cookie)
-        .filter(|c| *c < below && !keep.contains(c))
+        .filter(|c| {
+            // Only this journal's generation: another's cookies belong to a lost journal
+            // whose Pods may still run.
+            podport_journal::cookie_generation(*c) == podport_journal::cookie_generation(below)
+                && *c < below
+                && !keep.contains(c)
+        })
         .collect();
     stale.sort_unstable();
     stale.dedup();

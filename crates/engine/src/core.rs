@@ -383,6 +383,19 @@ impl Core {
     /// Journals `AgentStarted` (the rules of the fold) and asks for what the restored state
     /// still needs (a create, a type change, a deletion that had not completed).
     pub fn start(&mut self, version: &str, config_digest: &str, now: Instant) -> Vec<Command> {
+        self.start_with_generation(version, config_digest, now, 0)
+    }
+
+    /// [`Core::start`], giving a journal that has no cookie generation yet `generation`
+    /// (non-zero; drawn at random by the shell, so the core stays pure): a journal that
+    /// replaces a lost one then never hands out a cookie the switch holds flows under.
+    pub fn start_with_generation(
+        &mut self,
+        version: &str,
+        config_digest: &str,
+        now: Instant,
+        generation: u32,
+    ) -> Vec<Command> {
         let mut out = Vec::new();
         self.emit(
             Event::AgentStarted {
@@ -393,6 +406,11 @@ impl Core {
             now,
             &mut out,
         );
+        if generation & 0x00ff_ffff != 0
+            && podport_journal::cookie_generation(self.state.next_cookie) == 0
+        {
+            self.emit(Event::CookieGeneration { generation }, now, &mut out);
+        }
         // A journal written before today's checks may hold a spec OVSDB would refuse (a NUL
         // in a name drops the connection): such a Pod never reaches OVSDB. Nothing of it can
         // exist there, so a deletion of it is complete at once.

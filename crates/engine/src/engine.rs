@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub flows: Arc<dyn FlowProvider>,
     /// Recorded in the journal's AgentStarted record.
     pub config_digest: String,
+    /// The cookie generation a new journal gets (24 bits; `None`: drawn at random, the
+    /// default; `Some(0)`: none, cookies count from `POD_COOKIE_BASE + 1`).
+    pub cookie_generation: Option<u32>,
 }
 
 impl EngineConfig {
@@ -55,8 +58,26 @@ impl EngineConfig {
             openflow_options: ClientOptions::default(),
             flows: Arc::new(DefaultFlows),
             config_digest: String::new(),
+            cookie_generation: None,
         }
     }
+}
+
+/// A random non-zero 24-bit generation: the standard library's per-process hash keys, the
+/// clock and the process id, mixed (no cryptographic need: it only has to differ from the
+/// lost journal's).
+fn random_generation() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    let g = (h.finish() & 0x00ff_ffff) as u32;
+    g.max(1)
 }
 
 /// Errors of the engine's API.
@@ -159,6 +180,8 @@ impl Engine {
                     );
                     let flows = Supervisor::start(move |_| FlowProgrammer::new(c, fp, ea, mm));
                     let mut actor = EngineActor::new(core, config.config_digest.clone(), j, m);
+                    actor.cookie_generation =
+                        config.cookie_generation.unwrap_or_else(random_generation);
                     if let Some(tx) = subscriber {
                         actor.add_subscriber(tx);
                     }

@@ -51,6 +51,8 @@ fn config(sb: &Sandbox, journal: &std::path::Path, core: CoreConfig) -> EngineCo
         journal.to_path_buf(),
     );
     c.core = core;
+    // No cookie generation: the flows below are checked with their literal cookies.
+    c.cookie_generation = Some(0);
     c
 }
 

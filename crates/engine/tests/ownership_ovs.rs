@@ -184,3 +184,37 @@ fn a_pod_whose_port_podport_made_already_is_adopted_and_becomes_ready() {
     );
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let first = tempfile::tempdir().unwrap();
+    let (engine, _events) = engine_with_a_ready_pod(&sb, first.path());
+    let old = pod_flows(&sb);
+    assert_eq!(old.len(), 5, "{old:#?}");
+    engine.shutdown().unwrap();
+    // The journal is lost: a new agent adds other Pods. vnic-1 still runs (its runtime did
+    // not re-add it yet); its flows must survive the newcomers' installs and the sweep.
+    let second = tempfile::tempdir().unwrap();
+    let (engine, events) = Engine::start_subscribed(config(&sb, second.path())).unwrap();
+    for i in 2..=4 {
+        let mut s = spec(&format!("vnic-{i}"), &format!("ctr-{i}"));
+        s.ips = vec![format!("10.1.0.{}/16", 10 + i)];
+        s.mac = format!("02:00:00:00:01:0{i}").parse().unwrap();
+        engine.blocking().add_pod(s).unwrap();
+        engine
+            .blocking()
+            .host_interface_created(&format!("vnic-{i}"))
+            .unwrap();
+        wait_ready(&events, &format!("vnic-{i}"));
+    }
+    let now = pod_flows(&sb);
+    for f in &old {
+        assert!(now.contains(f), "the lost journal's Pod lost {f}: {now:#?}");
+    }
+    assert_eq!(now.len(), 5 * 4, "{now:#?}");
+    let cookies: std::collections::BTreeSet<&str> =
+        now.iter().map(|f| f.split(',').next().unwrap()).collect();
+    assert_eq!(cookies.len(), 4, "four Pods, four cookies: {cookies:?}");
+    engine.shutdown().unwrap();
+}

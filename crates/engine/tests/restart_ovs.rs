@@ -1021,11 +1021,13 @@ fn a_permanent_failure_is_not_retried() {
         "port",
         "vnic-1",
         "external_ids:container-id=someone-else",
+        "external_ids:podport-owner=podport",
         "--",
         "set",
         "interface",
         "vnic-1",
         "external_ids:container-id=someone-else",
+        "external_ids:podport-owner=podport",
     ])
     .unwrap();
     let show = |sb: &Sandbox| {
@@ -1047,9 +1049,13 @@ fn a_permanent_failure_is_not_retried() {
         )
     };
     let other = show(&sb);
+    // With OVSDB's view at hand the add is refused at once; with OVSDB away (frozen here)
+    // it is accepted, and the create finds out: the permanent failure under test.
+    let frozen = freeze_ovsdb(&sb);
     let (engine, mut pods) = start_with_pods(&sb, dir.path(), core_config());
     let mut rec = Journaled::since_start(&engine);
     engine.blocking().add_pod(spec(1)).unwrap();
+    frozen.thaw();
     let failed = pods.wait(
         "Failed vnic-1",
         |e| matches!(e, PodEvent::Failed { ifname, .. } if ifname == "vnic-1"),
