@@ -96,6 +96,9 @@ pub struct EngineActor {
     switch_client: Option<(OfClient, String)>,
     /// OVSDB's monitor events, taken as a stream of batches when the actor starts.
     ovsdb_events: Option<OvsdbEventReceiver>,
+    /// Set when the journal was new because the old one could not be read: the first OVSDB
+    /// snapshot's podport ports on this bridge are adopted.
+    rebuild: Option<String>,
     /// Every Interface name in OVSDB with its podport container (`None`: not podport's), so
     /// that an add of a name that is another's is refused at once.
     ovsdb_names: HashMap<String, Option<String>>,
@@ -168,6 +171,7 @@ impl EngineActor {
             switch: None,
             ovsdb_events: None,
             ovsdb_names: HashMap::new(),
+            rebuild: None,
         }
     }
 
@@ -175,6 +179,58 @@ impl EngineActor {
     /// bounded channel (no actor in between).
     pub fn switch_events(&mut self, client: OfClient, events: EventReceiver, endpoint: String) {
         self.switch = Some((client, events, endpoint));
+    }
+
+    /// The journal is new because the old one could not be read: rebuild every Pod of
+    /// `bridge` from what OVSDB holds of podport's (and the switch, through adoption).
+    pub fn rebuild_from_ovs(&mut self, bridge: String) {
+        self.rebuild = Some(bridge);
+    }
+
+    /// The Pods podport made on `bridge`, as OVSDB holds them: their specs from the
+    /// Interface's `external_ids`, and whether the attach had come (the attached type).
+    fn pods_in(
+        &self,
+        snap: &podport_ovsdb::client::Snapshot,
+        bridge: &str,
+    ) -> Vec<(PodSpec, bool)> {
+        use podport_ovsdb::ops::keys;
+        let Some(br) = snap.bridges.iter().find(|b| b.name == bridge) else {
+            return Vec::new();
+        };
+        let ifaces: std::collections::HashSet<_> = snap
+            .ports
+            .iter()
+            .filter(|p| br.ports.contains(&p.uuid))
+            .flat_map(|p| p.interfaces.iter().copied())
+            .collect();
+        let attached_type = &self.core.config().attached_type;
+        let mut out = Vec::new();
+        for i in snap.interfaces.iter().filter(|i| ifaces.contains(&i.uuid)) {
+            let Some(container_id) = podport_owner(&i.external_ids) else {
+                continue;
+            };
+            let id = |k: &str| i.external_ids.get(k).cloned().unwrap_or_default();
+            let spec = PodSpec {
+                namespace: id(keys::POD_NAMESPACE),
+                name: id(keys::POD_NAME),
+                container_id,
+                ifname: i.name.clone(),
+                ips: id(keys::IP)
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                mac: id(keys::MAC).parse().unwrap_or_default(),
+            };
+            match crate::spec::validate(&spec) {
+                Ok(()) => out.push((spec, i.iface_type == *attached_type)),
+                Err(e) => {
+                    warn!(ifname = %i.name, error = %e, "podport's port in OVSDB has an invalid spec; not rebuilt")
+                }
+            }
+        }
+        out
     }
 
     /// A Pod event subscriber from before the actor starts.
@@ -209,6 +265,19 @@ impl EngineActor {
                     (None, None) => {}
                 },
                 _ => {}
+            }
+            if let (OvsdbEvent::Snapshot(snap), Some(bridge)) = (&ev, &self.rebuild) {
+                let bridge = bridge.clone();
+                self.rebuild = None;
+                let pods = self.pods_in(snap, &bridge);
+                info!(pods = pods.len(), %bridge, "rebuilding Pods from OVSDB (new journal)");
+                for (spec, attached) in pods {
+                    let ifname = spec.ifname.clone();
+                    inputs.push(Input::AddPod(spec));
+                    if attached {
+                        inputs.push(Input::HostInterfaceCreated { ifname });
+                    }
+                }
             }
             match ev {
                 OvsdbEvent::Snapshot(s) => inputs.push(Input::OvsdbSnapshot {

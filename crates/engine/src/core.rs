@@ -444,6 +444,11 @@ impl Core {
         self.always_all = on;
     }
 
+    /// The settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
     /// The durable state (the journal's fold).
     pub fn state(&self) -> &State {
         &self.state

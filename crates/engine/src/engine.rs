@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
@@ -39,6 +39,8 @@ pub struct EngineConfig {
     pub flows: Arc<dyn FlowProvider>,
     /// Recorded in the journal's AgentStarted record.
     pub config_digest: String,
+    /// Opening the journal may take this long before it counts as damaged.
+    pub journal_open_deadline: Duration,
     /// The cookie generation a new journal gets (24 bits; `None`: drawn at random, the
     /// default; `Some(0)`: none, cookies count from `POD_COOKIE_BASE + 1`).
     pub cookie_generation: Option<u32>,
@@ -58,9 +60,72 @@ impl EngineConfig {
             openflow_options: ClientOptions::default(),
             flows: Arc::new(DefaultFlows),
             config_digest: String::new(),
+            journal_open_deadline: JOURNAL_OPEN_DEADLINE,
             cookie_generation: None,
         }
     }
+}
+
+/// How long opening the journal may take before it counts as damaged: sled has been seen to
+/// spin for ever on some damage (docs/journal.md).
+pub const JOURNAL_OPEN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Opens the engine's journal. A journal that cannot be opened or replayed (damage, a format
+/// this podport does not read, a store that hangs) does not keep the node down: it is moved
+/// aside, kept for inspection, and a new one is started; the engine then rebuilds its Pods
+/// from OVS. Only a journal held by another agent is an error.
+fn open_journal(config: &EngineConfig) -> Result<(Journal, Option<PathBuf>), EngineError> {
+    let dir = &config.journal_dir;
+    let why = match open_within(dir, &config.journal, config.journal_open_deadline) {
+        Ok(j) => match j.recovered().stopped_at.clone() {
+            None => return Ok((j, None)),
+            Some(bad) => {
+                // Folding past a bad record would give a wrong state; OVS has the truth.
+                drop(j);
+                bad.to_string()
+            }
+        },
+        Err(e @ JournalError::Locked { .. }) => return Err(e.into()),
+        Err(e) => e.to_string(),
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "journal".into());
+    let aside = dir.with_file_name(format!("{name}.damaged-{}", now_micros()));
+    std::fs::rename(dir, &aside).map_err(|e| {
+        EngineError::Start(format!(
+            "journal {} is damaged ({why}) and could not be moved aside to {}: {e}",
+            dir.display(),
+            aside.display()
+        ))
+    })?;
+    tracing::error!(journal = %dir.display(), kept = %aside.display(), reason = %why,
+        "the journal could not be read: moved aside, starting a new one and rebuilding every Pod from OVS");
+    let j = open_within(dir, &config.journal, config.journal_open_deadline)?;
+    Ok((j, Some(aside)))
+}
+
+/// `Journal::open` with a deadline (on its own thread, which is left behind if it hangs).
+fn open_within(
+    dir: &std::path::Path,
+    config: &JournalConfig,
+    deadline: Duration,
+) -> Result<Journal, JournalError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (d, c) = (dir.to_path_buf(), config.clone());
+    std::thread::Builder::new()
+        .name("podport-journal-open".into())
+        .spawn(move || {
+            let _ = tx.send(Journal::open(&d, c));
+        })
+        .map_err(|e| JournalError::Storage(format!("cannot start a thread: {e}")))?;
+    rx.recv_timeout(deadline).map_err(|_| {
+        JournalError::Storage(format!(
+            "{}: opening took longer than {deadline:?} (a store that hangs counts as damaged)",
+            dir.display()
+        ))
+    })?
 }
 
 /// A random non-zero 24-bit generation: the standard library's per-process hash keys, the
@@ -130,11 +195,9 @@ impl Engine {
         // Both go to OVSDB with every create: nothing it would refuse may reach it.
         crate::spec::validate_config(&config.bridge, &config.core.initial_type)
             .map_err(EngineError::Start)?;
-        let journal = Arc::new(Journal::open(&config.journal_dir, config.journal.clone())?);
+        let (journal, moved_aside) = open_journal(&config)?;
+        let journal = Arc::new(journal);
         let recovered = journal.recovered().clone();
-        if let Some(bad) = &recovered.stopped_at {
-            tracing::warn!(%bad, last_good = recovered.last_seq, "journal replay stopped early");
-        }
         info!(
             restored = recovered.state.ports.len(),
             last_seq = recovered.last_seq,
@@ -148,6 +211,9 @@ impl Engine {
             now_micros(),
         );
         let metrics = Arc::new(Metrics::default());
+        if moved_aside.is_some() {
+            metrics.journal_rebuilds.inc();
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let j = journal.clone();
         let m = metrics.clone();
@@ -184,6 +250,9 @@ impl Engine {
                         config.cookie_generation.unwrap_or_else(random_generation);
                     if let Some(tx) = subscriber {
                         actor.add_subscriber(tx);
+                    }
+                    if moved_aside.is_some() {
+                        actor.rebuild_from_ovs(config.bridge.clone());
                     }
                     actor.connect(ovsdb, flows);
                     actor.switch_events(of_client, of_events, endpoint);

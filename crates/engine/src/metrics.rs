@@ -22,6 +22,8 @@ pub struct Metrics {
     /// Journal appends not yet durable.
     pub journal_lag: Gauge,
     pub pods_ready: Gauge,
+    /// Starts on a journal that could not be read (moved aside, Pods rebuilt from OVS).
+    pub journal_rebuilds: Counter,
 }
 
 impl Default for Metrics {
@@ -38,6 +40,7 @@ impl Default for Metrics {
             flow_failures: Counter::default(),
             journal_lag: Gauge::default(),
             pods_ready: Gauge::default(),
+            journal_rebuilds: Counter::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -45,6 +48,11 @@ impl Default for Metrics {
                 "time_to_ready_seconds",
                 "Time from a Pod's attach to its flows being confirmed",
                 m.time_to_ready.clone(),
+            );
+            r.register(
+                "journal_rebuilds",
+                "Starts on a journal that could not be read: moved aside, Pods rebuilt from OVS",
+                m.journal_rebuilds.clone(),
             );
             r.register(
                 "port_status_received",

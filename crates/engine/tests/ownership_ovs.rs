@@ -218,3 +218,84 @@ fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
     assert_eq!(cookies.len(), 4, "four Pods, four cookies: {cookies:?}");
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn a_journal_that_cannot_be_read_is_moved_aside_and_pods_are_rebuilt_from_ovs() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("journal");
+    let (engine, events) = engine_with_a_ready_pod(&sb, &dir);
+    let mut s2 = spec("vnic-2", "ctr-2");
+    s2.ips = vec!["10.1.0.8/16".into()];
+    s2.mac = "02:00:00:00:00:08".parse().unwrap();
+    engine.blocking().add_pod(s2).unwrap();
+    engine.blocking().host_interface_created("vnic-2").unwrap();
+    wait_ready(&events, "vnic-2");
+    let before: std::collections::BTreeMap<String, Option<u32>> = engine
+        .blocking()
+        .status()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.ifname, p.port_no))
+        .collect();
+    engine.shutdown().unwrap();
+    // Damage: sled's log emptied. sled opens it as an empty store; the high-water mark says
+    // records were written, so replay reports them missing.
+    std::fs::File::create(dir.join("db")).unwrap();
+
+    let (engine, events) = Engine::start_subscribed(config(&sb, &dir)).unwrap();
+    let aside: Vec<_> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("journal.damaged-"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the damaged journal is kept aside: {aside:?}"
+    );
+    assert!(
+        engine
+            .metrics_text()
+            .contains("podport_journal_rebuilds_total 1"),
+        "{}",
+        engine.metrics_text()
+    );
+    // Every Pod podport made on the bridge is tracked again and ready, on its number.
+    let deadline = Instant::now() + BOUND;
+    let mut ready = std::collections::BTreeSet::new();
+    while ready.len() < 2 {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(PodEvent::Ready { ifname, .. }) => {
+                ready.insert(ifname);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                let recs: Vec<String> = engine
+                    .journal()
+                    .subscribe(1)
+                    .unwrap()
+                    .try_iter()
+                    .map(|r| format!("{:?}", r.event))
+                    .collect();
+                panic!(
+                    "not rebuilt: ready {ready:?}; status {:#?}; journal {recs:#?}",
+                    engine.blocking().status()
+                )
+            }
+        }
+    }
+    let after: std::collections::BTreeMap<String, Option<u32>> = engine
+        .blocking()
+        .status()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.ifname, p.port_no))
+        .collect();
+    assert_eq!(after, before);
+    // Their flows are there once each (same matches, the new journal's cookies).
+    let flows = pod_flows(&sb);
+    assert_eq!(flows.len(), 10, "{flows:#?}");
+    assert_eq!(vsctl(&sb, &["list-ports", sb.bridge()]), "vnic-1\nvnic-2");
+    engine.shutdown().unwrap();
+}
