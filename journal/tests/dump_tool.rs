@@ -824,9 +824,15 @@ fn a_corrupt_record_is_shown_and_fails_the_exit_status() {
     let o = run(&["verify", d]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
-    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
     assert!(out.starts_with("#20: CRC-32C mismatch: stored 0x"), "{out}");
-    assert!(stderr(&o).contains("the first #20"), "{}", stderr(&o));
+    // It names the first bad record and says what a replay keeps.
+    assert_eq!(
+        out.lines().nth(1),
+        Some("first bad: #20; records #1..#19 are intact and are what a replay keeps"),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("the first #20: CRC-32C mismatch"), "{}", stderr(&o));
 
     let o = run(&["dump", d]);
     assert_eq!(o.status.code(), Some(1));

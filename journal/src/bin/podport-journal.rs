@@ -361,11 +361,22 @@ fn verify_cmd(a: DirArg, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             for c in &bad {
                 writeln!(out, "{}", dump::verify_bad_line(c))?;
             }
+            // What a replay keeps: the records before the first bad one.
+            let stats = opened.stats();
+            let kept = match stats.first_seq {
+                Some(f) if f < first.seq => format!(
+                    "records #{f}..#{} are intact and are what a replay keeps",
+                    first.seq - 1
+                ),
+                _ => "no record before it is intact: a replay keeps nothing".to_string(),
+            };
+            writeln!(out, "first bad: #{}; {kept}", first.seq)?;
             out.flush()?;
             note(&format!(
-                "verify failed: {} bad record(s) or snapshot(s), the first #{}",
+                "verify failed: {} bad record(s) or snapshot(s), the first #{}: {}",
                 bad.len(),
-                first.seq
+                first.seq,
+                first.reason
             ));
             Ok(Outcome::BadRecords)
         }
