@@ -832,7 +832,11 @@ fn a_corrupt_record_is_shown_and_fails_the_exit_status() {
         Some("first bad: #20; records #1..#19 are intact and are what a replay keeps"),
         "{out}"
     );
-    assert!(stderr(&o).contains("the first #20: CRC-32C mismatch"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the first #20: CRC-32C mismatch"),
+        "{}",
+        stderr(&o)
+    );
 
     let o = run(&["dump", d]);
     assert_eq!(o.status.code(), Some(1));
