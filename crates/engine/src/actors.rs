@@ -31,6 +31,7 @@ use tracing::{debug, info, warn};
 use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
 use crate::engine::EngineError;
 use crate::flows::FlowProvider;
+use crate::health::{Health, LinkState};
 use crate::metrics::Metrics;
 use crate::spec::{AddPodError, PodSpec};
 use std::collections::HashMap;
@@ -69,6 +70,18 @@ pub struct GetStatus;
 #[rtype(result = "()")]
 pub struct Subscribe(pub Sender<PodEvent>);
 
+/// `health` from the API: the connections as the actor last heard of them.
+#[derive(Message)]
+#[rtype(result = "Health")]
+pub struct GetHealth;
+
+/// Makes the engine actor panic, as a bug would: for tests of what notices a dead engine
+/// (`Engine::panic_for_test`). Nothing else sends it.
+#[doc(hidden)]
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PanicForTest;
+
 /// Commands for the OVSDB actor.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -105,6 +118,10 @@ pub struct EngineActor {
     /// The switch connection's events (the client task is the OpenFlow actor: it owns the
     /// socket), taken as a stream of batches when the actor starts.
     switch: Option<(OfClient, EventReceiver, String)>,
+    /// The OVSDB connection, from its client's Connected/Disconnected events.
+    ovsdb_link: LinkState,
+    /// The switch connection, likewise.
+    switch_link: LinkState,
 }
 
 /// The container an Interface was made for by podport, or `None` when podport did not make it.
@@ -172,6 +189,8 @@ impl EngineActor {
             ovsdb_events: None,
             ovsdb_names: HashMap::new(),
             rebuild: None,
+            ovsdb_link: LinkState::new(),
+            switch_link: LinkState::new(),
         }
     }
 
@@ -298,10 +317,14 @@ impl EngineActor {
                     (None, None) => {}
                 },
                 OvsdbEvent::Connected { schema_version } => {
-                    info!(%schema_version, "OVSDB connected")
+                    info!(%schema_version, "OVSDB connected");
+                    self.ovsdb_link.went_up();
+                    self.metrics.ovsdb_up.set(1);
                 }
                 OvsdbEvent::Disconnected { reason } => {
-                    warn!(%reason, "OVSDB disconnected; reconnecting")
+                    warn!(%reason, "OVSDB disconnected; reconnecting");
+                    self.ovsdb_link.went_down(reason.to_string());
+                    self.metrics.ovsdb_up.set(0);
                 }
             }
         }
@@ -328,6 +351,19 @@ impl EngineActor {
                 }
             }
         }
+        // The connection's health, from the client's own events (in order: the last wins).
+        for ev in &batch {
+            match ev {
+                ClientEvent::Connected { .. } => self.switch_link.went_up(),
+                ClientEvent::Disconnected { reason } => {
+                    self.switch_link.went_down(reason.to_string())
+                }
+                _ => {}
+            }
+        }
+        self.metrics
+            .switch_up
+            .set(i64::from(self.switch_link.is_up()));
         let inputs = facts(batch, &endpoint);
         let n = inputs
             .iter()
@@ -587,6 +623,24 @@ impl Handler<Subscribe> for EngineActor {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<GetHealth> for EngineActor {
+    type Result = MessageResult<GetHealth>;
+    fn handle(&mut self, _: GetHealth, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(Health {
+            engine_running: true,
+            ovsdb: self.ovsdb_link.view(),
+            switch: self.switch_link.view(),
+        })
+    }
+}
+
+impl Handler<PanicForTest> for EngineActor {
+    type Result = ();
+    fn handle(&mut self, _: PanicForTest, _: &mut Context<Self>) {
+        panic!("the engine actor was told to panic (a test of what notices a dead engine)");
     }
 }
 

@@ -13,11 +13,12 @@ use podport_ovsdb::client::{OvsdbClient, OvsdbOptions};
 use tracing::info;
 
 use crate::actors::{
-    AddPod, DeletePod, EngineActor, FlowProgrammer, GetStatus, HostInterfaceCreated, OvsdbActor,
-    Subscribe,
+    AddPod, DeletePod, EngineActor, FlowProgrammer, GetHealth, GetStatus, HostInterfaceCreated,
+    OvsdbActor, PanicForTest, Subscribe,
 };
 use crate::core::{Core, CoreConfig, PodEvent, PortStatusView};
 use crate::flows::{DefaultFlows, FlowProvider};
+use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::spec::{AddPodError, PodSpec};
 
@@ -330,6 +331,31 @@ impl Engine {
             .map_err(|_| EngineError::Stopped)
     }
 
+    /// The engine's connections to OVSDB and to the switch (each up or down, since when, the
+    /// last error). One round trip through the engine actor's mailbox and no look at any
+    /// port, so it is cheap, and an answer also says that the actor runs:
+    /// `Err(EngineError::Stopped)` when it does not (it panicked, or its thread ended). A
+    /// caller that must not wait on a stuck engine bounds the call with a timer of its own.
+    pub async fn health(&self) -> Result<Health, EngineError> {
+        self.addr
+            .send(GetHealth)
+            .await
+            .map_err(|_| EngineError::Stopped)
+    }
+
+    /// Whether the engine actor and its thread are alive, without asking the actor (so it
+    /// does not notice an actor that is stuck; [`Engine::health`] does).
+    pub fn is_running(&self) -> bool {
+        self.addr.connected() && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Makes the engine actor panic, as a bug would. For tests of what notices a dead engine
+    /// (`podport agent`'s watchdog); nothing in podport calls it otherwise.
+    #[doc(hidden)]
+    pub fn panic_for_test(&self) {
+        self.addr.do_send(PanicForTest);
+    }
+
     /// A stream of Pod events (Ready, NotReady, Failed, Removed) from now on. Bounded: a
     /// subscriber that leaves [`SUBSCRIBER_BUFFER`] events unread is dropped.
     pub fn subscribe(&self) -> Receiver<PodEvent> {
@@ -415,5 +441,9 @@ impl BlockingEngine<'_> {
 
     pub fn status(&self) -> Result<Vec<PortStatusView>, EngineError> {
         self.run(self.engine.status())
+    }
+
+    pub fn health(&self) -> Result<Health, EngineError> {
+        self.run(self.engine.health())
     }
 }

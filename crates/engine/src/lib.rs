@@ -5,6 +5,7 @@
 //! - [`actors`]: the actix shells: engine, OVSDB, OpenFlow, flow programmer.
 //! - [`engine`]: the library API, [`Engine::start`] and its handle.
 //! - [`flows`]: the [`FlowProvider`] trait and the default Pod flows.
+//! - [`health`]: the engine's connections and whether it runs ([`Engine::health`]).
 //!
 //! The README's example, kept compiling here:
 //!
@@ -44,11 +45,13 @@ pub mod actors;
 pub mod core;
 pub mod engine;
 pub mod flows;
+pub mod health;
 pub mod metrics;
 pub mod spec;
 
 pub use crate::core::{CoreConfig, PodEvent, PortStatusView, Strategy};
 pub use engine::{BlockingEngine, Engine, EngineConfig, EngineError};
 pub use flows::{DefaultFlows, FlowProvider};
+pub use health::{Health, Link};
 pub use podport_journal::{Failure, FailureKind, Phase, Readiness};
 pub use spec::{AddPodError, PodSpec};

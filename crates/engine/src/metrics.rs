@@ -24,6 +24,10 @@ pub struct Metrics {
     pub pods_ready: Gauge,
     /// Starts on a journal that could not be read (moved aside, Pods rebuilt from OVS).
     pub journal_rebuilds: Counter,
+    /// 1 while the OVSDB connection is up, else 0.
+    pub ovsdb_up: Gauge,
+    /// 1 while the OpenFlow connection to the switch is up, else 0.
+    pub switch_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -41,6 +45,8 @@ impl Default for Metrics {
             journal_lag: Gauge::default(),
             pods_ready: Gauge::default(),
             journal_rebuilds: Counter::default(),
+            ovsdb_up: Gauge::default(),
+            switch_up: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -80,6 +86,16 @@ impl Default for Metrics {
                 m.journal_lag.clone(),
             );
             r.register("pods_ready", "Pods ready now", m.pods_ready.clone());
+            r.register(
+                "ovsdb_up",
+                "1 while the engine's OVSDB connection is up",
+                m.ovsdb_up.clone(),
+            );
+            r.register(
+                "switch_up",
+                "1 while the engine's OpenFlow connection to the switch is up",
+                m.switch_up.clone(),
+            );
         }
         m
     }
