@@ -4,8 +4,12 @@
 //! like the flags (`not_ready_every` or `not-ready-every`); a flag wins over the file. The
 //! agent starts the engine first (so a journal held by another agent fails fast, before any
 //! socket is taken), then listens on the control socket and, with `--metrics`, serves
-//! Prometheus text on a loopback address. Shutdown closes the sockets, ends every connection,
-//! then stops the engine, which drains and flushes the journal.
+//! Prometheus text (`/metrics`) and health probes (`/healthz`, `/readyz`) on a loopback
+//! address. Shutdown closes the sockets, ends every connection, then stops the engine, which
+//! drains and flushes the journal. A watchdog asks the engine every 2 s whether it runs;
+//! when it has died (its actor panicked, its thread ended, or it left a request unanswered
+//! for 30 s) the agent shuts down the same way and exits with status 1, so that the service
+//! manager restarts it instead of an agent answering "the engine has stopped" for ever.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,9 +24,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::control::ControlServer;
+use crate::health::{engine_died, healthz, readyz};
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -73,7 +78,8 @@ pub struct Args {
     /// The Interface type a port is created with, before its vNIC exists [default: empty].
     #[arg(long, value_name = "TYPE")]
     initial_type: Option<String>,
-    /// Serve Prometheus metrics over HTTP on this loopback address (e.g. 127.0.0.1:9464).
+    /// Serve Prometheus metrics (GET /metrics) and health probes (GET /healthz, /readyz)
+    /// over HTTP on this loopback address (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     /// Read options from this TOML file (keys named like the flags); flags win.
@@ -504,12 +510,26 @@ pub async fn run(args: Args) -> Result<()> {
             .idle_timeout(idle_timeout)
             .run_until(stopped(stop_rx.clone())),
     );
+    #[cfg(debug_assertions)]
+    test_hooks(&engine);
 
-    let signal = stop.await;
-    info!(
-        signal,
-        "shutting down: closing the sockets, then stopping the engine"
-    );
+    // A signal, or an engine that died (the agent then exits non-zero).
+    let died = tokio::select! {
+        signal = stop => {
+            info!(
+                signal,
+                "shutting down: closing the sockets, then stopping the engine"
+            );
+            None
+        }
+        why = engine_died(&engine) => {
+            error!(
+                reason = %why,
+                "the engine is not running: shutting down with an error so that the service manager restarts the agent"
+            );
+            Some(why)
+        }
+    };
     let _ = stop_tx.send(true);
     if let Err(e) = server.await {
         warn!(error = %e, "the control server task failed");
@@ -520,8 +540,34 @@ pub async fn run(args: Args) -> Result<()> {
         }
     }
     stop_engine(engine).await;
+    if let Some(why) = died {
+        bail!("the engine is not running ({why}); the agent exits so that it is restarted");
+    }
     info!(journal = %journal_dir.display(), "agent stopped; journal flushed");
     Ok(())
+}
+
+/// Test-only hooks, in debug builds only (the tests run those): with
+/// `PODPORT_TEST_PANIC_ENGINE_AFTER=DURATION` the engine actor panics that long after the
+/// start, for the end-to-end test of the watchdog. Never set it in production.
+#[cfg(debug_assertions)]
+fn test_hooks(engine: &Arc<Engine>) {
+    let Ok(after) = std::env::var("PODPORT_TEST_PANIC_ENGINE_AFTER") else {
+        return;
+    };
+    let Ok(after) = parse_duration(&after) else {
+        warn!(value = %after, "PODPORT_TEST_PANIC_ENGINE_AFTER is not a duration; ignored");
+        return;
+    };
+    warn!(?after, "test hook: the engine will be made to panic");
+    // Weak: the hook must not keep the engine alive at shutdown.
+    let engine = Arc::downgrade(engine);
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        if let Some(e) = engine.upgrade() {
+            e.panic_for_test();
+        }
+    });
 }
 
 /// Stops the engine and flushes the journal (both block, so off the runtime's workers).
@@ -553,8 +599,11 @@ const MAX_HTTP_HEAD: usize = 8 * 1024;
 /// How long a metrics client may take to send its request.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `GET /metrics` → the engine's Prometheus text; anything else → 404. One request per
-/// connection (`Connection: close`): scrapers are fine with that and it keeps this small.
+/// `GET /metrics` → the engine's Prometheus text; `GET /healthz` → 200 while the engine
+/// runs, else 503; `GET /readyz` → 200 when the engine runs and its OVSDB and switch
+/// connections are up, else 503 with one line saying why; anything else → 404. One request
+/// per connection (`Connection: close`): scrapers and probes are fine with that and it keeps
+/// this small.
 async fn serve_metrics(
     listener: TcpListener,
     engine: Arc<Engine>,
@@ -607,18 +656,26 @@ async fn serve_http(mut stream: TcpStream, engine: &Engine) -> std::io::Result<(
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next(), parts.next());
     let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    let (status, content_type, body) = if method == Some("GET") && path == Some("/metrics") {
-        (
+    let plain = "text/plain; charset=utf-8";
+    let (status, content_type, body) = match (method, path) {
+        (Some("GET"), Some("/metrics")) => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
             engine.metrics_text(),
-        )
-    } else {
-        (
+        ),
+        (Some("GET"), Some("/healthz")) => {
+            let (status, body) = healthz(engine).await;
+            (status, plain, body)
+        }
+        (Some("GET"), Some("/readyz")) => {
+            let (status, body) = readyz(engine).await;
+            (status, plain, body)
+        }
+        _ => (
             "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found: metrics are at GET /metrics\n".to_string(),
-        )
+            plain,
+            "not found: this server answers GET /metrics, /healthz and /readyz\n".to_string(),
+        ),
     };
     debug!(request = %request_line, status, "metrics request");
     let response = format!(

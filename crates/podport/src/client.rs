@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
 use crate::control::{duration_text, read_line, EventLine, LineRead, PortInfo, Request};
+use crate::health::HealthInfo;
 
 /// The longest answer line the clients accept (a status of many thousand ports fits).
 const MAX_ANSWER_LINE: usize = 64 * 1024 * 1024;
@@ -98,9 +99,15 @@ pub struct IfnameArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     control: ControlArg,
-    /// A JSON list of ports instead of the table.
+    /// A JSON list of ports instead of the table (with --health: the health as a JSON
+    /// object).
     #[arg(long)]
     json: bool,
+    /// Only the agent's health: its OVSDB and switch connections and whether its engine
+    /// runs. Exits 2 when a connection is down or the engine is not running (1 when the
+    /// agent cannot be reached or does not answer).
+    #[arg(long, conflicts_with = "wait_ready")]
+    health: bool,
     /// Wait until at least N Pods are ready (exit 0), or fail at --timeout.
     #[arg(long, value_name = "N")]
     wait_ready: Option<usize>,
@@ -228,15 +235,47 @@ impl Client {
         Ok(answer)
     }
 
-    async fn status(&mut self) -> Result<Vec<PortInfo>> {
+    /// The ports, and the health when the agent sends it (an older agent does not).
+    async fn status_and_health(&mut self) -> Result<(Vec<PortInfo>, Option<HealthInfo>)> {
         let answer = self.call(&Request::Status).await?;
         let ports = answer
             .get("ports")
             .cloned()
             .ok_or_else(|| anyhow!("the agent's status answer has no \"ports\": {answer}"))?;
-        serde_json::from_value(ports).context("the agent's status answer does not parse")
+        let ports =
+            serde_json::from_value(ports).context("the agent's status answer does not parse")?;
+        let health = match answer.get("health") {
+            None => None,
+            Some(h) => Some(
+                serde_json::from_value(h.clone())
+                    .context("the health in the agent's status answer does not parse")?,
+            ),
+        };
+        Ok((ports, health))
+    }
+
+    async fn health(&mut self) -> Result<HealthInfo> {
+        let answer = self.call(&Request::Health).await?;
+        let health = answer
+            .get("health")
+            .cloned()
+            .ok_or_else(|| anyhow!("the agent's health answer has no \"health\": {answer}"))?;
+        serde_json::from_value(health).context("the agent's health answer does not parse")
     }
 }
+
+/// `podport status --health` found the agent unhealthy: `main` prints it and exits with
+/// [`crate::health::UNHEALTHY_EXIT`].
+#[derive(Debug)]
+pub struct Unhealthy(pub String);
+
+impl std::fmt::Display for Unhealthy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not healthy: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unhealthy {}
 
 /// The agent's `{"ok":false,"error":..}` as an error.
 fn check_ok(answer: &Value) -> Result<()> {
@@ -291,17 +330,39 @@ pub async fn run_cni(cmd: CniCmd) -> Result<()> {
 
 pub async fn run_status(args: StatusArgs) -> Result<()> {
     let endpoint = &args.control.control;
-    let ports = match args.wait_ready {
+    if args.health {
+        let within = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let health = Client::connect(endpoint, within).await?.health().await?;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&health)?)?;
+        } else {
+            writeln!(out, "{}", health.summary())?;
+        }
+        out.flush()?;
+        if !health.ready {
+            return Err(Unhealthy(health.problems.join("; ")).into());
+        }
+        return Ok(());
+    }
+    let (ports, health) = match args.wait_ready {
         None => {
             let within = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            Client::connect(endpoint, within).await?.status().await?
+            Client::connect(endpoint, within)
+                .await?
+                .status_and_health()
+                .await?
         }
         Some(n) => wait_ready(endpoint, n, args.timeout.unwrap_or(DEFAULT_WAIT_READY)).await?,
     };
     let mut out = std::io::stdout().lock();
     if args.json {
+        // The port list, as before; the health is `--health --json`.
         writeln!(out, "{}", serde_json::to_string(&ports)?)?;
     } else {
+        if let Some(h) = &health {
+            writeln!(out, "{}", h.summary())?;
+        }
         write!(out, "{}", table(&ports))?;
     }
     Ok(())
@@ -309,7 +370,11 @@ pub async fn run_status(args: StatusArgs) -> Result<()> {
 
 /// Waits until `n` Pods are ready. It subscribes first, then re-reads the status at every
 /// event: the subscription is in place before the first status, so no change is missed.
-async fn wait_ready(endpoint: &Endpoint, n: usize, timeout: Duration) -> Result<Vec<PortInfo>> {
+async fn wait_ready(
+    endpoint: &Endpoint,
+    n: usize,
+    timeout: Duration,
+) -> Result<(Vec<PortInfo>, Option<HealthInfo>)> {
     let deadline = Instant::now() + timeout;
     let mut events = Client::connect_until(endpoint, deadline, timeout).await?;
     events.call(&Request::Subscribe).await?;
@@ -320,13 +385,13 @@ async fn wait_ready(endpoint: &Endpoint, n: usize, timeout: Duration) -> Result<
             Some(left) if left >= LAST_LOOK => (deadline, timeout),
             _ => (Instant::now() + LAST_LOOK, LAST_LOOK),
         };
-        let ports = Client::connect_until(endpoint, until, within)
+        let (ports, health) = Client::connect_until(endpoint, until, within)
             .await?
-            .status()
+            .status_and_health()
             .await?;
         let ready = ports.iter().filter(|p| p.ready).count();
         if ready >= n {
-            return Ok(ports);
+            return Ok((ports, health));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -343,8 +408,15 @@ async fn wait_ready(endpoint: &Endpoint, n: usize, timeout: Duration) -> Result<
                     waiting.into_iter().collect::<Vec<_>>().join(", ")
                 )
             };
+            // A connection that is down is the likely reason: say so.
+            let unhealthy = match &health {
+                Some(h) if !h.ready => {
+                    format!("; the agent is not healthy: {}", h.problems.join("; "))
+                }
+                _ => String::new(),
+            };
             bail!(
-                "only {ready} of the {n} Pods asked for were ready after {timeout:?} ({} tracked){waiting}",
+                "only {ready} of the {n} Pods asked for were ready after {timeout:?} ({} tracked){waiting}{unhealthy}",
                 ports.len()
             );
         }

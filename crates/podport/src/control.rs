@@ -9,7 +9,8 @@
 //! | `{"op":"add","namespace","name","container_id","ifname","ips":[..],"mac"}` | `{"ok":true}` |
 //! | `{"op":"attach","ifname"}` | `{"ok":true}` |
 //! | `{"op":"del","ifname"[,"container_id"]}` | `{"ok":true}` (also for a Pod not tracked; with `container_id`, another container's Pod of that name stays) |
-//! | `{"op":"status"}` | `{"ok":true,"ports":[`[`PortInfo`]`..]}` |
+//! | `{"op":"status"}` | `{"ok":true,"ports":[`[`PortInfo`]`..],"health":`[`HealthInfo`]`}` (`health` is new: readers ignore fields they do not know) |
+//! | `{"op":"health"}` | `{"ok":true,"health":`[`HealthInfo`]`}`: the OVSDB and switch connections (up or down, since when, the last error) and whether the engine runs; answered also when the engine does not run (`engine_running: false`) |
 //! | `{"op":"subscribe"}` | `{"ok":true}`, then one [`EventLine`] per Pod event until the client hangs up |
 //! | `{"op":"journal","from":SEQ,"follow":BOOL}` | the record stream of `podport_journal::remote` |
 //!
@@ -49,6 +50,8 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufRea
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+
+use crate::health::{engine_health, HealthInfo};
 
 /// The longest request line the agent reads.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -107,6 +110,7 @@ pub enum Request {
         container_id: Option<String>,
     },
     Status,
+    Health,
     Subscribe,
     Journal {
         #[serde(default)]
@@ -117,7 +121,7 @@ pub enum Request {
 }
 
 /// The op names, for error messages.
-const OPS: &str = "add, attach, del, status, subscribe, journal";
+const OPS: &str = "add, attach, del, status, health, subscribe, journal";
 
 impl Request {
     /// The op's name, for logs.
@@ -127,6 +131,7 @@ impl Request {
             Request::Attach { .. } => "attach",
             Request::Del { .. } => "del",
             Request::Status => "status",
+            Request::Health => "health",
             Request::Subscribe => "subscribe",
             Request::Journal { .. } => "journal",
         }
@@ -886,15 +891,30 @@ where
         }
         .map(|()| (json!({"ok": true}), ifname))
         .map_err(|e| e.to_string()),
-        Request::Status => engine
-            .status()
-            .await
-            .map(|ports| {
-                let ports: Vec<PortInfo> = ports.iter().map(PortInfo::from).collect();
-                let n = ports.len();
-                (json!({"ok": true, "ports": ports}), format!("{n} ports"))
-            })
-            .map_err(|e| e.to_string()),
+        Request::Status => {
+            let health = HealthInfo::from(&engine_health(engine).await);
+            engine
+                .status()
+                .await
+                .map(|ports| {
+                    let ports: Vec<PortInfo> = ports.iter().map(PortInfo::from).collect();
+                    let n = ports.len();
+                    (
+                        json!({"ok": true, "ports": ports, "health": health}),
+                        format!("{n} ports"),
+                    )
+                })
+                .map_err(|e| e.to_string())
+        }
+        Request::Health => {
+            let health = HealthInfo::from(&engine_health(engine).await);
+            let about = if health.ready {
+                "ready".to_string()
+            } else {
+                health.problems.join("; ")
+            };
+            Ok((json!({"ok": true, "health": health}), about))
+        }
         Request::Subscribe => {
             stream_events(engine, rd, wr, id).await?;
             return Ok(Next::Close);
@@ -1153,6 +1173,7 @@ mod tests {
             })
         );
         assert_eq!(parse_request(br#"{"op":"status"}"#), Ok(Request::Status));
+        assert_eq!(parse_request(br#"{"op":"health"}"#), Ok(Request::Health));
         assert_eq!(
             parse_request(br#"{"op":"journal"}"#),
             Ok(Request::Journal {

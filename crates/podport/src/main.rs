@@ -5,6 +5,7 @@ mod bench;
 mod client;
 mod control;
 mod demo;
+mod health;
 mod ofwatch;
 
 use anyhow::Result;
@@ -34,7 +35,8 @@ enum Command {
         #[command(subcommand)]
         cmd: client::CniCmd,
     },
-    /// Every Pod port the running agent tracks.
+    /// The running agent's connections and every Pod port it tracks (--health: its
+    /// connections only, exit 2 when one is down).
     Status(client::StatusArgs),
     /// Start a private OVS, run the engine, add Pods (optionally stalling the switch), and
     /// report time to ready.
@@ -63,7 +65,7 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         match cli.command {
             Command::Ofwatch(args) => ofwatch::run(args).await,
             Command::Agent(args) => agent::run(args).await,
@@ -72,5 +74,16 @@ fn main() -> Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(args) => bench::run(args).await,
         }
-    })
+    });
+    // `podport status --health` on an unhealthy agent: its own exit status, not 1.
+    if let Some(u) = result
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<client::Unhealthy>())
+    {
+        eprintln!("podport: {u}");
+        drop(runtime);
+        std::process::exit(health::UNHEALTHY_EXIT);
+    }
+    result
 }

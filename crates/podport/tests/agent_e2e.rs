@@ -143,6 +143,17 @@ impl Agent {
 
     /// The same on another control endpoint (a `tcp:` one: until it says it listens).
     fn start_on(sb: &Sandbox, dir: &Path, control: &str, extra: &[&str]) -> Agent {
+        Agent::start_with_env(sb, dir, control, extra, &[])
+    }
+
+    /// The same with more environment variables.
+    fn start_with_env(
+        sb: &Sandbox,
+        dir: &Path,
+        control: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agent {
         let control = control.to_string();
         let journal = dir.join("journal");
         let mut cmd = Command::new(podport_bin());
@@ -159,6 +170,7 @@ impl Agent {
                 "1s",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
@@ -463,8 +475,10 @@ fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
         "--timeout",
         "30",
     ]);
-    assert!(out.starts_with("IFNAME"), "{out}");
-    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(out.starts_with("ovsdb: up "), "{out}");
+    assert!(out.contains(" | switch: up "), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("IFNAME"), "{out}");
+    assert_eq!(out.lines().count(), 5, "{out}");
 
     let ports = status_json(&ctl);
     assert_eq!(ports.len(), 3, "{ports:?}");
@@ -516,6 +530,8 @@ fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
     assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
     assert!(page.contains("text/plain; version=0.0.4"), "{page}");
     assert!(page.contains("podport_pods_ready 3"), "{page}");
+    assert!(page.contains("podport_ovsdb_up 1"), "{page}");
+    assert!(page.contains("podport_switch_up 1"), "{page}");
     assert!(http_get(&metrics, "/").starts_with("HTTP/1.1 404"));
 
     // The running agent's journal: through the control socket, not the locked directory.
@@ -916,6 +932,178 @@ fn a_killed_agent_restarts_from_its_journal_without_port_status() {
     assert!(verify.status.success(), "{}", text(&verify.stderr));
 }
 
+/// `podport status --health`: its exit status, stdout and stderr.
+fn health(control: &str, json: bool) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "status",
+        "--control",
+        control,
+        "--health",
+        "--timeout",
+        "10",
+    ];
+    if json {
+        args.push("--json");
+    }
+    let out = run_bounded(
+        Command::new(podport_bin())
+            .args(&args)
+            .env("RUST_BACKTRACE", "0"),
+    );
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Polls `podport status --health` until it exits with `code`; returns its stdout and stderr.
+fn wait_health(agent: &Agent, code: i32, what: &str) -> (String, String) {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let (got, out, err) = health(&agent.control, false);
+        if got == Some(code) {
+            return (out, err);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: `status --health` still exits {got:?} after {BOUND:?}:\n{out}{err}\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status code and body of an HTTP GET.
+fn http_status(addr: &str, path: &str) -> (u16, String) {
+    let page = http_get(addr, path);
+    let code = page
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {page:?}"));
+    let body = page
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (code, body)
+}
+
+#[test]
+fn status_shows_both_connections_and_health_follows_ovs_going_away_and_back() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let metrics = format!("127.0.0.1:{}", free_loopback_port());
+    let mut agent = Agent::start(&sb, dir.path(), &["--metrics", &metrics]);
+    let ctl = agent.control.clone();
+
+    // Both up: exit 0, one line, the same on every surface.
+    let (out, _) = wait_health(&agent, 0, "both connections up");
+    assert!(
+        out.starts_with("ovsdb: up ") && out.contains(" | switch: up ") && out.lines().count() == 1,
+        "{out}"
+    );
+    let (code, json, _) = health(&ctl, true);
+    assert_eq!(code, Some(0));
+    let h: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(h["engine_running"], true, "{h}");
+    assert_eq!(h["ready"], true, "{h}");
+    assert_eq!(h["problems"], serde_json::json!([]), "{h}");
+    for link in ["ovsdb", "switch"] {
+        assert_eq!(h[link]["up"], true, "{h}");
+        assert_eq!(h[link]["disconnects"], 0, "{h}");
+        assert!(
+            h[link]["since_unix_ms"].as_u64().unwrap() > 1_600_000_000_000,
+            "{h}"
+        );
+        assert!(h[link]["for_ms"].is_u64(), "{h}");
+    }
+    add_and_attach(&ctl, 1);
+    let out = podport_ok(&["status", "--control", &ctl, "--wait-ready", "1"]);
+    assert!(
+        out.starts_with("ovsdb: up ") && out.contains(" | switch: up "),
+        "{out}"
+    );
+    assert!(out.lines().nth(1).unwrap().starts_with("IFNAME"), "{out}");
+    // `--json` stays the list of ports; the status answer carries the health besides.
+    assert_eq!(status_json(&ctl).len(), 1);
+    let mut raw = Raw::connect(&agent.socket()).unwrap();
+    let answer = raw.request(r#"{"op":"status"}"#);
+    assert_eq!(answer["health"]["ready"], true, "{answer}");
+    assert_eq!(answer["ports"].as_array().unwrap().len(), 1, "{answer}");
+    drop(raw);
+    assert_eq!(http_status(&metrics, "/healthz"), (200, "ok\n".into()));
+    assert_eq!(http_status(&metrics, "/readyz"), (200, "ok\n".into()));
+
+    // The switch goes away: not healthy (exit 2, saying why), not ready, still alive.
+    kill(Pid::from_raw(sb.vswitchd_pid() as i32), Signal::SIGKILL).unwrap();
+    let (out, err) = wait_health(&agent, 2, "the switch is down");
+    assert!(
+        out.starts_with("ovsdb: up ") && out.contains(" | switch: down "),
+        "{out}"
+    );
+    assert!(err.contains("not healthy: switch down "), "{err}");
+    let (code, body) = http_status(&metrics, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.starts_with("not ready: switch down ") && body.lines().count() == 1,
+        "{body}"
+    );
+    assert_eq!(http_status(&metrics, "/healthz"), (200, "ok\n".into()));
+    let page = http_get(&metrics, "/metrics");
+    assert!(page.contains("podport_switch_up 0"), "{page}");
+    // The plain status still works (exit 0) and leads with the outage.
+    let out = podport_ok(&["status", "--control", &ctl]);
+    assert!(out.contains(" | switch: down "), "{out}");
+
+    // Back: healthy again, the outage counted and its reason kept.
+    sb.restart_vswitchd().unwrap();
+    wait_health(&agent, 0, "the switch is back");
+    let (_, json, _) = health(&ctl, true);
+    let h: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(h["switch"]["disconnects"], 1, "{h}");
+    assert!(h["switch"]["last_error"].is_string(), "{h}");
+    assert_eq!(http_status(&metrics, "/readyz"), (200, "ok\n".into()));
+
+    // OVSDB goes away and comes back the same way.
+    kill(Pid::from_raw(sb.ovsdb_server_pid() as i32), Signal::SIGKILL).unwrap();
+    let (out, err) = wait_health(&agent, 2, "OVSDB is down");
+    assert!(out.starts_with("ovsdb: down "), "{out}");
+    assert!(err.contains("not healthy: ovsdb down "), "{err}");
+    let (code, body) = http_status(&metrics, "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("ovsdb down "), "{body}");
+    sb.restart_ovsdb_server().unwrap();
+    wait_health(&agent, 0, "OVSDB is back");
+    agent.assert_running();
+}
+
+#[test]
+fn an_agent_whose_engine_dies_exits_non_zero() {
+    if !cfg!(debug_assertions) {
+        eprintln!("SKIPPED: the engine-panic hook exists in debug builds only");
+        return;
+    }
+    let Some(sb) = sandbox_for_test() else { return };
+    let dir = tempdir();
+    let control = format!("unix:{}", dir.path().join("ctl.sock").display());
+    let mut agent = Agent::start_with_env(
+        &sb,
+        dir.path(),
+        &control,
+        &[],
+        &[("PODPORT_TEST_PANIC_ENGINE_AFTER", "1s")],
+    );
+    let status = wait_exit(&mut agent.child, BOUND)
+        .unwrap_or_else(|| panic!("the agent outlived its engine:\n{}", agent.log_text()));
+    assert_eq!(status.code(), Some(1), "{status}:\n{}", agent.log_text());
+    agent.wait_log("the engine is not running: shutting down with an error");
+    agent.wait_log("the agent exits so that it is restarted");
+    assert!(
+        !agent.socket().exists(),
+        "the control socket file is left behind"
+    );
+    let verify = journal_tool_run(&["verify", agent.journal.to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+}
+
 #[test]
 fn bad_options_are_refused_before_anything_starts() {
     // No OVS needed: these fail while reading the options.
@@ -996,7 +1184,7 @@ fn idle_connections_cannot_keep_clients_out() {
     let t = Instant::now();
     let out = podport_ok(&["status", "--control", &ctl, "--timeout", "10"]);
     let took = t.elapsed();
-    assert!(out.starts_with("IFNAME"), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("IFNAME"), "{out}");
     assert!(
         took < Duration::from_secs(5),
         "status took {took:?} with 300 idle connections open"
@@ -1236,7 +1424,7 @@ fn a_remote_tcp_control_endpoint_needs_the_flag_and_is_logged() {
         .unwrap_or_else(|| panic!("no port in the log:\n{log}"))
         .to_string();
     let out = podport_ok(&["status", "--control", &format!("tcp:127.0.0.1:{port}")]);
-    assert!(out.starts_with("IFNAME"), "{out}");
+    assert!(out.lines().nth(1).unwrap().starts_with("IFNAME"), "{out}");
 }
 
 #[test]
