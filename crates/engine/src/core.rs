@@ -55,6 +55,9 @@ pub struct CoreConfig {
     /// `retry_cap`, with up to a quarter added as jitter.
     pub flow_retry: Duration,
     pub retry_cap: Duration,
+    /// How long OVS's "could not open" (`ofport` -1 for the attached type) must hold before
+    /// it is reported: OVS writes the old type's -1 late, then the port's number.
+    pub open_failure_grace: Duration,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +70,7 @@ impl Default for CoreConfig {
             initial_type: String::new(),
             flow_retry: Duration::from_secs(1),
             retry_cap: Duration::from_secs(30),
+            open_failure_grace: Duration::from_secs(2),
         }
     }
 }
@@ -284,6 +288,9 @@ struct Runtime {
     next_not_ready: Instant,
     /// Rebuilt from the journal and not yet checked against the switch's port list.
     restored: Option<Option<u32>>,
+    /// OVS could not open the interface (attached type, `ofport` -1): reported at this time
+    /// if it still holds, with this text.
+    open_failure: Option<(Instant, String)>,
     /// The switch's ADD of the port after the type change may never reach this core: it was
     /// rebuilt from the journal (the previous process may have seen the change committed and
     /// died), or the switch connection dropped since (an ADD in flight is lost with it).
@@ -306,6 +313,7 @@ impl Runtime {
             wait: Backoff::default(),
             next_not_ready: now + config.not_ready_every,
             restored: None,
+            open_failure: None,
             add_may_be_lost: false,
             was_ready: false,
         }
@@ -535,6 +543,7 @@ impl Core {
                     rt.ovsdb.at,
                     rt.flows.at,
                     rt.wait.at,
+                    rt.open_failure.as_ref().map(|(at, _)| *at),
                 ]
             })
             .flatten()
@@ -1049,15 +1058,43 @@ impl Core {
             now,
             out,
         );
-        // A -1 that OVS writes for the attached type is a failure: reported, and watched
-        // (OVS retries at every reconfiguration). Before the type change is applied, a port
-        // that cannot be opened is expected (no vNIC yet).
-        if new_failure && created && on_attached_type && ofport == Some(-1) {
-            let e = Failure::transient(format!(
-                "OVS could not open the interface: {}",
-                error.unwrap_or_else(|| "no error text".into())
-            ));
-            self.fail(ifname, Step::OpenInterface, e, now, out);
+        // A -1 that OVS writes for the attached type is a failure, and watched (OVS retries at
+        // every reconfiguration); before the type change is applied, a port that cannot be
+        // opened is expected (no vNIC yet). OVS may also write the old type's -1 just after
+        // our change (its reconfiguration for the old type finishing late; the next one gives
+        // the port its number), so it is reported only if it still holds `open_failure_grace`
+        // later: a state that the next update fixes is no failure.
+        let grace = self.config.open_failure_grace;
+        if let Some(rt) = self.runtime.get_mut(ifname) {
+            if ofport != Some(-1) {
+                rt.open_failure = None;
+            } else if new_failure && created && on_attached_type {
+                let e = format!(
+                    "OVS could not open the interface: {}",
+                    error.unwrap_or_else(|| "no error text".into())
+                );
+                rt.open_failure = Some((now + grace, e));
+            }
+        }
+    }
+
+    /// A failure to open the interface that outlived its grace: reported once.
+    fn report_open_failure(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
+        let Some(rt) = self.runtime.get_mut(name) else {
+            return;
+        };
+        let due = rt.open_failure.as_ref().is_some_and(|(at, _)| now >= *at);
+        if !due {
+            return;
+        }
+        let Some((_, e)) = rt.open_failure.take() else {
+            return;
+        };
+        if self
+            .port(name)
+            .is_some_and(|p| p.ofport == Some(-1) && !p.removing)
+        {
+            self.fail(name, Step::OpenInterface, Failure::transient(e), now, out);
         }
     }
 
@@ -1097,6 +1134,7 @@ impl Core {
     }
 
     fn evaluate_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
+        self.report_open_failure(name, now, out);
         let ts_now = self.ts(now);
         let switch_ready = self.state.switch_ready();
         let Some(p) = self.state.ports.get(name) else {

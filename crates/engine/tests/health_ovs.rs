@@ -1,5 +1,5 @@
 //! The engine's health: its OVSDB and switch connections as `Engine::health` reports them,
-//! an engine that died, and (ignored until core.rs is fixed) no `Failed` event for a state
+//! an engine that died, and no `Failed` event for a state
 //! that the next OVSDB update fixes.
 
 use std::collections::BTreeMap;
@@ -176,7 +176,6 @@ fn a_panicked_engine_answers_stopped() {
 /// gives the port its number and the Pod is Ready milliseconds later. 15–27 % of 200–400
 /// concurrent attaches. Ignored until `Core::on_ovsdb` stops reporting that stale -1.
 #[test]
-#[ignore = "core.rs reports the stale ofport -1 of the pre-attach type as a failure (issue 10)"]
 fn no_failed_event_for_a_state_the_next_update_fixes() {
     let Some(sb) = sandbox_for_test() else { return };
     let dir = tempfile::tempdir().unwrap();
