@@ -333,6 +333,9 @@ impl Drop for Journal {
     }
 }
 
+/// How often, at most, the high-water mark is rewritten after a flush.
+const HWM_EVERY: Duration = Duration::from_millis(100);
+
 /// Appends (and other requests) queued for the writer thread, at most.
 pub const MAX_QUEUED: usize = 65_536;
 
@@ -355,6 +358,7 @@ impl Writer {
     fn run(mut self, rx: Receiver<Command>) {
         let mut unflushed: Vec<(u64, Arc<TicketSlot>)> = Vec::new();
         let mut last_flush = Instant::now();
+        let mut last_hwm = Instant::now() - HWM_EVERY;
         let mut stopping = false;
         while !stopping {
             // Wait for work; with pending tickets under an interval policy, only until the
@@ -439,6 +443,15 @@ impl Writer {
                     warn!(error = %e, n = unflushed.len(), "journal flush failed");
                 }
                 last_flush = Instant::now();
+                // The high-water mark follows the durable log (at most every HWM_EVERY): a
+                // store that sled later opens shorter, without an error, after a crash is
+                // then seen as damaged instead of replayed as if complete.
+                if result.is_ok() && last_hwm.elapsed() >= HWM_EVERY {
+                    if let Err(e) = crate::reader::write_hwm(&self.dir, self.next_seq - 1) {
+                        warn!(error = %e, "could not write the journal's high-water mark");
+                    }
+                    last_hwm = Instant::now();
+                }
                 for (seq, slot) in unflushed.drain(..) {
                     slot.resolve(result.clone().map(|()| seq));
                 }

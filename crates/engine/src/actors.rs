@@ -109,9 +109,20 @@ pub struct EngineActor {
     switch_client: Option<(OfClient, String)>,
     /// OVSDB's monitor events, taken as a stream of batches when the actor starts.
     ovsdb_events: Option<OvsdbEventReceiver>,
-    /// Set when the journal was new because the old one could not be read: the first OVSDB
-    /// snapshot's podport ports on this bridge are adopted.
+    /// Until the first OVSDB snapshot: the bridge whose podport ports the journal does not
+    /// know are adopted then.
     rebuild: Option<String>,
+    /// Adds of the same container's Pod while it is being removed (CNI allows ADD after DEL):
+    /// carried out, and answered, once the removal completes.
+    deferred_adds: HashMap<
+        String,
+        Vec<(
+            PodSpec,
+            tokio::sync::oneshot::Sender<Result<(), EngineError>>,
+        )>,
+    >,
+    /// Pods just removed that have deferred adds.
+    removed_now: Vec<String>,
     /// Every Interface name in OVSDB with its podport container (`None`: not podport's), so
     /// that an add of a name that is another's is refused at once.
     ovsdb_names: HashMap<String, Option<String>>,
@@ -189,6 +200,8 @@ impl EngineActor {
             ovsdb_events: None,
             ovsdb_names: HashMap::new(),
             rebuild: None,
+            deferred_adds: HashMap::new(),
+            removed_now: Vec::new(),
             ovsdb_link: LinkState::new(),
             switch_link: LinkState::new(),
         }
@@ -200,8 +213,9 @@ impl EngineActor {
         self.switch = Some((client, events, endpoint));
     }
 
-    /// The journal is new because the old one could not be read: rebuild every Pod of
-    /// `bridge` from what OVSDB holds of podport's (and the switch, through adoption).
+    /// At the first OVSDB snapshot, adopt every Pod podport made on `bridge` that the
+    /// journal does not know: all of them when the journal is new because the old one could
+    /// not be read, any that a silently shortened journal lost otherwise.
     pub fn rebuild_from_ovs(&mut self, bridge: String) {
         self.rebuild = Some(bridge);
     }
@@ -288,8 +302,18 @@ impl EngineActor {
             if let (OvsdbEvent::Snapshot(snap), Some(bridge)) = (&ev, &self.rebuild) {
                 let bridge = bridge.clone();
                 self.rebuild = None;
-                let pods = self.pods_in(snap, &bridge);
-                info!(pods = pods.len(), %bridge, "rebuilding Pods from OVSDB (new journal)");
+                // Every Pod podport made on the bridge has a PodAdded in its journal before
+                // its port exists; one the journal does not know was lost with it (a journal
+                // moved aside, or one sled opened shorter without an error): adopted.
+                let pods: Vec<(PodSpec, bool)> = self
+                    .pods_in(snap, &bridge)
+                    .into_iter()
+                    .filter(|(spec, _)| self.core.phase(&spec.ifname).is_none())
+                    .collect();
+                if !pods.is_empty() {
+                    warn!(pods = pods.len(), %bridge,
+                        "the journal does not know Pods podport made on this bridge: adopting them from OVSDB");
+                }
                 for (spec, attached) in pods {
                     let ifname = spec.ifname.clone();
                     inputs.push(Input::AddPod(spec));
@@ -334,6 +358,7 @@ impl EngineActor {
         let cmds = self.core.handle_batch(inputs, Instant::now());
         self.execute(cmds);
         self.arm_tick(ctx);
+        self.run_deferred_adds(ctx);
     }
 
     fn on_switch_batch(&mut self, batch: Vec<ClientEvent>, ctx: &mut Context<Self>) {
@@ -388,7 +413,54 @@ impl EngineActor {
         let cmds = self.core.handle(input, Instant::now());
         let ticket = self.execute(cmds);
         self.arm_tick(ctx);
+        self.run_deferred_adds(ctx);
         ticket
+    }
+
+    /// Carries out the adds that waited for their Pod's removal, and answers them.
+    fn run_deferred_adds(&mut self, ctx: &mut Context<Self>) {
+        for ifname in std::mem::take(&mut self.removed_now) {
+            for (spec, tx) in self.deferred_adds.remove(&ifname).unwrap_or_default() {
+                let answer = self.add_pod_now(spec, ctx);
+                ctx.spawn(
+                    async move {
+                        let _ = tx.send(answer.await);
+                    }
+                    .into_actor(self),
+                );
+            }
+        }
+    }
+
+    /// An add, checked and journaled; answers once it is durable.
+    fn add_pod_now(
+        &mut self,
+        spec: PodSpec,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<(), EngineError>> {
+        if let Err(e) = self.core.check_new_pod(&spec) {
+            return Box::pin(async move { Err(e.into()) });
+        }
+        // What OVSDB showed last: another's port of that name is refused now. (While OVSDB
+        // is away the create finds out instead, and the Pod fails with the same reason.)
+        let untracked = self.core.phase(&spec.ifname).is_none();
+        let refused = match self.ovsdb_names.get(&spec.ifname) {
+            Some(None) if untracked => Some(AddPodError::NotOurs {
+                ifname: spec.ifname.clone(),
+            }),
+            Some(Some(c)) if untracked && *c != spec.container_id => Some(AddPodError::NameTaken {
+                ifname: spec.ifname.clone(),
+                container_id: c.clone(),
+            }),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            warn!(ifname = %spec.ifname, error = %e, "add refused");
+            return Box::pin(async move { Err(e.into()) });
+        }
+        info!(ifname = %spec.ifname, pod = %spec.pod(), "Pod added");
+        let ticket = self.input(Input::AddPod(spec), ctx);
+        self.acknowledge(ticket)
     }
 
     /// Executes commands in order; returns the ticket of the last record appended.
@@ -423,7 +495,10 @@ impl EngineActor {
                             warn!(%ifname, %error, "Pod step failed; will keep trying")
                         }
                         PodEvent::Removed { ifname, reason } => {
-                            info!(%ifname, %reason, "Pod removed")
+                            info!(%ifname, %reason, "Pod removed");
+                            if self.deferred_adds.contains_key(ifname) {
+                                self.removed_now.push(ifname.clone());
+                            }
                         }
                     }
                     self.subscribers.retain(|s| match s.try_send(ev.clone()) {
@@ -548,30 +623,19 @@ impl Handler<Fact> for EngineActor {
 impl Handler<AddPod> for EngineActor {
     type Result = ResponseFuture<Result<(), EngineError>>;
     fn handle(&mut self, msg: AddPod, ctx: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.core.check_new_pod(&msg.0) {
-            return Box::pin(async move { Err(e.into()) });
+        let spec = msg.0;
+        let removing = self.core.phase(&spec.ifname) == Some(podport_journal::Phase::Removing);
+        if removing && self.core.container_of(&spec.ifname).as_deref() == Some(&spec.container_id) {
+            // The same container's ADD after its DEL: the Pod comes back once it is gone.
+            info!(ifname = %spec.ifname, "add of a Pod being removed: carried out when the removal completes");
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.deferred_adds
+                .entry(spec.ifname.clone())
+                .or_default()
+                .push((spec, tx));
+            return Box::pin(async move { rx.await.unwrap_or(Err(EngineError::Stopped)) });
         }
-        // What OVSDB showed last: another's port of that name is refused now. (While OVSDB
-        // is away the create finds out instead, and the Pod fails with the same reason.)
-        let spec = &msg.0;
-        let untracked = self.core.phase(&spec.ifname).is_none();
-        let refused = match self.ovsdb_names.get(&spec.ifname) {
-            Some(None) if untracked => Some(AddPodError::NotOurs {
-                ifname: spec.ifname.clone(),
-            }),
-            Some(Some(c)) if untracked && *c != spec.container_id => Some(AddPodError::NameTaken {
-                ifname: spec.ifname.clone(),
-                container_id: c.clone(),
-            }),
-            _ => None,
-        };
-        if let Some(e) = refused {
-            warn!(ifname = %spec.ifname, error = %e, "add refused");
-            return Box::pin(async move { Err(e.into()) });
-        }
-        info!(ifname = %msg.0.ifname, pod = %msg.0.pod(), "Pod added");
-        let ticket = self.input(Input::AddPod(msg.0), ctx);
-        self.acknowledge(ticket)
+        self.add_pod_now(spec, ctx)
     }
 }
 

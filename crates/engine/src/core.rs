@@ -1149,9 +1149,14 @@ impl Core {
             .entry(name.to_string())
             .or_insert_with(|| Runtime::new(now, config));
         if p.removing {
-            // Not while the create is in flight: a create that commits after the delete
-            // would leave a port behind that nobody tracks.
-            if !rt.delete_in_flight && !rt.create_in_flight && rt.ovsdb.due(now) {
+            // Not while the create is in flight (a create that commits after the delete would
+            // leave a port behind that nobody tracks), nor while a flow install is (its bundle
+            // could reach the switch after the delete by cookie and leave the flows there).
+            if !rt.delete_in_flight
+                && !rt.create_in_flight
+                && rt.flows_pending.is_none()
+                && rt.ovsdb.due(now)
+            {
                 rt.delete_in_flight = true;
                 rt.ovsdb.at = None;
                 out.push(Command::RemoveFlows {

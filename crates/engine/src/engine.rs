@@ -252,9 +252,7 @@ impl Engine {
                     if let Some(tx) = subscriber {
                         actor.add_subscriber(tx);
                     }
-                    if moved_aside.is_some() {
-                        actor.rebuild_from_ovs(config.bridge.clone());
-                    }
+                    actor.rebuild_from_ovs(config.bridge.clone());
                     actor.connect(ovsdb, flows);
                     actor.switch_events(of_client, of_events, endpoint);
                     actor.ovsdb_events(ovsdb_events);
