@@ -358,24 +358,37 @@ impl Writer {
     fn run(mut self, rx: Receiver<Command>) {
         let mut unflushed: Vec<(u64, Arc<TicketSlot>)> = Vec::new();
         let mut last_flush = Instant::now();
-        let mut last_hwm = Instant::now() - HWM_EVERY;
+        let mut last_hwm = Instant::now()
+            .checked_sub(HWM_EVERY)
+            .unwrap_or_else(Instant::now);
+        // The last sequence number known durable, and the one the mark holds.
+        let mut durable_seq = self.next_seq - 1;
+        let mut hwm_seq = durable_seq;
         let mut stopping = false;
         while !stopping {
             // Wait for work; with pending tickets under an interval policy, only until the
             // flush is due.
-            let first = match (self.config.flush, unflushed.is_empty()) {
+            // A mark behind the durable log is brought up to date once the writer is idle
+            // for HWM_EVERY, so it also follows the last records before a kill.
+            let hwm_due =
+                (hwm_seq < durable_seq).then(|| HWM_EVERY.saturating_sub(last_hwm.elapsed()));
+            let wait = match (self.config.flush, unflushed.is_empty()) {
                 (FlushPolicy::Interval(d), false) => {
                     let left = d.saturating_sub(last_flush.elapsed());
-                    match rx.recv_timeout(left) {
-                        Ok(c) => Some(c),
-                        Err(RecvTimeoutError::Timeout) => None,
-                        Err(RecvTimeoutError::Disconnected) => {
-                            stopping = true;
-                            None
-                        }
-                    }
+                    Some(hwm_due.map_or(left, |h| h.min(left)))
                 }
-                _ => match rx.recv() {
+                _ => hwm_due,
+            };
+            let first = match wait {
+                Some(left) => match rx.recv_timeout(left) {
+                    Ok(c) => Some(c),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        stopping = true;
+                        None
+                    }
+                },
+                None => match rx.recv() {
                     Ok(c) => Some(c),
                     Err(_) => {
                         stopping = true;
@@ -383,6 +396,17 @@ impl Writer {
                     }
                 },
             };
+            if first.is_none()
+                && !stopping
+                && hwm_seq < durable_seq
+                && last_hwm.elapsed() >= HWM_EVERY
+            {
+                if let Err(e) = crate::reader::write_hwm(&self.dir, durable_seq) {
+                    warn!(error = %e, "could not write the journal's high-water mark");
+                }
+                hwm_seq = durable_seq;
+                last_hwm = Instant::now();
+            }
             let mut group = Vec::new();
             let mut syncs = Vec::new();
             let mut others = Vec::new();
@@ -446,11 +470,15 @@ impl Writer {
                 // The high-water mark follows the durable log (at most every HWM_EVERY): a
                 // store that sled later opens shorter, without an error, after a crash is
                 // then seen as damaged instead of replayed as if complete.
-                if result.is_ok() && last_hwm.elapsed() >= HWM_EVERY {
-                    if let Err(e) = crate::reader::write_hwm(&self.dir, self.next_seq - 1) {
-                        warn!(error = %e, "could not write the journal's high-water mark");
+                if result.is_ok() {
+                    durable_seq = self.next_seq - 1;
+                    if last_hwm.elapsed() >= HWM_EVERY {
+                        if let Err(e) = crate::reader::write_hwm(&self.dir, durable_seq) {
+                            warn!(error = %e, "could not write the journal's high-water mark");
+                        }
+                        hwm_seq = durable_seq;
+                        last_hwm = Instant::now();
                     }
-                    last_hwm = Instant::now();
                 }
                 for (seq, slot) in unflushed.drain(..) {
                     slot.resolve(result.clone().map(|()| seq));

@@ -114,13 +114,7 @@ pub struct EngineActor {
     rebuild: Option<String>,
     /// Adds of the same container's Pod while it is being removed (CNI allows ADD after DEL):
     /// carried out, and answered, once the removal completes.
-    deferred_adds: HashMap<
-        String,
-        Vec<(
-            PodSpec,
-            tokio::sync::oneshot::Sender<Result<(), EngineError>>,
-        )>,
-    >,
+    deferred_adds: HashMap<String, Vec<DeferredAdd>>,
     /// Pods just removed that have deferred adds.
     removed_now: Vec<String>,
     /// Every Interface name in OVSDB with its podport container (`None`: not podport's), so
@@ -141,6 +135,12 @@ fn podport_owner(ids: &std::collections::BTreeMap<String, String>) -> Option<Str
     (ids.get(keys::OWNER).map(String::as_str) == Some(OWNER))
         .then(|| ids.get(keys::CONTAINER_ID).cloned().unwrap_or_default())
 }
+
+/// An add waiting for its Pod's removal, and where its answer goes.
+type DeferredAdd = (
+    PodSpec,
+    tokio::sync::oneshot::Sender<Result<(), EngineError>>,
+);
 
 /// The most switch events decided as one batch: bounds the work per wake-up so API calls
 /// and OVSDB facts are not held up by a long burst.
@@ -305,8 +305,24 @@ impl EngineActor {
                 // Every Pod podport made on the bridge has a PodAdded in its journal before
                 // its port exists; one the journal does not know was lost with it (a journal
                 // moved aside, or one sled opened shorter without an error): adopted.
-                let pods: Vec<(PodSpec, bool)> = self
-                    .pods_in(snap, &bridge)
+                let all = self.pods_in(snap, &bridge);
+                // Only an attach switches the type: a Pod the journal has as waiting for its
+                // interface while OVSDB shows the attached type lost that record.
+                let initial_differs =
+                    self.core.config().initial_type != self.core.config().attached_type;
+                for (spec, attached) in &all {
+                    if *attached
+                        && initial_differs
+                        && self.core.phase(&spec.ifname)
+                            == Some(podport_journal::Phase::WaitingInterface)
+                    {
+                        warn!(ifname = %spec.ifname, "OVSDB shows the attached type for a Pod the journal has as not attached: its attach is taken");
+                        inputs.push(Input::HostInterfaceCreated {
+                            ifname: spec.ifname.clone(),
+                        });
+                    }
+                }
+                let pods: Vec<(PodSpec, bool)> = all
                     .into_iter()
                     .filter(|(spec, _)| self.core.phase(&spec.ifname).is_none())
                     .collect();

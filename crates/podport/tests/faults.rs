@@ -34,12 +34,11 @@
 //! choices; the timing of a real agent and switch does not repeat). Each test prints one
 //! `faults: ...` summary line with its figures (`--nocapture` shows them).
 //!
-//! **Defects found, still open.** Each has an `#[ignore]`d test named `defect_...` that fails
-//! until it is fixed (`cargo test -p podport --test faults -- --ignored`); two of them also
-//! occur under the faults above, and while they are open the suite counts them instead of
-//! failing: flows of deleted Pods (`stale-flows=N`, [`STALE_FLOWS_DEFECT_OPEN`]) and a damaged
-//! journal that sled opens as a shorter log (`silent-loss=N`,
-//! [`SILENT_JOURNAL_LOSS_DEFECT_OPEN`]). Set those constants to `false` with the fixes.
+//! **Defects this suite found** (now fixed) each keep a test named `defect_...` that failed
+//! before the fix: flows installed after their Pod's deletion, a damaged journal that sled
+//! opens as a shorter log, an add right after a del of the same container. The constants
+//! [`STALE_FLOWS_DEFECT_OPEN`] and [`SILENT_JOURNAL_LOSS_DEFECT_OPEN`] are `false`: the suite
+//! fails on stale flows and on silent loss.
 //! A test that fails keeps its directory (journal, `agent.log`) and names it.
 #![cfg(unix)]
 
@@ -723,7 +722,7 @@ impl Foreign {
 /// while its flow install is in flight can keep those flows in the switch. While it is open,
 /// the judgement counts flows under a deleted Pod's cookie (`stale-flows=N` in the summaries)
 /// instead of failing on them; the defect's own test fails on them. Set to `false` once fixed.
-const STALE_FLOWS_DEFECT_OPEN: bool = true;
+const STALE_FLOWS_DEFECT_OPEN: bool = false;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -1883,7 +1882,7 @@ fn damaged_dirs(dir: &Path) -> BTreeSet<String> {
 /// error, and the agent then starts without the Pods acknowledged after that point (their
 /// ports and flows stay in OVS, untracked). While it is open, the damage test counts such
 /// rounds (`silent-loss=N`) and restores the Pods by adding them again instead of failing.
-const SILENT_JOURNAL_LOSS_DEFECT_OPEN: bool = true;
+const SILENT_JOURNAL_LOSS_DEFECT_OPEN: bool = false;
 
 /// `restored=R` and `replayed=N` from the agent's log of its start number `start`.
 fn restored_and_replayed(agent: &Agent, start: u32) -> (String, String) {
@@ -2356,9 +2355,9 @@ fn hostile_clients_never_starve_a_normal_one() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// defects found by this suite, still open
+// defects found by this suite (fixed; each test failed before its fix)
 
-/// DEFECT (open; found by `ovs_daemon_restarts_mid_churn_...`): a Pod deleted while its flow
+/// DEFECT (fixed; found by `ovs_daemon_restarts_mid_churn_...`): a Pod deleted while its flow
 /// install is in flight keeps those flows in the switch. The core sends `RemoveFlows` for a
 /// removing Pod without waiting for its pending `InstallFlows` (`evaluate_port`, the
 /// `p.removing` branch), and the flow programmer runs each command as its own spawned future,
@@ -2368,8 +2367,6 @@ fn hostile_clients_never_starve_a_normal_one() {
 /// A later Pod with the same addresses overwrites the table-1 flows (same match), the stale
 /// table-0 anti-spoofing entries of the old port stay. Plain churn, no fault, shows it.
 #[test]
-#[ignore = "DEFECT (open): flows installed after their Pod's deletion stay in the switch; \
-            run with --ignored to see it"]
 fn defect_flows_installed_after_their_pods_deletion_stay_in_the_switch() {
     let Some(sb) = sandbox_for_test() else { return };
     let dir = tempdir();
@@ -2410,7 +2407,7 @@ fn defect_flows_installed_after_their_pods_deletion_stay_in_the_switch() {
     }
 }
 
-/// DEFECT (open; found by `a_damaged_journal_never_keeps_the_node_down`): after a crash (no
+/// DEFECT (fixed; found by `a_damaged_journal_never_keeps_the_node_down`): after a crash (no
 /// clean close, so `podport-journal.hwm` is absent or old), one flipped byte in the middle of
 /// sled's log can make sled open the log up to that point, without an error. The agent then
 /// replays that prefix as the whole journal: it neither moves the journal aside nor rebuilds
@@ -2418,8 +2415,6 @@ fn defect_flows_installed_after_their_pods_deletion_stay_in_the_switch() {
 /// (podport's, untracked), a `del` of them succeeds without removing anything, and they are
 /// never ready in `status`. Flips at a few places in the used part of `db` show it.
 #[test]
-#[ignore = "DEFECT (open): a damaged journal that sled opens as a shorter log loses Pods \
-            silently; run with --ignored to see it"]
 fn defect_a_damaged_journal_that_sled_opens_as_a_shorter_log_loses_pods_silently() {
     let Some(sb) = sandbox_for_test() else { return };
     let dir = tempdir();
@@ -2466,7 +2461,7 @@ fn defect_a_damaged_journal_that_sled_opens_as_a_shorter_log_loses_pods_silently
     }
 }
 
-/// DEFECT (open; found while writing this suite): an add acknowledged while the same
+/// DEFECT (fixed; found while writing this suite): an add acknowledged while the same
 /// container's Pod is still being removed is dropped. CNI allows an ADD after a DEL of the
 /// same container. `Core::decide` (`Input::AddPod`) returns without journaling anything when
 /// the ifname is tracked, also when that Pod is `removing`; `check_new_pod` lets it through (same
@@ -2475,8 +2470,6 @@ fn defect_a_damaged_journal_that_sled_opens_as_a_shorter_log_loses_pods_silently
 /// acknowledged request. The journal shows `DeleteRequested`, then no `PodAdded`, then
 /// `PodDeleted`.
 #[test]
-#[ignore = "DEFECT (open): an add right after a del of the same container is acknowledged and \
-            dropped; run with --ignored to see it"]
 fn defect_an_add_right_after_a_del_of_the_same_container_is_acknowledged_and_dropped() {
     let Some(sb) = sandbox_for_test() else { return };
     let dir = tempdir();
