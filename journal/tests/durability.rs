@@ -1741,3 +1741,49 @@ fn pending_counts_appends_until_their_tickets_resolve() {
         t.wait().unwrap();
     }
 }
+
+/// The journal is private whatever the umask: the directory 0700 from the moment it exists,
+/// every file in it 0600. Checked in a child process started with umask 000 (the umask is
+/// process-wide, so the test process's own must not change).
+#[cfg(unix)]
+#[test]
+fn the_journal_is_private_even_under_umask_000() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("journal");
+    // A child of this test binary, under umask 000, that opens the journal and appends.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000 && exec \"$0\" --exact writer_child_for_privacy --nocapture")
+        .arg(std::env::current_exe().unwrap())
+        .env("PODPORT_PRIVATE_DIR", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    let mut files = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            files += 1;
+        }
+    }
+    assert!(files >= 2, "sled's files and the mark");
+}
+
+/// The child of `the_journal_is_private_even_under_umask_000` (does nothing on its own).
+#[test]
+fn writer_child_for_privacy() {
+    let Some(dir) = std::env::var_os("PODPORT_PRIVATE_DIR") else {
+        return;
+    };
+    let j = Journal::open(Path::new(&dir), config()).unwrap();
+    j.append(Event::PodDeleted {
+        ifname: "vnic-1".into(),
+    })
+    .wait()
+    .unwrap();
+    j.close().unwrap();
+}

@@ -1046,3 +1046,41 @@ fn a_journaled_spec_that_is_invalid_today_never_reaches_ovsdb() {
     // The one being deleted is done with: nothing of it can exist in OVSDB.
     assert_eq!(core.phase("bad/gone"), None);
 }
+
+#[test]
+fn a_new_journal_hands_out_cookies_of_its_own_generation() {
+    let now = Instant::now();
+    let cookie_of_first_pod = |generation: u32| {
+        let mut core = Core::new(CoreConfig::default(), now, WALL);
+        core.start_with_generation("test", "", now, generation);
+        let c = core.handle(Input::AddPod(spec("vnic-a")), now);
+        journaled(&c)
+            .iter()
+            .find_map(|e| match e {
+                Event::PodAdded { cookie, .. } => Some(*cookie),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (a, b) = (
+        cookie_of_first_pod(0x12_3456),
+        cookie_of_first_pod(0x65_4321),
+    );
+    assert_ne!(a, b, "two journals, two generations, no shared cookie");
+    assert_eq!(podport_journal::cookie_generation(a), 0x12_3456);
+    assert_eq!(
+        a & podport_journal::POD_COOKIE_MASK,
+        podport_journal::POD_COOKIE_BASE
+    );
+    // Without a generation (0), cookies count from the base, as before.
+    assert_eq!(cookie_of_first_pod(0), podport_journal::POD_COOKIE_BASE + 1);
+    // A journal keeps its generation across restarts: the second start draws none.
+    let mut core = Core::new(CoreConfig::default(), now, WALL);
+    core.start_with_generation("test", "", now, 0x12_3456);
+    let state = core.state().clone();
+    let mut again = Core::restore(CoreConfig::default(), state, now, WALL);
+    let c = again.start_with_generation("test", "", now, 0x65_4321);
+    assert!(!journaled(&c)
+        .iter()
+        .any(|e| matches!(e, Event::CookieGeneration { .. })));
+}

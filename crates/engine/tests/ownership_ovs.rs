@@ -193,8 +193,10 @@ fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
     let old = pod_flows(&sb);
     assert_eq!(old.len(), 5, "{old:#?}");
     engine.shutdown().unwrap();
-    // The journal is lost: a new agent adds other Pods. vnic-1 still runs (its runtime did
-    // not re-add it yet); its flows must survive the newcomers' installs and the sweep.
+    let old_cookie = old[0].split(',').next().unwrap().to_string();
+    // The journal is lost: a new agent adds other Pods. vnic-1 still runs; the new agent
+    // adopts it from OVSDB (its flows are taken over in place) and hands the newcomers
+    // cookies of its own generation: none is the lost journal's.
     let second = tempfile::tempdir().unwrap();
     let (engine, events) = Engine::start_subscribed(config(&sb, second.path())).unwrap();
     for i in 2..=4 {
@@ -208,14 +210,30 @@ fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
             .unwrap();
         wait_ready(&events, &format!("vnic-{i}"));
     }
+    // vnic-1's flows are all there (same matches and actions, whatever their cookie now).
+    let strip = |f: &String| {
+        f.split_once(", ")
+            .map(|(_, rest)| rest.to_string())
+            .unwrap()
+    };
     let now = pod_flows(&sb);
+    let now_rules: std::collections::BTreeSet<String> = now.iter().map(strip).collect();
     for f in &old {
-        assert!(now.contains(f), "the lost journal's Pod lost {f}: {now:#?}");
+        assert!(
+            now_rules.contains(&strip(f)),
+            "the lost journal's Pod lost {f}: {now:#?}"
+        );
     }
     assert_eq!(now.len(), 5 * 4, "{now:#?}");
     let cookies: std::collections::BTreeSet<&str> =
         now.iter().map(|f| f.split(',').next().unwrap()).collect();
     assert_eq!(cookies.len(), 4, "four Pods, four cookies: {cookies:?}");
+    // No newcomer got the lost journal's cookie.
+    for i in 2..=4 {
+        let st = engine.blocking().status().unwrap();
+        let p = st.iter().find(|p| p.ifname == format!("vnic-{i}")).unwrap();
+        assert_ne!(format!("cookie={:#x}", p.cookie), old_cookie, "vnic-{i}");
+    }
     engine.shutdown().unwrap();
 }
 
