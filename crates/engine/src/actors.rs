@@ -313,8 +313,12 @@ impl EngineActor {
                 for (spec, attached) in &all {
                     if *attached
                         && initial_differs
-                        && self.core.phase(&spec.ifname)
-                            == Some(podport_journal::Phase::WaitingInterface)
+                        && self
+                            .core
+                            .state()
+                            .ports
+                            .get(&spec.ifname)
+                            .is_some_and(|p| !p.attached && !p.removing)
                     {
                         warn!(ifname = %spec.ifname, "OVSDB shows the attached type for a Pod the journal has as not attached: its attach is taken");
                         inputs.push(Input::HostInterfaceCreated {
