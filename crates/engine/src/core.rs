@@ -277,6 +277,9 @@ struct Runtime {
     type_from: Option<String>,
     wait_in_flight: bool,
     delete_in_flight: bool,
+    /// A removal of the Pod's flows is in flight / was confirmed (a deletion's first step).
+    remove_in_flight: bool,
+    flows_removed: bool,
     /// An install in flight, for this port number.
     flows_pending: Option<u32>,
     /// The flows the state believes in were installed by an earlier process or connection:
@@ -306,6 +309,8 @@ impl Runtime {
             type_from: None,
             wait_in_flight: false,
             delete_in_flight: false,
+            remove_in_flight: false,
+            flows_removed: false,
             flows_pending: None,
             verify_flows: false,
             ovsdb: Backoff::default(),
@@ -869,6 +874,7 @@ impl Core {
                     // Replies to what was sent on the old connection never come; flows may
                     // have survived (the switch did not restart): check before replacing.
                     rt.flows_pending = None;
+                    rt.remove_in_flight = false;
                     rt.flows.reset();
                     rt.add_may_be_lost = true;
                     if self.state.ports.get(k).is_some_and(|p| p.flows.is_some()) {
@@ -917,6 +923,14 @@ impl Core {
                 let Some(cookie) = self.port(&ifname).map(|p| p.cookie) else {
                     return;
                 };
+                let config = self.config.clone();
+                if let Some(rt) = self.rt(&ifname) {
+                    rt.remove_in_flight = false;
+                    match &result {
+                        Ok(_) => rt.flows_removed = true,
+                        Err(_) => rt.flows.schedule(now, &config, &ifname),
+                    }
+                }
                 match result {
                     Ok(count) => self.emit(
                         Event::FlowsRemoved {
@@ -928,7 +942,7 @@ impl Core {
                         out,
                     ),
                     Err(e) => {
-                        // The port's deletion goes on; a later restart's sweep finds leftovers.
+                        // Asked again (with backoff) before the port may go.
                         let e = Failure {
                             kind: e.kind,
                             reason: format!("removing flows: {}", e.reason),
@@ -1149,20 +1163,27 @@ impl Core {
             .entry(name.to_string())
             .or_insert_with(|| Runtime::new(now, config));
         if p.removing {
-            // Not while the create is in flight (a create that commits after the delete would
-            // leave a port behind that nobody tracks), nor while a flow install is (its bundle
-            // could reach the switch after the delete by cookie and leave the flows there).
-            if !rt.delete_in_flight
-                && !rt.create_in_flight
-                && rt.flows_pending.is_none()
-                && rt.ovsdb.due(now)
-            {
+            // First the flows, on a switch that is there to confirm it, then the port: a port
+            // deleted first would leave its Pod's flows behind for good once the Pod is gone.
+            // Not while a flow install is in flight (its bundle could reach the switch after
+            // the delete by cookie), nor the port while its create is (a create that commits
+            // after the delete would leave a port that nobody tracks).
+            if !rt.flows_removed {
+                if switch_ready
+                    && !rt.remove_in_flight
+                    && rt.flows_pending.is_none()
+                    && rt.flows.due(now)
+                {
+                    rt.remove_in_flight = true;
+                    rt.flows.at = None;
+                    out.push(Command::RemoveFlows {
+                        ifname: name.to_string(),
+                        cookie: p.cookie,
+                    });
+                }
+            } else if !rt.delete_in_flight && !rt.create_in_flight && rt.ovsdb.due(now) {
                 rt.delete_in_flight = true;
                 rt.ovsdb.at = None;
-                out.push(Command::RemoveFlows {
-                    ifname: name.to_string(),
-                    cookie: p.cookie,
-                });
                 out.push(Command::DeletePort {
                     ifname: name.to_string(),
                     container_id: p.container_id.clone(),

@@ -370,9 +370,15 @@ fn a_stale_port_status_after_deletion_changes_nothing() {
     let c = h.feed(Input::DeletePod {
         ifname: "vnic-a".into(),
     });
+    // The flows first; the port only once the switch confirmed their removal.
     assert!(c.iter().any(|c| matches!(c, Command::RemoveFlows { .. })));
-    assert!(c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
+    assert!(!c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
     assert_eq!(h.phase("vnic-a"), Phase::Removing);
+    let c = h.feed(Input::FlowsRemoved {
+        ifname: "vnic-a".into(),
+        result: Ok(5),
+    });
+    assert!(c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
     let c = h.feed(Input::PortDeleted {
         ifname: "vnic-a".into(),
         result: Ok(()),
@@ -1016,6 +1022,55 @@ fn a_stale_could_not_open_that_the_next_update_fixes_is_no_failure() {
         "{events:?}"
     );
     assert!(is_ready_event(&all, 5));
+}
+
+#[test]
+fn a_deletion_removes_the_flows_on_a_connected_switch_before_the_port() {
+    let now = Instant::now();
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    // The switch goes away; the deletion waits for it rather than drop the port first.
+    h.feed(Input::SwitchDisconnected {
+        endpoint: "unix:/x".into(),
+        reason: "closed".into(),
+    });
+    let c = h.feed(Input::DeletePod {
+        ifname: "vnic-a".into(),
+    });
+    assert!(
+        !c.iter()
+            .any(|c| matches!(c, Command::RemoveFlows { .. } | Command::DeletePort { .. })),
+        "{c:?}"
+    );
+    let c = h.connect(vec![port(5, "vnic-a", STATE_LIVE)]);
+    assert!(
+        c.iter().any(|c| matches!(c, Command::RemoveFlows { .. })),
+        "{c:?}"
+    );
+    assert!(!c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
+    // A failed removal is asked again before the port may go.
+    let c = h.feed(Input::FlowsRemoved {
+        ifname: "vnic-a".into(),
+        result: Err(Failure::transient("switch busy")),
+    });
+    assert!(!c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
+    let c = h.advance(Duration::from_secs(2));
+    assert!(
+        c.iter().any(|c| matches!(c, Command::RemoveFlows { .. })),
+        "{c:?}"
+    );
+    let c = h.feed(Input::FlowsRemoved {
+        ifname: "vnic-a".into(),
+        result: Ok(5),
+    });
+    assert!(c.iter().any(|c| matches!(c, Command::DeletePort { .. })));
+    let _ = now;
 }
 
 #[test]
