@@ -396,16 +396,8 @@ impl Writer {
                     }
                 },
             };
-            if first.is_none()
-                && !stopping
-                && hwm_seq < durable_seq
-                && last_hwm.elapsed() >= HWM_EVERY
-            {
-                if let Err(e) = crate::reader::write_hwm(&self.dir, durable_seq) {
-                    warn!(error = %e, "could not write the journal's high-water mark");
-                }
-                hwm_seq = durable_seq;
-                last_hwm = Instant::now();
+            if first.is_none() && !stopping && hwm_seq < durable_seq {
+                self.mark_due(durable_seq, &mut hwm_seq, &mut last_hwm);
             }
             let mut group = Vec::new();
             let mut syncs = Vec::new();
@@ -472,13 +464,7 @@ impl Writer {
                 // then seen as damaged instead of replayed as if complete.
                 if result.is_ok() {
                     durable_seq = self.next_seq - 1;
-                    if last_hwm.elapsed() >= HWM_EVERY {
-                        if let Err(e) = crate::reader::write_hwm(&self.dir, durable_seq) {
-                            warn!(error = %e, "could not write the journal's high-water mark");
-                        }
-                        hwm_seq = durable_seq;
-                        last_hwm = Instant::now();
-                    }
+                    self.mark_due(durable_seq, &mut hwm_seq, &mut last_hwm);
                 }
                 for (seq, slot) in unflushed.drain(..) {
                     slot.resolve(result.clone().map(|()| seq));
@@ -495,6 +481,18 @@ impl Writer {
             }
         }
         debug!("journal writer stopped");
+    }
+
+    /// Rewrites the high-water mark to `durable` when the last write is `HWM_EVERY` old.
+    fn mark_due(&self, durable: u64, hwm_seq: &mut u64, last_hwm: &mut Instant) {
+        if last_hwm.elapsed() < HWM_EVERY {
+            return;
+        }
+        if let Err(e) = crate::reader::write_hwm(&self.dir, durable) {
+            warn!(error = %e, "could not write the journal's high-water mark");
+        }
+        *hwm_seq = durable;
+        *last_hwm = Instant::now();
     }
 
     /// sled's `flush` writes its log and, on Linux, `sync_file_range`s it: that survives a

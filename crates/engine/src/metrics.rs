@@ -14,8 +14,8 @@ pub struct Metrics {
     /// Seconds from the attach (or the add) to Ready.
     pub time_to_ready: Histogram,
     pub port_status_received: Counter,
-    /// PortStatus messages dropped because a later one for the same port replaced them
-    /// while the engine was busy.
+    /// PortStatus messages decided in one batch together with another (every one is still
+    /// applied and journaled; this counts how much a backlog collapsed).
     pub port_status_coalesced: Counter,
     pub flow_installs: Counter,
     pub flow_failures: Counter,
@@ -67,7 +67,7 @@ impl Default for Metrics {
             );
             r.register(
                 "port_status_coalesced",
-                "PortStatus messages replaced by a later one for the same port",
+                "PortStatus messages decided in one batch with another (each is still applied and journaled)",
                 m.port_status_coalesced.clone(),
             );
             r.register(
