@@ -21,10 +21,12 @@ macro_rules! for_both_versions {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(no_ovs, ignore = "needs Open vSwitch, which this target or machine lacks")]
             async fn of13() {
                 super::$name(podport_openflow::Version::Of13).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(no_ovs, ignore = "needs Open vSwitch, which this target or machine lacks")]
             async fn of15() {
                 super::$name(podport_openflow::Version::Of15).await
             }
@@ -46,21 +48,21 @@ for_both_versions!(
     flow_desc_by_cookie_returns_exactly_that_cookies_flows,
 );
 
-fn start(v: Version) -> Option<(Sandbox, OfClient, EventReceiver)> {
-    let sb = block_in_place(sandbox_for_test)?;
+fn start(v: Version) -> (Sandbox, OfClient, EventReceiver) {
+    let sb = block_in_place(sandbox_for_test);
     let (client, rx) = OfClient::start(
         sb.openflow_endpoint().parse().expect("endpoint"),
         ClientOptions::with_versions(&[v]),
     );
-    Some((sb, client, rx))
+    (sb, client, rx)
 }
 
 /// A sandbox with a connected client of version `v`.
-async fn connected(v: Version) -> Option<(Sandbox, OfClient, EventReceiver)> {
-    let (sb, client, mut rx) = start(v)?;
+async fn connected(v: Version) -> (Sandbox, OfClient, EventReceiver) {
+    let (sb, client, mut rx) = start(v);
     let (got, _) = wait_connected(&mut rx).await;
     assert_eq!(got, v, "negotiated version");
-    Some((sb, client, rx))
+    (sb, client, rx)
 }
 
 fn ofport(sb: &Sandbox, name: &str) -> u32 {
@@ -73,9 +75,7 @@ fn add_port(sb: &Sandbox, name: &str) {
 }
 
 async fn handshake_reports_version_and_datapath_id(v: Version) {
-    let Some((sb, client, _rx)) = start(v) else {
-        return;
-    };
+    let (sb, client, _rx) = start(v);
     let mut rx = _rx;
     let (version, dpid) = wait_connected(&mut rx).await;
     assert_eq!(version, v);
@@ -97,14 +97,16 @@ async fn handshake_reports_version_and_datapath_id(v: Version) {
 /// (a plain 1.3 HELLO would silently negotiate 1.0), and a 1.3-only client must get a clear
 /// "no common version" error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 async fn antrea_protocols_negotiate_1_5_and_refuse_1_3_only() {
     let opts = SandboxOptions {
         protocols: Some("OpenFlow10,OpenFlow15".into()),
         ..SandboxOptions::default()
     };
-    let Some(sb) = block_in_place(|| sandbox_for_test_with(opts)) else {
-        return;
-    };
+    let sb = block_in_place(|| sandbox_for_test_with(opts));
     let endpoint: podport_openflow::Endpoint = sb.openflow_endpoint().parse().unwrap();
 
     let (client, mut rx) = OfClient::start(endpoint.clone(), ClientOptions::default());
@@ -135,9 +137,7 @@ async fn antrea_protocols_negotiate_1_5_and_refuse_1_3_only() {
 }
 
 async fn new_port_gives_add_then_modify_live(v: Version) {
-    let Some((sb, _client, mut rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, _client, mut rx) = connected(v).await;
     add_port(&sb, "p1");
     let seq = port_statuses(&mut rx, "p1", 2).await;
     let n = ofport(&sb, "p1");
@@ -155,9 +155,7 @@ async fn new_port_gives_add_then_modify_live(v: Version) {
 }
 
 async fn type_change_gives_delete_add_modify_with_same_number(v: Version) {
-    let Some((sb, _client, mut rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, _client, mut rx) = connected(v).await;
     add_port(&sb, "p1");
     port_statuses(&mut rx, "p1", 2).await;
     let n = ofport(&sb, "p1");
@@ -180,9 +178,7 @@ async fn type_change_gives_delete_add_modify_with_same_number(v: Version) {
 }
 
 async fn del_port_gives_delete(v: Version) {
-    let Some((sb, _client, mut rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, _client, mut rx) = connected(v).await;
     add_port(&sb, "p1");
     let added = port_statuses(&mut rx, "p1", 2).await;
     block_in_place(|| sb.del_port("p1")).expect("del-port");
@@ -194,9 +190,7 @@ async fn del_port_gives_delete(v: Version) {
 }
 
 async fn port_desc_lists_every_port_including_local(v: Version) {
-    let Some((sb, client, _rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, client, _rx) = connected(v).await;
     for i in 1..=5 {
         add_port(&sb, &format!("p{i}"));
     }
@@ -307,9 +301,7 @@ fn dump_flows(sb: &Sandbox, v: Version) -> Vec<String> {
 }
 
 async fn flow_mods_show_up_in_dump_flows_and_delete_by_cookie_is_exact(v: Version) {
-    let Some((sb, client, _rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, client, _rx) = connected(v).await;
     add_port(&sb, "p1");
     add_port(&sb, "p2");
     let (n1, n2) = (ofport(&sb, "p1"), ofport(&sb, "p2"));
@@ -393,9 +385,7 @@ async fn flow_mods_show_up_in_dump_flows_and_delete_by_cookie_is_exact(v: Versio
 }
 
 async fn barrier_reply_comes_after_the_flows_it_fences(v: Version) {
-    let Some((sb, client, _rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, client, _rx) = connected(v).await;
     let flows: Vec<FlowMod> = (0..200u32)
         .map(|i| {
             FlowMod::add(0)
@@ -419,9 +409,7 @@ async fn barrier_reply_comes_after_the_flows_it_fences(v: Version) {
 }
 
 async fn invalid_flow_mod_comes_back_as_decoded_error(v: Version) {
-    let Some((sb, client, _rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, client, _rx) = connected(v).await;
     let bad = FlowMod::add(1).priority(1).goto_table(0);
     match client.flow_mod(bad).await {
         Err(ClientError::Rejected(e)) => {
@@ -443,9 +431,7 @@ async fn invalid_flow_mod_comes_back_as_decoded_error(v: Version) {
 }
 
 async fn port_status_arrives_after_a_freeze(v: Version) {
-    let Some((sb, _client, mut rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, _client, mut rx) = connected(v).await;
     let frozen = sb.freeze_vswitchd().expect("SIGSTOP");
     block_in_place(|| {
         sb.vsctl(&[
@@ -481,9 +467,7 @@ async fn port_status_arrives_after_a_freeze(v: Version) {
 }
 
 async fn vswitchd_restart_gives_disconnected_then_connected(v: Version) {
-    let Some((sb, client, mut rx)) = connected(v).await else {
-        return;
-    };
+    let (sb, client, mut rx) = connected(v).await;
     add_port(&sb, "p1");
     port_statuses(&mut rx, "p1", 2).await;
     block_in_place(|| sb.restart_vswitchd()).expect("restart");
@@ -632,8 +616,8 @@ fn assert_same_flows(entries: &[FlowEntry], wanted: &[FlowMod]) {
 /// A sandbox with ports p1 and p2, a connected client of version `v`, and the default flows
 /// of two Pods: A (cookie `COOKIE_A`) on p1 and B (cookie `COOKIE_B`) on p2. Returns also
 /// A's flows and p1's and p2's numbers.
-async fn two_pods(v: Version) -> Option<(Sandbox, OfClient, Vec<FlowMod>, u32, u32)> {
-    let (sb, client, _rx) = connected(v).await?;
+async fn two_pods(v: Version) -> (Sandbox, OfClient, Vec<FlowMod>, u32, u32) {
+    let (sb, client, _rx) = connected(v).await;
     add_port(&sb, "p1");
     add_port(&sb, "p2");
     let (n1, n2) = (ofport(&sb, "p1"), ofport(&sb, "p2"));
@@ -652,13 +636,11 @@ async fn two_pods(v: Version) -> Option<(Sandbox, OfClient, Vec<FlowMod>, u32, u
     let mut all = pod_a.clone();
     all.extend(pod_b);
     client.flow_mods(all).await.expect("install both Pods");
-    Some((sb, client, pod_a, n1, n2))
+    (sb, client, pod_a, n1, n2)
 }
 
 async fn flow_desc_by_cookie_returns_exactly_that_cookies_flows(v: Version) {
-    let Some((sb, client, pod_a, n1, n2)) = two_pods(v).await else {
-        return;
-    };
+    let (sb, client, pod_a, n1, n2) = two_pods(v).await;
     let entries = client
         .flow_desc(FlowDescRequest::by_cookie(COOKIE_A, u64::MAX))
         .await
@@ -754,10 +736,12 @@ async fn flow_desc_by_cookie_returns_exactly_that_cookies_flows(v: Version) {
 /// One bundle deletes Pod A's flows and installs new ones (a new address and MAC): afterwards
 /// the switch holds exactly the new ones, and Pod B's are untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 async fn bundle_replaces_a_cookies_flows_atomically_of15() {
-    let Some((sb, client, _, n1, _)) = two_pods(Version::Of15).await else {
-        return;
-    };
+    let (sb, client, _, n1, _) = two_pods(Version::Of15).await;
     let before_b = ofctl_flows(&sb, Some(&format!("cookie={COOKIE_B:#x}/-1")));
     let (new_mac, new_ip) = (mac("02:00:00:00:00:11"), Ipv4Addr::new(10, 0, 0, 11));
     let new_a = default_pod_flows(n1, new_mac, new_ip, COOKIE_A);
@@ -787,10 +771,12 @@ async fn bundle_replaces_a_cookies_flows_atomically_of15() {
 /// error naming that flow mod, and the switch's flows stay exactly as they were: the delete
 /// and the valid adds before it did not apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 async fn bundle_with_an_invalid_flow_mod_changes_nothing_of15() {
-    let Some((sb, client, _pod_a, n1, _)) = two_pods(Version::Of15).await else {
-        return;
-    };
+    let (sb, client, _pod_a, n1, _) = two_pods(Version::Of15).await;
     let before = ofctl_flows(&sb, None);
     let mut batch = vec![FlowMod::delete_by_cookie(COOKIE_A)];
     batch.extend(default_pod_flows(
@@ -826,10 +812,12 @@ async fn bundle_with_an_invalid_flow_mod_changes_nothing_of15() {
 /// A flow mod that passes OVS's checks when added but fails at commit (CHECK_OVERLAP against
 /// another flow of the same bundle): the whole bundle is rolled back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 async fn bundle_failing_at_commit_changes_nothing_of15() {
-    let Some((sb, client, _pod_a, _, _)) = two_pods(Version::Of15).await else {
-        return;
-    };
+    let (sb, client, _pod_a, _, _) = two_pods(Version::Of15).await;
     let before = ofctl_flows(&sb, None);
     let batch = vec![
         FlowMod::delete_by_cookie(COOKIE_A),
@@ -861,10 +849,12 @@ async fn bundle_failing_at_commit_changes_nothing_of15() {
 /// applies a valid batch, and with an invalid flow mod it reports that one while the others
 /// stay applied (not atomic, as documented).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 async fn flow_mods_atomic_falls_back_to_a_plain_batch_of13() {
-    let Some((sb, client, _pod_a, n1, _)) = two_pods(Version::Of13).await else {
-        return;
-    };
+    let (sb, client, _pod_a, n1, _) = two_pods(Version::Of13).await;
     let (new_mac, new_ip) = (mac("02:00:00:00:00:11"), Ipv4Addr::new(10, 0, 0, 11));
     let mut batch = vec![FlowMod::delete_by_cookie(COOKIE_A)];
     batch.extend(default_pod_flows(n1, new_mac, new_ip, COOKIE_A));

@@ -111,8 +111,12 @@ fn attach(engine: &Engine, events: &Receiver<PodEvent>, i: u32) -> u32 {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn one_pod_gets_exactly_the_specified_flows() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -149,8 +153,12 @@ fn one_pod_gets_exactly_the_specified_flows() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn two_pods_reach_each_other_and_spoofing_is_dropped() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -188,8 +196,12 @@ fn two_pods_reach_each_other_and_spoofing_is_dropped() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_stalled_switch_gives_not_ready_then_ready_while_the_legacy_wait_fails() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     // A second bridge for the legacy engine, so the two do not share flows.
     sb.vsctl(&[
         "add-br",
@@ -281,8 +293,12 @@ fn a_stalled_switch_gives_not_ready_then_ready_while_the_legacy_wait_fails() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn deleting_a_pod_removes_its_flows_and_port() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -314,8 +330,12 @@ fn deleting_a_pod_removes_its_flows_and_port() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn after_a_vswitchd_restart_every_ready_pod_has_its_flows_again() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -336,8 +356,12 @@ fn after_a_vswitchd_restart_every_ready_pod_has_its_flows_again() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     {
         let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
@@ -436,8 +460,12 @@ fn an_engine_restart_rebuilds_ready_pods_from_the_journal() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn two_hundred_pods_added_concurrently_all_become_ready() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -486,8 +514,12 @@ fn two_hundred_pods_added_concurrently_all_become_ready() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_vswitchd_restart_while_ports_are_added_ends_with_every_pod_on_its_current_number() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
@@ -541,8 +573,12 @@ fn a_vswitchd_restart_while_ports_are_added_ends_with_every_pod_on_its_current_n
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn the_type_change_sequence_of_a_port_that_already_had_a_number_ends_ready_on_it() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     // An empty initial type opens a dummy device at once here: the port has a number before
     // the attach, and the type change replaces it (DELETE, ADD, MODIFY with the same number).

@@ -77,8 +77,12 @@ fn engine_with_a_ready_pod(
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_name_that_is_another_ports_is_refused_at_add_and_never_deleted() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     vsctl(
         &sb,
@@ -114,8 +118,12 @@ fn a_name_that_is_another_ports_is_refused_at_add_and_never_deleted() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_delete_for_another_container_leaves_the_pod_alone() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let (engine, _events) = engine_with_a_ready_pod(&sb, dir.path());
     let flows = pod_flows(&sb);
@@ -145,8 +153,12 @@ fn a_delete_for_another_container_leaves_the_pod_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_pod_whose_port_podport_made_already_is_adopted_and_becomes_ready() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let first = tempfile::tempdir().unwrap();
     let (engine, _events) = engine_with_a_ready_pod(&sb, first.path());
     let n = engine.blocking().status().unwrap()[0].port_no.unwrap();
@@ -186,8 +198,12 @@ fn a_pod_whose_port_podport_made_already_is_adopted_and_becomes_ready() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let first = tempfile::tempdir().unwrap();
     let (engine, _events) = engine_with_a_ready_pod(&sb, first.path());
     let old = pod_flows(&sb);
@@ -238,8 +254,12 @@ fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_journal_that_cannot_be_read_is_moved_aside_and_pods_are_rebuilt_from_ovs() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("journal");
     let (engine, events) = engine_with_a_ready_pod(&sb, &dir);

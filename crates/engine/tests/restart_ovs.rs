@@ -414,8 +414,12 @@ impl Drop for FrozenOvsdb<'_> {
 /// status right after the restart is the restored state, untouched by OVS), and later a drop
 /// without shutdown with every Pod ready.
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_restart_resumes_every_phase_where_it_was() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let (e1, mut pods1) = start_with_pods(&sb, dir.path(), core_config());
     let mut rec1 = Journaled::since_start(&e1);
@@ -669,8 +673,12 @@ fn a_restart_resumes_every_phase_where_it_was() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn pods_created_in_an_order_unlike_their_names_keep_their_cookies() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let order = [9, 2, 5];
     let by_pod = |sb: &Sandbox| -> BTreeMap<u32, (u64, BTreeSet<String>)> {
@@ -735,8 +743,12 @@ fn pods_created_in_an_order_unlike_their_names_keep_their_cookies() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn ready_comes_from_the_port_after_the_type_change_once() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     // An empty type opens a dummy device at once: the port is LIVE before the attach, and the
     // type change replaces it (DELETE, ADD, MODIFY with the same number).
@@ -870,8 +882,12 @@ fn ready_comes_from_the_port_after_the_type_change_once() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_port_renumbered_and_a_port_deleted_while_down() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let (engine, mut pods) = start_with_pods(&sb, dir.path(), core_config());
     let old_a = attach(&engine, &mut pods, 1);
@@ -944,8 +960,12 @@ fn a_port_renumbered_and_a_port_deleted_while_down() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_stale_flow_planted_under_a_cookie_is_removed() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     let (engine, mut pods) = start_with_pods(&sb, dir.path(), core_config());
     attach(&engine, &mut pods, 1);
@@ -1007,8 +1027,12 @@ fn a_stale_flow_planted_under_a_cookie_is_removed() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_permanent_failure_is_not_retried() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
     // vnic-1 belongs to another container (ownership is the Port's external_ids:container-id,
     // see ovsdb ops.rs `existing_pod_port`); the Interface says so too.

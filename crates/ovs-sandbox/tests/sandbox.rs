@@ -1,6 +1,6 @@
 //! The sandbox against the real Open vSwitch. Each test starts its own
 //! sandbox; cargo runs them in parallel, which is itself a test of isolation.
-//! Without OVS installed they print `SKIPPED:` (or fail when `CI` is set).
+//! Without OVS installed they are ignored (or fail when `CI` is set).
 //! Unix only: freezing and restarting need signals, and OVS on Windows is
 //! out of scope for the sandbox.
 #![cfg(unix)]
@@ -17,8 +17,12 @@ fn pid_exists(pid: u32) -> bool {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn start_shows_the_bridge_and_endpoints() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     assert_eq!(sb.bridge(), "br-int");
     let show = sb.vsctl(&["show"]).expect("ovs-vsctl show");
     assert!(show.contains("Bridge br-int"), "{show}");
@@ -52,9 +56,13 @@ fn start_shows_the_bridge_and_endpoints() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn two_sandboxes_side_by_side() {
-    let Some(a) = sandbox_for_test() else { return };
-    let Some(b) = sandbox_for_test() else { return };
+    let a = sandbox_for_test();
+    let b = sandbox_for_test();
     assert_ne!(a.dir(), b.dir());
     assert_ne!(a.vswitchd_pid(), b.vswitchd_pid());
     a.add_port("pa").expect("add pa");
@@ -70,8 +78,12 @@ fn two_sandboxes_side_by_side() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn add_port_gives_an_ofport_and_del_port_removes_it() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     sb.add_port("p1").expect("add p1");
     let n = sb.ofport("p1").expect("ofport").expect("assigned");
     assert!(n > 0, "ofport {n}");
@@ -93,8 +105,12 @@ fn add_port_gives_an_ofport_and_del_port_removes_it() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn dump_flows_and_trace() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     assert_eq!(
         sb.dump_flows("OpenFlow15").expect("dump"),
         vec!["priority=0 actions=NORMAL"]
@@ -120,15 +136,17 @@ fn dump_flows_and_trace() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn protocols_and_bridge_name_options() {
     let opts = SandboxOptions {
         bridge: "br-pp".to_owned(),
         protocols: Some("OpenFlow10,OpenFlow15".to_owned()),
         keep_dir: false,
     };
-    let Some(sb) = sandbox_for_test_with(opts) else {
-        return;
-    };
+    let sb = sandbox_for_test_with(opts);
     assert_eq!(sb.bridge(), "br-pp");
     assert!(sb.openflow_endpoint().ends_with("/br-pp.mgmt"));
     let protocols = sb
@@ -142,8 +160,12 @@ fn protocols_and_bridge_name_options() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn frozen_vswitchd_stalls_changes_until_thawed() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let frozen = sb.freeze_vswitchd().expect("freeze");
     assert_eq!(frozen.pid(), sb.vswitchd_pid());
     // The transaction commits in OVSDB, but vsctl waits for vswitchd to
@@ -171,8 +193,12 @@ fn frozen_vswitchd_stalls_changes_until_thawed() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn frozen_guard_thaws_on_drop() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     {
         let _frozen = sb.freeze_vswitchd().expect("freeze");
     }
@@ -183,8 +209,12 @@ fn frozen_guard_thaws_on_drop() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn restart_vswitchd_changes_pid_and_keeps_ports() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     sb.add_port("p1").expect("add p1");
     sb.ofctl(&["add-flow", "br-int", "priority=10,ip,actions=drop"])
         .expect("add-flow");
@@ -214,8 +244,12 @@ fn restart_vswitchd_changes_pid_and_keeps_ports() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn restart_ovsdb_server_keeps_the_data() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     sb.add_port("p1").expect("add p1");
     let n = sb.ofport("p1").expect("ofport").expect("assigned");
     let old = sb.ovsdb_server_pid();
@@ -229,8 +263,12 @@ fn restart_ovsdb_server_keeps_the_data() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn drop_kills_the_daemons_and_removes_the_dir() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir: PathBuf = sb.dir().to_path_buf();
     let pids = [sb.vswitchd_pid(), sb.ovsdb_server_pid()];
     assert!(pids.iter().all(|&p| pid_exists(p)));
@@ -244,14 +282,16 @@ fn drop_kills_the_daemons_and_removes_the_dir() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn keep_dir_keeps_the_logs() {
     let opts = SandboxOptions {
         keep_dir: true,
         ..SandboxOptions::default()
     };
-    let Some(sb) = sandbox_for_test_with(opts) else {
-        return;
-    };
+    let sb = sandbox_for_test_with(opts);
     let dir = sb.dir().to_path_buf();
     let pid = sb.vswitchd_pid();
     assert!(sb.log_tail(5).contains("ovs-vswitchd.log"));
@@ -262,11 +302,13 @@ fn keep_dir_keeps_the_logs() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn drop_during_a_panic_cleans_up() {
     let result = std::panic::catch_unwind(|| {
-        let Some(sb) = sandbox_for_test() else {
-            return;
-        };
+        let sb = sandbox_for_test();
         let info = (
             sb.dir().to_path_buf(),
             sb.vswitchd_pid(),
@@ -274,8 +316,9 @@ fn drop_during_a_panic_cleans_up() {
         );
         std::panic::panic_any(info);
     });
-    // Ok means skipped: OVS is not installed.
-    let Err(payload) = result else { return };
+    let Err(payload) = result else {
+        unreachable!("the closure always panics")
+    };
     let Some((dir, v, o)) = payload.downcast_ref::<(PathBuf, u32, u32)>() else {
         panic!("unexpected panic payload");
     };
@@ -300,12 +343,11 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 
 #[cfg(target_os = "linux")]
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn failed_start_cleans_up_and_carries_the_logs() {
-    if podport_ovs_sandbox::find_ovs().is_err() {
-        // Skips loudly, or fails when CI is set.
-        let _ = sandbox_for_test();
-        return;
-    }
     let opts = SandboxOptions {
         protocols: Some("NoSuchProtocol".to_owned()),
         ..SandboxOptions::default()

@@ -455,8 +455,12 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let metrics = format!("127.0.0.1:{}", free_loopback_port());
     let mut agent = Agent::start(&sb, dir.path(), &["--metrics", &metrics]);
@@ -574,8 +578,12 @@ fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let mut agent = Agent::start(&sb, dir.path(), &[]);
     let ctl = agent.control.clone();
@@ -688,8 +696,12 @@ fn bad_requests_get_errors_and_dropped_streams_harm_nothing() {
 /// refuses it and drops the connection at every retry. Bad specs are now refused at the add,
 /// each naming its field, and nothing of them reaches OVSDB or the journal.
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn bad_pod_specs_are_refused_naming_the_field_and_never_reach_ovsdb() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let mut agent = Agent::start(&sb, dir.path(), &[]);
     let ctl = agent.control.clone();
@@ -828,8 +840,12 @@ fn bad_pod_specs_are_refused_naming_the_field_and_never_reach_ovsdb() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_killed_agent_restarts_from_its_journal_without_port_status() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let mut agent = Agent::start(&sb, dir.path(), &[]);
     let ctl = agent.control.clone();
@@ -987,8 +1003,12 @@ fn http_status(addr: &str, path: &str) -> (u16, String) {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn status_shows_both_connections_and_health_follows_ovs_going_away_and_back() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let metrics = format!("127.0.0.1:{}", free_loopback_port());
     let mut agent = Agent::start(&sb, dir.path(), &["--metrics", &metrics]);
@@ -1076,12 +1096,12 @@ fn status_shows_both_connections_and_health_follows_ovs_going_away_and_back() {
 }
 
 #[test]
+#[cfg_attr(
+    any(no_ovs, not(debug_assertions)),
+    ignore = "needs Open vSwitch and a debug build (the engine-panic hook exists only there)"
+)]
 fn an_agent_whose_engine_dies_exits_non_zero() {
-    if !cfg!(debug_assertions) {
-        eprintln!("SKIPPED: the engine-panic hook exists in debug builds only");
-        return;
-    }
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let control = format!("unix:{}", dir.path().join("ctl.sock").display());
     let mut agent = Agent::start_with_env(
@@ -1171,8 +1191,12 @@ fn line_within(rd: &mut BufReader<UnixStream>, within: Duration) -> Result<Optio
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn idle_connections_cannot_keep_clients_out() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     // A long idle timeout: only making room at the cap can let `status` in quickly.
     let agent = Agent::start(&sb, dir.path(), &["--control-idle-timeout", "60s"]);
@@ -1211,8 +1235,12 @@ fn idle_connections_cannot_keep_clients_out() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn idle_connections_time_out_and_streams_do_not() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let agent = Agent::start(&sb, dir.path(), &["--control-idle-timeout", "1s"]);
     let ctl = agent.control.clone();
@@ -1357,6 +1385,10 @@ fn clients_give_up_on_an_agent_that_never_answers() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn unsafe_control_endpoints_are_refused() {
     // No OVS needed: these fail before anything starts.
     let dir = tempdir();
@@ -1404,8 +1436,12 @@ fn unsafe_control_endpoints_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_remote_tcp_control_endpoint_needs_the_flag_and_is_logged() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let agent = Agent::start_on(
         &sb,
@@ -1428,9 +1464,13 @@ fn a_remote_tcp_control_endpoint_needs_the_flag_and_is_logged() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn the_socket_file_is_private_from_the_start() {
     use std::os::unix::fs::PermissionsExt;
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     // A stale socket from an agent that died is replaced. (A child forked by another test
     // thread holds the listener until it execs: stale once connecting is refused.)
@@ -1475,8 +1515,12 @@ fn the_socket_file_is_private_from_the_start() {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn over_long_lines_get_their_error_line() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let agent = Agent::start(&sb, dir.path(), &[]);
     // Exactly 64 KiB (with \r\n after it) is a line like any other: an answer, and the
@@ -1553,8 +1597,12 @@ fn wait_ports(sb: &Sandbox, what: &str, present: impl Fn(&[String]) -> bool) {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn an_acknowledged_request_survives_a_sigkill_right_after_it() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let mut agent = Agent::start(&sb, dir.path(), &[]);
     // Three rounds of each kind; each request is answered, and the agent is killed the moment

@@ -1528,8 +1528,12 @@ fn check_churn(stats: &ChurnStats, touched: &[String]) {
 // 1. random SIGKILL during churn
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn random_sigkill_during_churn_loses_no_acknowledged_request() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let t_test = Instant::now();
     let mut rng = Rng::for_test("random-sigkill");
     let kills: u32 = size(5, 20);
@@ -1607,8 +1611,12 @@ fn random_sigkill_during_churn_loses_no_acknowledged_request() {
 // 2. SIGKILL within 0–5 ms of an acknowledgement
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn sigkill_right_after_an_acknowledgement_loses_nothing() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let t_test = Instant::now();
     let mut rng = Rng::for_test("ack-then-kill");
     let rounds = size(5, 20);
@@ -1737,8 +1745,12 @@ fn sigkill_right_after_an_acknowledgement_loses_nothing() {
 // 3. ovs-vswitchd and ovsdb-server restarts mid-churn
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn ovs_daemon_restarts_mid_churn_lose_nothing_and_pods_become_ready_again() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let t_test = Instant::now();
     let mut rng = Rng::for_test("ovs-restarts");
     let each = size(1, 5);
@@ -1905,8 +1917,12 @@ fn restored_and_replayed(agent: &Agent, start: u32) -> (String, String) {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn a_damaged_journal_never_keeps_the_node_down() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let t_test = Instant::now();
     let mut rng = Rng::for_test("journal-damage");
     let each = size(1, 5);
@@ -2223,8 +2239,12 @@ fn connect_storm(sock: &Path, n: u64, h: &Mutex<Hostile>) {
 }
 
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn hostile_clients_never_starve_a_normal_one() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let t_test = Instant::now();
     let mut rng = Rng::for_test("hostile-clients");
     let storms = size(1, 5);
@@ -2367,8 +2387,12 @@ fn hostile_clients_never_starve_a_normal_one() {
 /// A later Pod with the same addresses overwrites the table-1 flows (same match), the stale
 /// table-0 anti-spoofing entries of the old port stay. Plain churn, no fault, shows it.
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn defect_flows_installed_after_their_pods_deletion_stay_in_the_switch() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let foreign = Foreign::setup(&sb);
     let mut agent = Agent::start(&sb, dir.path(), BOUND);
@@ -2415,8 +2439,12 @@ fn defect_flows_installed_after_their_pods_deletion_stay_in_the_switch() {
 /// (podport's, untracked), a `del` of them succeeds without removing anything, and they are
 /// never ready in `status`. Flips at a few places in the used part of `db` show it.
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn defect_a_damaged_journal_that_sled_opens_as_a_shorter_log_loses_pods_silently() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let foreign = Foreign::setup(&sb);
     let mut agent = Agent::start(&sb, dir.path(), BOUND);
@@ -2470,8 +2498,12 @@ fn defect_a_damaged_journal_that_sled_opens_as_a_shorter_log_loses_pods_silently
 /// acknowledged request. The journal shows `DeleteRequested`, then no `PodAdded`, then
 /// `PodDeleted`.
 #[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
 fn defect_an_add_right_after_a_del_of_the_same_container_is_acknowledged_and_dropped() {
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     let dir = tempdir();
     let foreign = Foreign::setup(&sb);
     let agent = Agent::start(&sb, dir.path(), BOUND);
