@@ -305,9 +305,18 @@ pub(crate) fn check_hwm(dir: &Path, trees: &Trees) -> Option<CorruptRecord> {
     })
 }
 
+/// Opens a file to `fdatasync` it. Windows' `FlushFileBuffers` needs a handle with write
+/// access ("Access denied" otherwise); Unix needs none.
+fn open_to_sync(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(cfg!(windows))
+        .open(path)
+}
+
 /// sled's log: the file every record goes to (sled 0.34 keeps its segments in `db`).
 pub(crate) fn open_data_file(dir: &Path) -> Option<std::fs::File> {
-    match std::fs::File::open(dir.join("db")) {
+    match open_to_sync(&dir.join("db")) {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot open sled's log to fdatasync it; acknowledged records survive a crash, not a power cut");
@@ -342,7 +351,7 @@ pub(crate) fn sync_blobs(dir: &Path) -> std::io::Result<()> {
     for e in entries {
         let path = e?.path();
         if path.is_file() {
-            std::fs::File::open(&path)?.sync_data()?;
+            open_to_sync(&path)?.sync_data()?;
         }
     }
     #[cfg(unix)]

@@ -1,6 +1,7 @@
-//! Durability of the journal: round trips, tickets and group commit, shutdown drain, SIGKILL
-//! crash safety (the test binary re-executes itself as the writer), corrupt values and corrupt
-//! sled files, locking, subscriptions, snapshots and compaction.
+//! Durability of the journal: round trips, tickets and group commit, shutdown drain, crash
+//! safety under SIGKILL (TerminateProcess on Windows; the test binary re-executes itself as
+//! the writer), corrupt values and corrupt sled files, locking across processes, Windows
+//! paths, subscriptions, snapshots and compaction.
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
@@ -618,13 +619,13 @@ fn crash_ident(e: &Event) -> Option<(u64, u64)> {
     Some((ifname.strip_prefix("crash")?.parse().ok()?, i))
 }
 
-/// The writer process of `sigkill_never_loses_an_acked_record`: runs only when re-executed
-/// with `PODPORT_JOURNAL_CRASH_CHILD` set; otherwise passes at once.
+/// The writer process of `sigkill_never_loses_an_acked_record`, which re-executes this binary
+/// with `--ignored` and `PODPORT_JOURNAL_CRASH_CHILD` set (ignored otherwise: alone it has
+/// nothing to check).
 #[test]
+#[ignore = "the writer child of sigkill_never_loses_an_acked_record, run by it"]
 fn crash_child() {
-    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
-        return;
-    };
+    let dir = std::env::var(CRASH_DIR_ENV).expect("run by sigkill_never_loses_an_acked_record");
     let run: u64 = std::env::var(CRASH_RUN_ENV).unwrap().parse().unwrap();
     let j = Journal::open(
         &dir,
@@ -690,7 +691,13 @@ fn sigkill_never_loses_an_acked_record() {
     let mut total_kills_before_open = 0;
     for run in 0..RUNS {
         let mut child = Command::new(&exe)
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CRASH_DIR_ENV, dir.path())
             .env(CRASH_RUN_ENV, run.to_string())
             .stdout(Stdio::piped())
@@ -1158,10 +1165,10 @@ const DAMAGE_CHILD_ENV: &str = "PODPORT_JOURNAL_DAMAGE_CHILD";
 /// `damaged_sled_files_give_ok_or_err_never_a_panic`, which runs it in a child process so a
 /// panic or a hang in sled is observed rather than taking the test binary down.
 #[test]
+#[ignore = "the reader child of damaged_sled_files_give_ok_or_err_never_a_panic, run by it"]
 fn damage_child() {
-    let Ok(dir) = std::env::var(DAMAGE_CHILD_ENV) else {
-        return;
-    };
+    let dir = std::env::var(DAMAGE_CHILD_ENV)
+        .expect("run by damaged_sled_files_give_ok_or_err_never_a_panic");
     let line = match JournalReader::open(&dir) {
         Ok(reader) => {
             let items: Vec<_> = reader.records(0).collect();
@@ -1205,7 +1212,13 @@ enum Damage {
 
 fn open_and_read_in_child(dir: &Path) -> Damage {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["damage_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "damage_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DAMAGE_CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1390,6 +1403,124 @@ fn damaged_sled_files_never_lose_records_silently() {
 
 // ---------------------------------------------------------------------------------------------
 // locking
+
+const LOCK_CHILD_ENV: &str = "PODPORT_JOURNAL_LOCK_CHILD";
+
+/// Holds the journal in `PODPORT_JOURNAL_LOCK_CHILD` open until its stdin closes or it is
+/// killed, for `a_journal_held_by_another_process_is_locked_until_that_process_dies`.
+#[test]
+#[ignore = "the holder child of a_journal_held_by_another_process_is_locked_until_that_process_dies, run by it"]
+fn lock_child() {
+    let dir = std::env::var(LOCK_CHILD_ENV)
+        .expect("run by a_journal_held_by_another_process_is_locked_until_that_process_dies");
+    let j = Journal::open(&dir, config()).unwrap();
+    j.append(mixed_event(1)).wait().unwrap();
+    println!("\nholding");
+    std::io::stdout().flush().unwrap();
+    // Bounded in case the parent died without killing us.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = std::io::stdin().read_line(&mut String::new());
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(60));
+}
+
+/// A second agent on the same directory (another process: Unix `flock`, Windows `LockFileEx`)
+/// gets the clear "locked" error, and a hard kill of the holder (SIGKILL; TerminateProcess on
+/// Windows) releases the lock with it.
+#[test]
+fn a_journal_held_by_another_process_is_locked_until_that_process_dies() {
+    // A path with spaces: nothing in the journal may split or quote it.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("pod port journal");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "lock_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOCK_CHILD_ENV, &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line == "holding" => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("the holder never opened the journal ({e:?})");
+            }
+        }
+    }
+    let err = match Journal::open(&dir, config()) {
+        Err(e) => e,
+        Ok(_) => panic!("a second writer opened a journal another process holds"),
+    };
+    assert!(
+        matches!(&err, JournalError::Locked { dir: d } if *d == dir),
+        "expected Locked for {}, got {err:?}",
+        dir.display()
+    );
+    assert!(
+        err.to_string().contains("is locked by another process"),
+        "{err}"
+    );
+    assert!(matches!(
+        JournalReader::open(&dir),
+        Err(JournalError::Locked { .. })
+    ));
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success());
+    // The killed holder's lock went with it; its acknowledged record is there.
+    let j = Journal::open(&dir, config()).expect("the lock outlived its killed holder");
+    assert_eq!(j.recovered().last_seq, 1);
+    j.close().unwrap();
+}
+
+/// Windows paths: a drive letter, spaces, and the verbatim (`\\?\`) form Windows APIs
+/// return from `canonicalize`, all name the same journal.
+#[cfg(windows)]
+#[test]
+fn windows_paths_with_drive_letters_and_spaces() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("Program Data").join("pod port");
+    let text = dir.to_str().unwrap();
+    assert!(
+        text.as_bytes().get(1) == Some(&b':') && text.as_bytes()[0].is_ascii_alphabetic(),
+        "a temporary directory on Windows has a drive letter: {text}"
+    );
+    let j = Journal::open(&dir, config()).unwrap();
+    assert_eq!(j.append(mixed_event(1)).wait().unwrap(), 1);
+    j.close().unwrap();
+    let verbatim = std::fs::canonicalize(&dir).unwrap();
+    assert!(
+        verbatim.to_str().unwrap().starts_with(r"\\?\"),
+        "{}",
+        verbatim.display()
+    );
+    let j = Journal::open(&verbatim, config()).unwrap();
+    assert_eq!(j.recovered().last_seq, 1);
+    assert_eq!(j.append(mixed_event(2)).wait().unwrap(), 2);
+    j.close().unwrap();
+    // Forward slashes work too.
+    let slashed = text.replace('\\', "/");
+    let reader = JournalReader::open(Path::new(&slashed)).unwrap();
+    assert_eq!(reader.stats().records, 2);
+}
 
 #[test]
 fn open_journal_locks_out_readers_and_writers() {
@@ -1754,7 +1885,7 @@ fn the_journal_is_private_even_under_umask_000() {
     // A child of this test binary, under umask 000, that opens the journal and appends.
     let status = Command::new("sh")
         .arg("-c")
-        .arg("umask 000 && exec \"$0\" --exact writer_child_for_privacy --nocapture")
+        .arg("umask 000 && exec \"$0\" --exact writer_child_for_privacy --ignored --nocapture")
         .arg(std::env::current_exe().unwrap())
         .env("PODPORT_PRIVATE_DIR", &dir)
         // Its own test-harness report would read as a second result of this suite.
@@ -1775,12 +1906,13 @@ fn the_journal_is_private_even_under_umask_000() {
     assert!(files >= 2, "sled's files and the mark");
 }
 
-/// The child of `the_journal_is_private_even_under_umask_000` (does nothing on its own).
+/// The child of `the_journal_is_private_even_under_umask_000`, run by it.
+#[cfg(unix)]
 #[test]
+#[ignore = "the writer child of the_journal_is_private_even_under_umask_000, run by it"]
 fn writer_child_for_privacy() {
-    let Some(dir) = std::env::var_os("PODPORT_PRIVATE_DIR") else {
-        return;
-    };
+    let dir = std::env::var_os("PODPORT_PRIVATE_DIR")
+        .expect("run by the_journal_is_private_even_under_umask_000");
     let j = Journal::open(Path::new(&dir), config()).unwrap();
     j.append(Event::PodDeleted {
         ifname: "vnic-1".into(),
