@@ -1,7 +1,6 @@
 //! Fault cases a real OVS cannot produce (malformed bytes, a switch that vanishes mid-request),
-//! against a fake switch on a Unix socket. Everything a real OVS can do is tested against a real
+//! against a fake switch on loopback TCP. Everything a real OVS can do is tested against a real
 //! OVS in the workspace's `tests/` package.
-#![cfg(unix)]
 
 use std::time::Duration;
 
@@ -11,18 +10,18 @@ use podport_openflow::{
     EventReceiver, FeaturesReply, FlowMod, Header, Hello, Message, OfClient, OfFramer, Version,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Decoder;
 
 const BOUND: Duration = Duration::from_secs(10);
 
 struct FakeSwitch {
-    stream: UnixStream,
+    stream: TcpStream,
     buf: BytesMut,
 }
 
 impl FakeSwitch {
-    async fn accept(listener: &UnixListener) -> FakeSwitch {
+    async fn accept(listener: &TcpListener) -> FakeSwitch {
         let (stream, _) = tokio::time::timeout(BOUND, listener.accept())
             .await
             .expect("client did not (re)connect in time")
@@ -86,14 +85,13 @@ impl FakeSwitch {
     }
 }
 
-fn listener(name: &str) -> (tempfile::TempDir, UnixListener, Endpoint) {
-    let dir = tempfile::Builder::new()
-        .prefix("pp-fake-")
-        .tempdir()
-        .unwrap();
-    let path = dir.path().join(format!("{name}.mgmt"));
-    let l = UnixListener::bind(&path).unwrap();
-    (dir, l, Endpoint::Unix(path))
+/// A loopback TCP listener: the fault cases are the client's, not the transport's, so they run
+/// the same on Linux and (under Wine) on Windows.
+fn listener(_name: &str) -> (TcpListener, Endpoint) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let ep = Endpoint::Tcp(l.local_addr().unwrap().to_string());
+    (TcpListener::from_std(l).unwrap(), ep)
 }
 
 fn fast_options() -> ClientOptions {
@@ -127,7 +125,7 @@ async fn disconnected(rx: &mut EventReceiver) -> DisconnectReason {
 
 #[tokio::test]
 async fn a_frame_shorter_than_its_header_ends_the_connection_and_the_client_reconnects() {
-    let (_dir, l, ep) = listener("short");
+    let (l, ep) = listener("short");
     let (_client, mut rx) = OfClient::start(ep, fast_options());
     let mut sw = FakeSwitch::accept(&l).await;
     sw.handshake(Version::Of15).await;
@@ -150,7 +148,7 @@ async fn a_frame_shorter_than_its_header_ends_the_connection_and_the_client_reco
 
 #[tokio::test]
 async fn a_malformed_port_status_is_a_decode_error_then_a_reconnect() {
-    let (_dir, l, ep) = listener("badps");
+    let (l, ep) = listener("badps");
     let (_client, mut rx) = OfClient::start(ep, fast_options());
     let mut sw = FakeSwitch::accept(&l).await;
     sw.handshake(Version::Of13).await;
@@ -171,7 +169,7 @@ async fn a_malformed_port_status_is_a_decode_error_then_a_reconnect() {
 
 #[tokio::test]
 async fn garbage_before_the_handshake_is_rejected() {
-    let (_dir, l, ep) = listener("garbage");
+    let (l, ep) = listener("garbage");
     let (_client, mut rx) = OfClient::start(ep, fast_options());
     let mut sw = FakeSwitch::accept(&l).await;
     // An HTTP request is not OpenFlow: "GE" is version 0x47, type 0x45, length 0x5420.
@@ -190,7 +188,7 @@ async fn garbage_before_the_handshake_is_rejected() {
 
 #[tokio::test]
 async fn echo_requests_from_the_switch_are_answered() {
-    let (_dir, l, ep) = listener("echo");
+    let (l, ep) = listener("echo");
     let (_client, mut rx) = OfClient::start(ep, fast_options());
     let mut sw = FakeSwitch::accept(&l).await;
     sw.handshake(Version::Of15).await;
@@ -210,7 +208,7 @@ async fn echo_requests_from_the_switch_are_answered() {
 
 #[tokio::test]
 async fn a_silent_switch_is_probed_then_dropped() {
-    let (_dir, l, ep) = listener("silent");
+    let (l, ep) = listener("silent");
     let mut opts = fast_options();
     opts.conn.echo_interval = Duration::from_millis(100);
     opts.conn.echo_timeout = Duration::from_millis(200);
@@ -237,7 +235,7 @@ async fn a_silent_switch_is_probed_then_dropped() {
 
 #[tokio::test]
 async fn requests_fail_clearly_when_disconnected_or_when_the_switch_vanishes() {
-    let (_dir, l, ep) = listener("vanish");
+    let (l, ep) = listener("vanish");
     let (client, mut rx) = OfClient::start(ep, fast_options());
     let mut sw = FakeSwitch::accept(&l).await;
     sw.handshake(Version::Of15).await;
@@ -271,7 +269,7 @@ async fn requests_fail_clearly_when_disconnected_or_when_the_switch_vanishes() {
 #[tokio::test]
 async fn the_port_list_taken_on_connect_is_ordered_with_the_port_status_around_it() {
     use podport_openflow::{MultipartReply, MultipartReplyBody, Port, PortReason, PortStatus};
-    let (_dir, l, ep) = listener("ordered");
+    let (l, ep) = listener("ordered");
     let mut opts = fast_options();
     opts.port_desc_on_connect = true;
     let (_client, mut rx) = OfClient::start(ep, opts);
@@ -317,7 +315,7 @@ async fn the_port_list_taken_on_connect_is_ordered_with_the_port_status_around_i
 #[tokio::test]
 async fn a_full_event_channel_drops_port_status_then_owes_and_delivers_a_port_list() {
     use podport_openflow::{MultipartReply, MultipartReplyBody, Port, PortReason, PortStatus};
-    let (_dir, l, ep) = listener("full");
+    let (l, ep) = listener("full");
     let mut opts = fast_options();
     opts.event_capacity = 4;
     let (_client, mut rx) = OfClient::start(ep, opts);

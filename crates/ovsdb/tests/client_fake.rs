@@ -1,7 +1,6 @@
 //! Fault cases a real ovsdb-server does not produce (garbage, truncated JSON, a huge string,
 //! a reply to an id never used, a schema without podport's columns, a server without
-//! monitor_cond), against a fake server on a Unix socket.
-#![cfg(unix)]
+//! monitor_cond), against a fake server on loopback TCP.
 
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use podport_ovsdb::schema::SchemaError;
 use podport_ovsdb::splitter::JsonSplitter;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::codec::Decoder;
 
 const BOUND: Duration = Duration::from_secs(10);
@@ -76,13 +75,13 @@ fn schema(drop_column: Option<&str>) -> Value {
 }
 
 struct FakeServer {
-    stream: UnixStream,
+    stream: TcpStream,
     buf: BytesMut,
     splitter: JsonSplitter,
 }
 
 impl FakeServer {
-    async fn accept(l: &UnixListener) -> FakeServer {
+    async fn accept(l: &TcpListener) -> FakeServer {
         let (stream, _) = tokio::time::timeout(BOUND, l.accept())
             .await
             .expect("client did not (re)connect in time")
@@ -135,14 +134,13 @@ impl FakeServer {
     }
 }
 
-fn listener() -> (tempfile::TempDir, UnixListener, podport_transport::Endpoint) {
-    let dir = tempfile::Builder::new()
-        .prefix("pp-fakedb-")
-        .tempdir()
-        .unwrap();
-    let path = dir.path().join("db.sock");
-    let l = UnixListener::bind(&path).unwrap();
-    (dir, l, podport_transport::Endpoint::Unix(path))
+/// A loopback TCP listener: the fault cases are the client's, not the transport's, so they run
+/// the same on Linux and (under Wine) on Windows.
+fn listener() -> (TcpListener, podport_transport::Endpoint) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let ep = podport_transport::Endpoint::Tcp(l.local_addr().unwrap().to_string());
+    (TcpListener::from_std(l).unwrap(), ep)
 }
 
 fn options() -> OvsdbOptions {
@@ -175,7 +173,7 @@ async fn disconnected(rx: &mut OvsdbEventReceiver) -> DisconnectReason {
 
 #[tokio::test]
 async fn garbage_is_a_clear_error_then_a_reconnect() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -192,7 +190,7 @@ async fn garbage_is_a_clear_error_then_a_reconnect() {
 
 #[tokio::test]
 async fn invalid_json_inside_balanced_braces_is_rejected() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -207,7 +205,7 @@ async fn invalid_json_inside_balanced_braces_is_rejected() {
 
 #[tokio::test]
 async fn truncated_json_then_close_is_peer_closed() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -224,7 +222,7 @@ async fn truncated_json_then_close_is_peer_closed() {
 
 #[tokio::test]
 async fn a_huge_string_is_cut_off_at_the_bound() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -246,7 +244,7 @@ async fn a_huge_string_is_cut_off_at_the_bound() {
 
 #[tokio::test]
 async fn a_reply_with_an_unknown_id_ends_the_session() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -263,7 +261,7 @@ async fn a_reply_with_an_unknown_id_ends_the_session() {
 
 #[tokio::test]
 async fn a_schema_without_podports_columns_is_refused_clearly() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (_c, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     let req = s.recv().await;
@@ -280,7 +278,7 @@ async fn a_schema_without_podports_columns_is_refused_clearly() {
 
 #[tokio::test]
 async fn falls_back_to_monitor_when_monitor_cond_is_unknown() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (client, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     let req = s.recv().await;
@@ -308,7 +306,7 @@ async fn falls_back_to_monitor_when_monitor_cond_is_unknown() {
 
 #[tokio::test]
 async fn requests_fail_clearly_when_the_server_vanishes() {
-    let (_d, l, ep) = listener();
+    let (l, ep) = listener();
     let (client, mut rx) = OvsdbClient::start(ep, options());
     let mut s = FakeServer::accept(&l).await;
     s.handshake().await;
@@ -337,7 +335,7 @@ async fn requests_fail_clearly_when_the_server_vanishes() {
 
 #[tokio::test]
 async fn a_full_event_channel_drops_changes_then_sends_a_snapshot_with_every_row() {
-    let (_dir, l, ep) = listener();
+    let (l, ep) = listener();
     let mut opts = options();
     opts.event_capacity = 3;
     opts.max_message_len = 1 << 20;
