@@ -1,6 +1,6 @@
 //! The platform seam: every byte stream podport opens (OpenFlow, OVSDB, the control socket)
 //! goes through [`Endpoint`] and [`connect`], so Unix sockets and Windows named pipes differ
-//! in this file only.
+//! in this crate only (the Windows pipe's security descriptor is in `npipe.rs`).
 //!
 //! Endpoint syntax follows OVS: `unix:PATH`, `tcp:HOST:PORT`, and `npipe:NAME` (a Windows
 //! named pipe such as `npipe:\\.\pipe\ovsdb`; `\\.\pipe\` is added when NAME lacks it).
@@ -13,6 +13,9 @@ use std::pin::Pin;
 use std::str::FromStr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
+
+#[cfg(windows)]
+mod npipe;
 
 /// Where to connect.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -157,10 +160,13 @@ enum ListenerInner {
         _file: UnixSocketFile,
     },
     #[cfg(windows)]
-    Pipe(
-        std::sync::Mutex<Option<tokio::net::windows::named_pipe::NamedPipeServer>>,
-        String,
-    ),
+    Pipe {
+        /// The instance the next client connects to. Async, because [`Listener::accept`]
+        /// waits on it in place: an accept cancelled by a `select!` leaves it here, so the
+        /// pipe's name never goes away and no client that connected meanwhile is lost.
+        next: tokio::sync::Mutex<Option<tokio::net::windows::named_pipe::NamedPipeServer>>,
+        name: String,
+    },
 }
 
 /// How [`listen_with`] may listen.
@@ -195,7 +201,10 @@ pub async fn listen(endpoint: &Endpoint) -> io::Result<Listener> {
 ///   any umask. What is at PATH before is replaced only when it is a stale socket (one that
 ///   refuses connections); a live socket is `AddrInUse`, and anything else (a regular file, a
 ///   directory, a symbolic link) is refused with `AlreadyExists` and left untouched.
-/// - `npipe:NAME` (Windows): a pipe that rejects remote clients.
+/// - `npipe:NAME` (Windows): a pipe that rejects remote clients and that only SYSTEM and
+///   the Administrators group may open (a protected DACL, `D:P(A;;GA;;;SY)(A;;GA;;;BA)`, on
+///   every instance). A pipe of that name that exists already, of another process or
+///   listener, is `AddrInUse` and named in the message; it is never joined.
 pub async fn listen_with(endpoint: &Endpoint, options: ListenOptions) -> io::Result<Listener> {
     let (inner, endpoint) = match endpoint {
         Endpoint::Tcp(addr) => {
@@ -432,16 +441,54 @@ async fn listen_unix(path: &std::path::Path) -> io::Result<ListenerInner> {
 
 #[cfg(windows)]
 fn listen_pipe(name: &str) -> io::Result<ListenerInner> {
-    use tokio::net::windows::named_pipe::ServerOptions;
-    // Remote clients are rejected: the control pipe is for this machine only.
-    let server = ServerOptions::new()
-        .first_pipe_instance(true)
-        .reject_remote_clients(true)
-        .create(name)?;
-    Ok(ListenerInner::Pipe(
-        std::sync::Mutex::new(Some(server)),
-        name.to_string(),
-    ))
+    let server = npipe::create_instance(name, true)?;
+    Ok(ListenerInner::Pipe {
+        next: tokio::sync::Mutex::new(Some(server)),
+        name: name.to_string(),
+    })
+}
+
+/// The next client of a pipe listener. One instance waits at a time; it is replaced by a
+/// fresh one before the connected one is handed out, so the name always exists (no other
+/// process can take it over) and the next client finds an instance (or retries on
+/// ERROR_PIPE_BUSY, see [`connect_pipe`]).
+#[cfg(windows)]
+async fn accept_pipe(
+    slot: &tokio::sync::Mutex<Option<tokio::net::windows::named_pipe::NamedPipeServer>>,
+    name: &str,
+) -> io::Result<BoxStream> {
+    // ERROR_NO_DATA: the client connected and closed before the server saw it.
+    const ERROR_NO_DATA: i32 = 232;
+    let mut slot = slot.lock().await;
+    loop {
+        let connected = match slot.as_ref() {
+            Some(server) => server.connect().await,
+            None => {
+                // Only after creating an instance failed below: try again, and say so if
+                // it fails.
+                *slot = Some(npipe::create_instance(name, false)?);
+                continue;
+            }
+        };
+        match connected {
+            Ok(()) => {
+                // If this fails the client is served all the same; the next accept retries
+                // (and reports the error if it persists).
+                let fresh = npipe::create_instance(name, false).ok();
+                if let Some(server) = std::mem::replace(&mut *slot, fresh) {
+                    return Ok(Box::pin(server));
+                }
+            }
+            Err(e) => {
+                // The instance is unusable now: a fresh one first, then the old one goes.
+                *slot = Some(npipe::create_instance(name, false)?);
+                if e.raw_os_error() != Some(ERROR_NO_DATA) {
+                    return Err(e);
+                }
+                // A client that vanished before being accepted: wait for the next one.
+            }
+        }
+    }
 }
 
 #[cfg(not(windows))]
@@ -479,25 +526,7 @@ impl Listener {
             #[cfg(unix)]
             ListenerInner::Unix { listener, .. } => Ok(Box::pin(listener.accept().await?.0)),
             #[cfg(windows)]
-            ListenerInner::Pipe(slot, name) => {
-                use tokio::net::windows::named_pipe::ServerOptions;
-                let server = {
-                    let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    match g.take() {
-                        Some(s) => s,
-                        None => ServerOptions::new()
-                            .reject_remote_clients(true)
-                            .create(name)?,
-                    }
-                };
-                server.connect().await?;
-                // The next client needs a fresh instance, created before this one is handed out.
-                let next = ServerOptions::new()
-                    .reject_remote_clients(true)
-                    .create(name)?;
-                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(next);
-                Ok(Box::pin(server))
-            }
+            ListenerInner::Pipe { next, name } => accept_pipe(next, name).await,
         }
     }
 }
