@@ -449,9 +449,10 @@ fn listen_pipe(name: &str) -> io::Result<ListenerInner> {
 }
 
 /// The next client of a pipe listener. One instance waits at a time; it is replaced by a
-/// fresh one before the connected one is handed out, so the name always exists (no other
-/// process can take it over) and the next client finds an instance (or retries on
-/// ERROR_PIPE_BUSY, see [`connect_pipe`]).
+/// fresh one before the connected one is handed out, so while the listener lives the name
+/// exists (no other process can create the pipe under it) and the next client finds an
+/// instance (or retries on ERROR_PIPE_BUSY, see [`connect_pipe`]). Only if creating an
+/// instance fails is the slot left empty, for the next accept to fill.
 #[cfg(windows)]
 async fn accept_pipe(
     slot: &tokio::sync::Mutex<Option<tokio::net::windows::named_pipe::NamedPipeServer>>,
