@@ -270,6 +270,18 @@ fn status_and_cni_are_served_over_the_control_pipe() {
         "the second agent's log:\n{log}"
     );
 
+    // A second agent on the same journal (another pipe) is refused by the journal's lock
+    // (LockFileEx), with the clear "locked" error.
+    let mut third = Agent::spawn(&unique_pipe(), &journal, &switch);
+    let code = wait_exit(&mut third.child, BOUND)
+        .unwrap_or_else(|| panic!("a second agent on the same journal kept running"));
+    assert!(!code.success(), "{code}");
+    let log = third.log_text();
+    assert!(
+        log.contains("is locked by another process"),
+        "the second agent's log:\n{log}"
+    );
+
     // Killed hard and restarted on its journal and pipe, the agent still has the Pod: the
     // acknowledgement meant the add was journaled. The pipe went with the process.
     agent.kill();
