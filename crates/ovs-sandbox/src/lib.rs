@@ -52,6 +52,7 @@
 mod error;
 mod find;
 mod process;
+mod tcp;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ use std::time::{Duration, Instant};
 
 pub use error::SandboxError;
 pub use find::{find_ovs, OvsBinaries, DEFAULT_SCHEMA};
+pub use tcp::LoopbackEndpoints;
 
 use process::{send_signal, socket_accepts, Daemon, Sig, POLL_INTERVAL};
 

@@ -370,3 +370,30 @@ fn failed_start_cleans_up_and_carries_the_logs() {
     let dir = dir.display().to_string();
     assert_eq!(processes_mentioning(&dir), Vec::<String>::new());
 }
+
+#[test]
+fn loopback_tcp_endpoints_serve_ovsdb_and_openflow() {
+    let Some(sb) = sandbox_for_test() else { return };
+    let ep = sb.listen_tcp_loopback().expect("listen on loopback TCP");
+    for e in [&ep.ovsdb, &ep.openflow] {
+        let port: u16 = e
+            .strip_prefix("tcp:127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not tcp:127.0.0.1:PORT: {e}"));
+        assert_ne!(port, 0, "{e}");
+    }
+    assert_ne!(ep.ovsdb, ep.openflow);
+    // Real clients over TCP: ovs-vsctl to OVSDB, ovs-ofctl to the bridge as a controller.
+    let db = format!("--db={}", ep.ovsdb);
+    let show = sb.vsctl(&[&db, "show"]).expect("ovs-vsctl over TCP");
+    assert!(show.contains("Bridge br-int"), "{show}");
+    let features = sb
+        .ofctl(&["-O", "OpenFlow13", "show", &ep.openflow])
+        .expect("ovs-ofctl over TCP");
+    assert!(features.contains("LOCAL(br-int)"), "{features}");
+    // Bound to loopback only.
+    let target = sb
+        .vsctl(&["get", "controller", "br-int", "target"])
+        .expect("controller target");
+    assert_eq!(target.trim(), "\"ptcp:0:127.0.0.1\"");
+}
