@@ -294,6 +294,14 @@ struct Runtime {
     /// OVS could not open the interface (attached type, `ofport` -1): reported at this time
     /// if it still holds, with this text.
     open_failure: Option<(Instant, String)>,
+    /// The switch's port of a ready Pod went away (a PortStatus DELETE, or missing from the
+    /// port list after a reconnect or a restart): reported at this time, naming this number,
+    /// if it is still gone. This does not wait for OVSDB's `ofport` -1, which Windows OVS
+    /// never writes for a vanished vNIC (ovs-issues#353).
+    port_gone: Option<(Instant, u32)>,
+    /// The number the Pod was last ready on, until its loss is reported: the flows (and the
+    /// Ready mark) may be gone before the port list shows the port gone (a reconnect).
+    ready_port: Option<u32>,
     /// The switch's ADD of the port after the type change may never reach this core: it was
     /// rebuilt from the journal (the previous process may have seen the change committed and
     /// died), or the switch connection dropped since (an ADD in flight is lost with it).
@@ -319,6 +327,8 @@ impl Runtime {
             next_not_ready: now + config.not_ready_every,
             restored: None,
             open_failure: None,
+            port_gone: None,
+            ready_port: None,
             add_may_be_lost: false,
             was_ready: false,
         }
@@ -549,6 +559,7 @@ impl Core {
                     rt.flows.at,
                     rt.wait.at,
                     rt.open_failure.as_ref().map(|(at, _)| *at),
+                    rt.port_gone.map(|(at, _)| at),
                 ]
             })
             .flatten()
@@ -1112,6 +1123,37 @@ impl Core {
         }
     }
 
+    /// A ready Pod's switch port that went away and stayed away for `open_failure_grace`:
+    /// reported once, as a transient failure of its interface (the Pod is not ready; it is
+    /// ready again when the port comes back). Where OVS also writes `ofport` -1 (Linux), that
+    /// report, which carries OVS's own error text, is the one given.
+    fn report_port_gone(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
+        let Some(rt) = self.runtime.get_mut(name) else {
+            return;
+        };
+        let Some((at, port_no)) = rt.port_gone else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        rt.port_gone = None;
+        rt.ready_port = None;
+        let Some(p) = self.port(name) else { return };
+        if p.port_no.is_some() || p.removing || p.failed.is_some() || p.ofport == Some(-1) {
+            return;
+        }
+        let ofport = p
+            .ofport
+            .map_or_else(|| "no ofport".to_string(), |n| format!("ofport {n}"));
+        let e = format!(
+            "its port {port_no} is gone from the switch (PortStatus DELETE, or not in the \
+             switch's port list) while OVSDB still shows {ofport}: the vNIC was removed or \
+             disconnected"
+        );
+        self.fail(name, Step::OpenInterface, Failure::transient(e), now, out);
+    }
+
     /// Derives what to do for the ports the last inputs touched (all of them after a change
     /// of the switch connection, at a tick, or at start): a burst of N inputs costs O(N),
     /// not O(N²).
@@ -1149,6 +1191,7 @@ impl Core {
 
     fn evaluate_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
         self.report_open_failure(name, now, out);
+        self.report_port_gone(name, now, out);
         let ts_now = self.ts(now);
         let switch_ready = self.state.switch_ready();
         let Some(p) = self.state.ports.get(name) else {
@@ -1252,7 +1295,18 @@ impl Core {
                 });
             }
         }
-        if p.is_ready() {
+        // A Pod that was ready, whose port the switch's current port list lacks: its port is
+        // gone, whatever OVSDB's `ofport` says (Windows OVS keeps the old number,
+        // ovs-issues#353). Reported after the grace, since a renumbering (DELETE, then ADD)
+        // brings a number back at once. Not for the legacy strategy, whose readiness is
+        // OVSDB's number and not the switch's port.
+        if p.port_no.is_some() || p.removing || policy.ovsdb_wait {
+            rt.port_gone = None;
+        } else if let (Some(n), true, None) = (rt.ready_port, switch_ready, rt.port_gone) {
+            rt.port_gone = Some((now + config.open_failure_grace, n));
+        }
+        if let Some(mark) = p.ready {
+            rt.ready_port = Some(mark.port_no);
             rt.was_ready = true;
             return;
         }
@@ -1270,6 +1324,7 @@ impl Core {
         if ready_now {
             rt.was_ready = true;
             let port_no = usable.unwrap_or_default();
+            rt.ready_port = Some(port_no);
             self.emit(
                 Event::PodReady {
                     ifname: name.to_string(),

@@ -1139,3 +1139,147 @@ fn a_new_journal_hands_out_cookies_of_its_own_generation() {
         .iter()
         .any(|e| matches!(e, Event::CookieGeneration { .. })));
 }
+
+/// ovs-issues#353: Windows OVS never writes `ofport` -1 for an interface whose vNIC went away;
+/// OVSDB keeps the old number and no `error`. A ready Pod whose vNIC vanishes, on a switch that
+/// says so only over OpenFlow.
+fn ready_on_5() -> Harness {
+    let mut h = Harness::new(CoreConfig {
+        initial_type: "podport-pending".into(),
+        ..CoreConfig::default()
+    });
+    h.connect(vec![]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    h.feed(Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: "internal".into(),
+        ofport: Some(5),
+        error: None,
+    });
+    let c = h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
+    assert!(is_ready_event(&c, 5));
+    h
+}
+
+/// The report of a vanished port: a transient failure naming the number, with no `ofport` -1.
+fn assert_reported_gone(c: &[Command]) {
+    match &emitted(c)[..] {
+        [PodEvent::Failed { ifname, error }] => {
+            assert_eq!(ifname, "vnic-a");
+            assert!(
+                error.contains("port 5 is gone from the switch")
+                    && error.contains("OVSDB still shows ofport 5"),
+                "{error}"
+            );
+            assert!(!error.contains("(permanent)"), "{error}");
+        }
+        other => panic!("expected one Failed event, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_vanished_vnic_is_noticed_from_port_status_without_ofport_minus_one() {
+    let mut h = ready_on_5();
+    // The switch deletes the port; OVSDB says nothing at all (Windows).
+    let c = h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    assert_ne!(
+        h.phase("vnic-a"),
+        Phase::Ready,
+        "a port that is gone is not ready"
+    );
+    assert!(!h.core.status(h.now)[0].ready);
+    // Reported once it has held the grace (a renumbering brings a number back before).
+    assert!(emitted(&c).is_empty(), "{c:?}");
+    assert!(emitted(&h.advance(Duration::from_millis(1900))).is_empty());
+    let c = h.advance(Duration::from_millis(100));
+    assert_reported_gone(&c);
+    let view = &h.core.status(h.now)[0];
+    assert!(
+        view.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("gone from the switch")),
+        "{view:?}"
+    );
+    // Once, not at every tick; and the vNIC coming back makes the Pod ready again.
+    assert!(!emitted(&h.advance(Duration::from_secs(5)))
+        .iter()
+        .any(|e| matches!(e, PodEvent::Failed { .. })));
+    h.feed(ps(PortReason::Add, 5, "vnic-a", 0));
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert!(is_ready_event(&c, 5));
+    assert_eq!(h.core.status(h.now)[0].last_error, None);
+}
+
+#[test]
+fn a_vanished_vnic_is_noticed_from_the_port_list_after_a_reconnect() {
+    let mut h = ready_on_5();
+    // The DELETE is lost with the connection; the port list after the reconnect lacks it.
+    h.feed(Input::SwitchDisconnected {
+        endpoint: "unix:/x".into(),
+        reason: "the switch closed the connection".into(),
+    });
+    let c = h.connect(vec![port(0xffff_fffe, "br-int", STATE_LIVE)]);
+    assert_ne!(h.phase("vnic-a"), Phase::Ready);
+    assert!(emitted(&c).is_empty(), "{c:?}");
+    assert_reported_gone(&h.advance(Duration::from_secs(2)));
+}
+
+#[test]
+fn a_vnic_that_vanished_while_the_agent_was_down_is_noticed_at_restart() {
+    let events = ready_pod_events("vnic-a", 5, podport_journal::POD_COOKIE_BASE + 1);
+    let now = Instant::now();
+    let mut core = Core::restore(CoreConfig::default(), fold(events), now, WALL + 1_000_000);
+    core.start("test", "", now);
+    let mut h = Harness {
+        core,
+        now,
+        auto_flows: true,
+        commands: vec![],
+    };
+    // OVSDB still has the Interface with its old number (no -1, no error); the switch's port
+    // list does not have the port.
+    h.feed(Input::OvsdbSnapshot {
+        interfaces: vec![("vnic-a".into(), "internal".into(), Some(5), None)],
+    });
+    let c = h.connect(vec![]);
+    assert!(journaled(&c).contains(&Event::Reconciled {
+        ifname: "vnic-a".into(),
+        finding: Finding::Waiting,
+    }));
+    assert_ne!(h.phase("vnic-a"), Phase::Ready);
+    assert_reported_gone(&h.advance(Duration::from_secs(2)));
+}
+
+#[test]
+fn a_renumbered_port_or_an_ofport_minus_one_is_not_reported_as_gone() {
+    // DELETE then ADD with another number (an `ofport_request` change): ready again at once.
+    let mut h = ready_on_5();
+    h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(ps(PortReason::Add, 9, "vnic-a", STATE_LIVE));
+    assert!(is_ready_event(&c, 9));
+    let c = h.advance(Duration::from_secs(5));
+    assert!(emitted(&c).is_empty(), "{c:?}");
+
+    // Where OVS does write -1 (Linux), its own error text is what is reported, once.
+    let mut h = ready_on_5();
+    let mut all = h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    all.extend(h.feed(Input::OvsdbInterface {
+        ifname: "vnic-a".into(),
+        iface_type: "internal".into(),
+        ofport: Some(-1),
+        error: Some("could not open network device vnic-a (No such device)".into()),
+    }));
+    all.extend(h.advance(Duration::from_secs(5)));
+    let failed: Vec<String> = emitted(&all)
+        .into_iter()
+        .filter_map(|e| match e {
+            PodEvent::Failed { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains("No such device"), "{failed:?}");
+}
