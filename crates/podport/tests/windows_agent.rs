@@ -487,6 +487,10 @@ fn the_windows_agent_attaches_pods_and_comes_back_after_a_hard_kill() {
         "podport-pending",
         "--not-ready-every",
         "1s",
+        // What Windows nodes run with (ovs-issues#351: working internal ports reported as
+        // PORT_DOWN/LINK_DOWN there).
+        "--readiness",
+        "live-or-link-down",
     ];
     let mut agent = Agent::start(
         &wine,
@@ -495,6 +499,8 @@ fn the_windows_agent_attaches_pods_and_comes_back_after_a_hard_kill() {
         host_dir.path().join("agent-1.log"),
     );
     let up = started.elapsed();
+    let log = agent.log_text();
+    assert!(log.contains("readiness=LiveOrLinkDown"), "{log}");
 
     // Pods before their vNICs: tracked, waiting for the interface, no OpenFlow number.
     for i in 1..=PODS {
@@ -539,6 +545,24 @@ fn the_windows_agent_attaches_pods_and_comes_back_after_a_hard_kill() {
     assert_flows(&sb, PODS as usize);
     assert_dataplane(&sb, &ports);
     let ready = started.elapsed();
+
+    // ovs-issues#351's port as Windows OVS shows it: config PORT_DOWN, state LINK_DOWN. Under
+    // live-or-link-down it stays ready (under `live` its Ready would be withdrawn), and it
+    // stays so through the restart below, where only the port list tells its state.
+    sb.ofctl(&["mod-port", sb.bridge(), "vnic-2", "down"])
+        .expect("ovs-ofctl mod-port down");
+    let p2 = poll(
+        "the agent seeing vnic-2 LINK_DOWN",
+        || format!("{:?}", cli.ports().get("vnic-2")),
+        || {
+            let p = cli.ports().remove("vnic-2")?;
+            let state = p["state"].as_array()?;
+            (state.iter().any(|s| s == "LINK_DOWN") && !state.iter().any(|s| s == "LIVE"))
+                .then_some(p)
+        },
+    );
+    assert_eq!(p2["ready"], true, "{p2}");
+    assert_eq!(p2["phase"], "ready", "{p2}");
 
     // The journal is locked while the agent runs: a second agent on it is refused. (So the
     // restart below shows that the kill released the lock.)
