@@ -448,7 +448,7 @@ fn assert_all_ready(sb: &Sandbox, cli: &Cli) -> BTreeMap<u32, i64> {
 fn the_windows_agent_attaches_pods_and_comes_back_after_a_hard_kill() {
     let started = Instant::now();
     let wine = Wine::from_env();
-    let Some(sb) = sandbox_for_test() else { return };
+    let sb = sandbox_for_test();
     // A bridge run by a controller, as Antrea runs br-int: in secure mode OVS never falls
     // back to flows of its own while the agent is away (killed below).
     sb.vsctl(&["set", "bridge", sb.bridge(), "fail_mode=secure"])
