@@ -15,8 +15,8 @@ use crate::state::State;
 use crate::JournalError;
 
 /// The format this podport writes and reads.
-pub const FORMAT_VERSION: u8 = 2;
-/// Version 1 (podport 0.1) is not replayed: see `docs/journal.md`, "Version 1".
+pub const FORMAT_VERSION: u8 = 3;
+/// Versions 1 and 2 are not replayed: see `docs/journal.md`, "Older versions".
 pub const OLDEST_UNREADABLE: u8 = 1;
 const HEADER_LEN: usize = 5;
 

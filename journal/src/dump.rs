@@ -304,6 +304,9 @@ pub fn event_line(event: &Event) -> String {
             "{kind} ifname={} port={port_no} cookie={cookie:#x} n={count}",
             word(ifname)
         ),
+        Event::FlowsSent { ifname, port_no } => {
+            format!("{kind} ifname={} port={port_no}", word(ifname))
+        }
         Event::FlowsRemoved {
             ifname,
             cookie,

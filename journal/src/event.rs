@@ -511,6 +511,9 @@ pub enum Event {
     /// never reuses a cookie that the switch may still hold flows under. (Last in the enum:
     /// appending a small variant keeps the archived layout of the others.)
     CookieGeneration { generation: u32 },
+    /// The Pod's flows were sent to the switch for `port_no` (their confirmation is
+    /// `FlowsInstalled`): the `flows_sent` stage.
+    FlowsSent { ifname: String, port_no: u32 },
 }
 
 impl Event {
@@ -537,6 +540,7 @@ impl Event {
             Event::DeleteRequested { .. } => "DeleteRequested",
             Event::PodDeleted { .. } => "PodDeleted",
             Event::CookieGeneration { .. } => "CookieGeneration",
+            Event::FlowsSent { .. } => "FlowsSent",
         }
     }
 
@@ -557,6 +561,7 @@ impl Event {
             | Event::PodNotReady { ifname, .. }
             | Event::PodFailed { ifname, .. }
             | Event::Reconciled { ifname, .. }
+            | Event::FlowsSent { ifname, .. }
             | Event::PodDeleted { ifname } => Some(ifname),
             Event::PortStatusReceived { port, .. } => Some(&port.name),
             _ => None,

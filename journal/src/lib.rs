@@ -5,6 +5,7 @@
 //! - [`event`]: the records.
 //! - [`codec`]: the stored envelope (format version, CRC-32C, rkyv payload).
 //! - [`state`]: the pure fold `apply(&mut State, &Record)` shared with the engine.
+//! - [`stages`]: when each stage of a Pod's attach ended (part of the fold).
 //! - [`writer`]: [`Journal`], the writer thread with group commit and durability tickets.
 //! - [`reader`]: [`JournalReader`]: iteration, replay (snapshot plus tail), verify, stats.
 //! - [`dump`]: text, JSON and SVG renderings for the `podport-journal` tool.
@@ -16,6 +17,7 @@ pub mod dump;
 pub mod event;
 pub mod reader;
 pub mod remote;
+pub mod stages;
 pub mod state;
 pub mod writer;
 
@@ -25,6 +27,7 @@ pub use event::{
     PortDesc, PortReason, Readiness, Record, Step,
 };
 pub use reader::{CorruptRecord, JournalReader, Replay, Stats};
+pub use stages::{Stage, StageTimes};
 pub use state::{
     apply, apply_event, cookie_generation, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo,
     COOKIE_GENERATION_MASK, POD_COOKIE_BASE, POD_COOKIE_MASK,
@@ -53,11 +56,11 @@ pub enum JournalError {
     FutureVersion { seq: u64, version: u8 },
     /// A journal written by an older podport whose records this one does not replay.
     #[error(
-        "record #{seq} has format version {version} (podport 0.1); this podport reads version {} only: \
-         version 1 lacks the facts the new fold needs (each Pod's cookie, whether its attach came, \
-         its phase as a type), so a replay would have to guess them. Move the directory aside \
-         (keep it for `podport-journal` 0.1) and start with a new one",
-        FORMAT_VERSION
+        "record #{seq} has format version {version}; this podport reads version {} only: {}. \
+         Move the directory aside (keep it for the podport-journal that wrote it) and start with \
+         a new one",
+        FORMAT_VERSION,
+        old_version_reason(*version)
     )]
     OldVersion { seq: u64, version: u8 },
     /// The writer thread is gone (closed, or it failed earlier).
@@ -78,6 +81,20 @@ impl JournalError {
             }
         } else {
             JournalError::Storage(format!("{}: {text}", dir.display()))
+        }
+    }
+}
+
+/// Why a journal of an older format `version` is not replayed.
+fn old_version_reason(version: u8) -> &'static str {
+    match version {
+        1 => {
+            "version 1 (podport 0.1) lacks the facts the new fold needs (each Pod's cookie, \
+             whether its attach came, its phase as a type), so a replay would have to guess them"
+        }
+        _ => {
+            "its snapshots lack each Pod's stage times (the folded state's layout changed), so a \
+             replay from a snapshot would have to invent them"
         }
     }
 }

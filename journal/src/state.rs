@@ -14,6 +14,7 @@ use crate::event::{
     wire_name, Event, Failure, Finding, Outcome, Phase, PodRef, Policy, PortDesc, PortReason,
     Readiness, Record,
 };
+use crate::stages::{Stage, StageTimes};
 
 /// Cookies of Pod flows carry 0xa0 in their second byte (under [`POD_COOKIE_MASK`]), so they
 /// never collide with the bridge's (0xb0). Layout: `00 a0 GG GG GG NN NN NN`: the journal's
@@ -124,6 +125,8 @@ pub struct PodPort {
     pub failed: Option<Failure>,
     /// The last failure, until the Pod becomes ready.
     pub last_error: Option<String>,
+    /// When each stage of the current attach ended.
+    pub stages: StageTimes,
 }
 
 impl PodPort {
@@ -367,8 +370,12 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
                     removing: false,
                     failed: None,
                     last_error: None,
+                    stages: StageTimes::default(),
                 },
             );
+            if let Some(p) = state.ports.get_mut(ifname) {
+                p.stages.reach(Stage::Added, ts);
+            }
             None
         }
         Event::PodPortCreated {
@@ -379,6 +386,7 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
             if let Some(p) = state.ports.get_mut(ifname) {
                 p.port_uuid = Some(port_uuid.clone());
                 p.interface_uuid = Some(interface_uuid.clone());
+                p.stages.reach(Stage::PortCommitted, ts);
             }
             Some(ifname.clone())
         }
@@ -392,6 +400,10 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
                     // has the attached type, OVS destroys it and creates a new one.
                     p.awaiting_new_port = p.iface_type.as_deref() != Some(&attached_type);
                     p.type_changed = !p.awaiting_new_port;
+                    p.stages.reach(Stage::HostAttached, ts);
+                    if p.type_changed {
+                        p.stages.reach(Stage::TypeChanged, ts);
+                    }
                 }
             }
             Some(ifname.clone())
@@ -401,7 +413,10 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
         } => {
             if let Some(p) = state.ports.get_mut(ifname) {
                 match outcome {
-                    Outcome::Ok => p.type_changed = true,
+                    Outcome::Ok => {
+                        p.type_changed = true;
+                        p.stages.reach(Stage::TypeChanged, ts);
+                    }
                     Outcome::Failed(f) => fail(p, f),
                 }
             }
@@ -417,6 +432,7 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
             if let Some(p) = state.ports.get_mut(ifname) {
                 if p.attached && iface_type == attached_type {
                     p.type_changed = true;
+                    p.stages.reach(Stage::TypeChanged, ts);
                 }
                 p.iface_type = Some(iface_type.clone());
                 p.ofport = *ofport;
@@ -507,6 +523,7 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
                     port_no: *port_no,
                     count: *count,
                 });
+                p.stages.reach(Stage::FlowsConfirmed, ts);
             }
             Some(ifname.clone())
         }
@@ -525,6 +542,7 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
                     since: ts,
                 });
                 p.last_error = None;
+                p.stages.reach(Stage::Ready, ts);
             }
             Some(ifname.clone())
         }
@@ -560,6 +578,12 @@ pub fn apply_event(state: &mut State, ts: u64, event: &Event) {
             state.ports.remove(ifname);
             None
         }
+        Event::FlowsSent { ifname, .. } => {
+            if let Some(p) = state.ports.get_mut(ifname) {
+                p.stages.reach(Stage::FlowsSent, ts);
+            }
+            None
+        }
         Event::CookieGeneration { generation } => {
             // Only a journal without one takes it; cookies handed out already keep theirs.
             if cookie_generation(state.next_cookie) == 0 {
@@ -583,13 +607,27 @@ fn fail(p: &mut PodPort, f: &Failure) {
 }
 
 /// A Ready whose facts no longer hold (port gone, renumbered, not usable, flows gone) is
-/// withdrawn, and a new wait starts.
+/// withdrawn, and a new wait starts. Then the stages the facts show are marked: the port's
+/// number known, the port usable.
 fn settle(state: &mut State, ifname: &str, ts: u64) {
+    let switch_ready = state.switch_ready();
     let policy = &state.policy;
     if let Some(p) = state.ports.get_mut(ifname) {
         if !p.still_ready(policy) {
             p.ready = None;
             p.waiting_since = ts;
+            p.stages.rewait(ts);
+        }
+        let known = if policy.ovsdb_wait {
+            p.waited_ofport.is_some()
+        } else {
+            switch_ready && p.port_no.is_some() && !p.awaiting_new_port
+        };
+        if known && p.attached && p.type_changed {
+            p.stages.reach(Stage::PortKnown, ts);
+        }
+        if switch_ready && p.usable_port(policy).is_some() {
+            p.stages.reach(Stage::Usable, ts);
         }
     }
 }

@@ -939,7 +939,7 @@ fn a_version_1_journal_is_refused_with_the_reason_not_shown_empty() {
         let err = stderr(&o);
         for part in [
             "record #1 has format version 1",
-            "reads version 2 only",
+            "reads version 3 only",
             "Move the directory aside",
         ] {
             assert!(err.contains(part), "{cmd}: {part:?} in {err}");

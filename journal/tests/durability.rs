@@ -218,6 +218,13 @@ fn every_kind() -> Vec<Event> {
         Event::PodDeleted {
             ifname: "veth0ünï".into(),
         },
+        Event::CookieGeneration {
+            generation: 0x00ab_cdef,
+        },
+        Event::FlowsSent {
+            ifname: "veth0ünï".into(),
+            port_no: u32::MAX,
+        },
     ]
 }
 
@@ -284,7 +291,7 @@ fn every_event_kind_round_trips_with_seq_and_timestamp() {
     let events = every_kind();
     assert_eq!(
         kinds_covered(&events).len(),
-        19,
+        21,
         "the fixture covers every Event variant"
     );
     let mut appended = Vec::new();
@@ -1037,33 +1044,61 @@ fn future_format_version_is_reported_not_misread() {
         v
     });
     check_bad_fifth(dir.path(), &good, "unknown format version 0");
-    // A version-1 record amid version-2 ones is a bad record that says what it is.
+    // A version-1 record amid current ones is a bad record that says what it is.
     let dir = tempfile::tempdir().unwrap();
     let good = ten_records(dir.path());
     tamper(dir.path(), 5, |mut v| {
         v[0] = 1;
         v
     });
-    check_bad_fifth(dir.path(), &good, "format version 1 (podport 0.1)");
+    check_bad_fifth(
+        dir.path(),
+        &good,
+        "format version 1; this podport reads version 3 only: version 1 (podport 0.1)",
+    );
 }
 
 /// Rewrites every stored record with envelope version 1 (its payload and a valid CRC kept), as
 /// podport 0.1 left its journals.
 fn make_version_1(dir: &Path) {
+    make_version(dir, 1)
+}
+
+fn make_version(dir: &Path, version: u8) {
     let reader = JournalReader::open(dir).unwrap();
     let tree = reader.raw_records();
     let all: Vec<_> = tree.iter().map(Result::unwrap).collect();
     for (k, v) in all {
         let mut v = v.to_vec();
-        v[0] = 1;
+        v[0] = version;
         tree.insert(k, v).unwrap();
     }
     tree.flush().unwrap();
 }
 
+/// A version-2 journal (before the stages were part of the fold) is refused the same way,
+/// with its own reason.
+#[test]
+fn a_version_2_journal_is_refused_with_old_version() {
+    let dir = tempfile::tempdir().unwrap();
+    ten_records(dir.path());
+    make_version(dir.path(), 2);
+    let err = Journal::open(dir.path(), config()).map(|_| ()).unwrap_err();
+    assert_eq!(err, JournalError::OldVersion { seq: 1, version: 2 });
+    let text = err.to_string();
+    for part in [
+        "record #1 has format version 2",
+        "reads version 3 only",
+        "stage times",
+        "Move the directory aside",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text:?}");
+    }
+}
+
 #[test]
 fn a_version_1_journal_is_refused_with_old_version_not_replayed() {
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(FORMAT_VERSION, 3);
     let dir = tempfile::tempdir().unwrap();
     ten_records(dir.path());
     make_version_1(dir.path());
@@ -1073,7 +1108,7 @@ fn a_version_1_journal_is_refused_with_old_version_not_replayed() {
     let text = err.to_string();
     for part in [
         "record #1 has format version 1",
-        "reads version 2 only",
+        "reads version 3 only",
         "cookie",
         "Move the directory aside",
     ] {

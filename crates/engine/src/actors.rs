@@ -500,9 +500,12 @@ impl EngineActor {
                             ifname,
                             port_no,
                             waited,
+                            stages,
                         } => {
-                            info!(%ifname, port_no, waited_ms = waited.as_millis() as u64, "Pod ready");
+                            info!(%ifname, port_no, waited_ms = waited.as_millis() as u64,
+                                stages = %podport_journal::stages::durations_text(stages), "Pod ready");
                             self.metrics.time_to_ready.observe(waited.as_secs_f64());
+                            self.metrics.observe_stages(stages);
                         }
                         PodEvent::NotReady {
                             ifname,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use podport_journal::{
     apply_event, wire_name, Event, Failure, Finding, Outcome, Phase, PodPort, PodRef, Policy,
-    PortDesc, PortReason, Readiness, State, Step,
+    PortDesc, PortReason, Readiness, Stage, State, Step,
 };
 
 use crate::spec::{validate, AddPodError, PodSpec};
@@ -93,6 +93,9 @@ pub enum PodEvent {
         ifname: String,
         port_no: u32,
         waited: Duration,
+        /// The stages this wait went through, each with the time since the one before it
+        /// (see [`podport_journal::StageTimes::this_wait`]).
+        stages: Vec<(Stage, Duration)>,
     },
     NotReady {
         ifname: String,
@@ -349,6 +352,8 @@ pub struct PortStatusView {
     pub waited: Duration,
     pub last_error: Option<String>,
     pub attach_failures: u32,
+    /// Each stage of the current attach reached, with the time since the one before it.
+    pub stages: Vec<(Stage, Duration)>,
 }
 
 /// Every tracked port and the switch connection. See the module documentation.
@@ -590,6 +595,7 @@ impl Core {
                     .map(|f| f.to_string())
                     .or_else(|| p.last_error.clone()),
                 attach_failures: p.attach_failures,
+                stages: p.stages.durations(),
             })
             .collect()
     }
@@ -1190,6 +1196,36 @@ impl Core {
     }
 
     fn evaluate_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
+        let start = out.len();
+        self.decide_port(name, now, out);
+        // Flows sent now for a number they are not installed on are the `flows_sent` stage:
+        // journaled (and folded) at this instant, after the decision that sent them.
+        let sent: Vec<u32> = out[start..]
+            .iter()
+            .filter_map(|c| match c {
+                Command::InstallFlows { port_no, .. } => Some(*port_no),
+                _ => None,
+            })
+            .filter(|n| {
+                self.state
+                    .ports
+                    .get(name)
+                    .is_some_and(|p| p.flows.is_none_or(|f| f.port_no != *n))
+            })
+            .collect();
+        for port_no in sent {
+            self.emit(
+                Event::FlowsSent {
+                    ifname: name.to_string(),
+                    port_no,
+                },
+                now,
+                out,
+            );
+        }
+    }
+
+    fn decide_port(&mut self, name: &str, now: Instant, out: &mut Vec<Command>) {
         self.report_open_failure(name, now, out);
         self.report_port_gone(name, now, out);
         let ts_now = self.ts(now);
@@ -1334,10 +1370,17 @@ impl Core {
                 now,
                 out,
             );
+            let stages = self
+                .state
+                .ports
+                .get(name)
+                .map(|p| p.stages.this_wait())
+                .unwrap_or_default();
             out.push(Command::Emit(PodEvent::Ready {
                 ifname: name.to_string(),
                 port_no,
                 waited,
+                stages,
             }));
         } else if now >= rt.next_not_ready {
             rt.next_not_ready = now + config.not_ready_every;

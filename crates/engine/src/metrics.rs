@@ -3,16 +3,38 @@
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// The `stage` label of `podport_stage_seconds` (a [`podport_journal::Stage`] name).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
+}
+
+/// Buckets of the stage histograms: stages range from microseconds (usable right after the
+/// number is known) to minutes (a vNIC that takes its time).
+const STAGE_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+    30.0, 300.0,
+];
+
+fn stage_histogram() -> Histogram {
+    Histogram::new(STAGE_BUCKETS)
+}
 
 /// Every metric the engine keeps.
 pub struct Metrics {
     registry: Mutex<Registry>,
     /// Seconds from the attach (or the add) to Ready.
     pub time_to_ready: Histogram,
+    /// Seconds each stage of an attach took since the one before it, observed at each Ready
+    /// for the stages its wait went through.
+    pub stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
     pub port_status_received: Counter,
     /// PortStatus messages decided in one batch together with another (every one is still
     /// applied and journaled; this counts how much a backlog collapsed).
@@ -38,6 +60,7 @@ impl Default for Metrics {
         let m = Metrics {
             registry: Mutex::new(Registry::with_prefix("podport")),
             time_to_ready,
+            stage_seconds: Family::new_with_constructor(stage_histogram),
             port_status_received: Counter::default(),
             port_status_coalesced: Counter::default(),
             flow_installs: Counter::default(),
@@ -54,6 +77,11 @@ impl Default for Metrics {
                 "time_to_ready_seconds",
                 "Time from a Pod's attach to its flows being confirmed",
                 m.time_to_ready.clone(),
+            );
+            r.register(
+                "stage_seconds",
+                "Seconds each stage of a Pod's attach took since the previous stage",
+                m.stage_seconds.clone(),
             );
             r.register(
                 "journal_rebuilds",
@@ -102,6 +130,17 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Observes the stages of one Ready.
+    pub fn observe_stages(&self, stages: &[(podport_journal::Stage, std::time::Duration)]) {
+        for (stage, took) in stages {
+            self.stage_seconds
+                .get_or_create(&StageLabel {
+                    stage: stage.name(),
+                })
+                .observe(took.as_secs_f64());
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

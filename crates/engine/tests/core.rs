@@ -1283,3 +1283,94 @@ fn a_renumbered_port_or_an_ofport_minus_one_is_not_reported_as_gone() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(failed[0].contains("No such device"), "{failed:?}");
 }
+
+/// Every stage of an attach, each ended at its own time, reported with the Ready and shown in
+/// the status; after a switch restart the Ready's stages are the switch-side ones only.
+#[test]
+fn the_stages_of_an_attach_come_with_the_ready_and_the_status() {
+    use podport_journal::Stage;
+    let ms = Duration::from_millis;
+    let mut h = Harness::new(CoreConfig::default());
+    h.auto_flows = false;
+    h.connect(vec![port(0xffff_fffe, "br-int", STATE_LIVE)]);
+    h.feed(Input::AddPod(spec("vnic-a"))); // added and port committed at once (the harness)
+    h.now += ms(100);
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    }); // host attached and type changed (the harness answers at once)
+    h.now += ms(20);
+    h.feed(ps(PortReason::Add, 5, "vnic-a", 0));
+    h.now += ms(3);
+    let c = h.feed(ps(PortReason::Modify, 5, "vnic-a", STATE_LIVE));
+    assert!(
+        journaled(&c)
+            .iter()
+            .any(|e| matches!(e, Event::FlowsSent { port_no: 5, .. })),
+        "the flows sent are journaled with the install: {c:#?}"
+    );
+    h.now += ms(2);
+    let c = h.feed(Input::FlowsInstalled {
+        ifname: "vnic-a".into(),
+        port_no: 5,
+        result: Ok(4),
+    });
+    let stages = emitted(&c)
+        .into_iter()
+        .find_map(|e| match e {
+            PodEvent::Ready { stages, .. } => Some(stages),
+            _ => None,
+        })
+        .expect("ready");
+    assert_eq!(
+        stages,
+        vec![
+            (Stage::PortCommitted, Duration::ZERO),
+            (Stage::HostAttached, ms(100)),
+            (Stage::TypeChanged, Duration::ZERO),
+            (Stage::PortKnown, ms(20)),
+            (Stage::Usable, ms(3)),
+            (Stage::FlowsSent, Duration::ZERO),
+            (Stage::FlowsConfirmed, ms(2)),
+            (Stage::Ready, Duration::ZERO),
+        ]
+    );
+    let st = h.core.status(h.now);
+    assert_eq!(st[0].stages.len(), 9, "the status shows the origin too");
+    assert_eq!(st[0].stages[0], (Stage::Added, Duration::ZERO));
+
+    // A switch restart: the Ready goes, and the next one reports the switch side only,
+    // counted from the moment the wait began again.
+    h.now += ms(1_000);
+    h.feed(Input::SwitchDisconnected {
+        endpoint: "unix:/x".into(),
+        reason: "restart".into(),
+    });
+    h.now += ms(50);
+    h.connect(vec![
+        port(0xffff_fffe, "br-int", STATE_LIVE),
+        port(5, "vnic-a", STATE_LIVE),
+    ]);
+    h.now += ms(4);
+    let c = h.feed(Input::FlowsInstalled {
+        ifname: "vnic-a".into(),
+        port_no: 5,
+        result: Ok(4),
+    });
+    let stages = emitted(&c)
+        .into_iter()
+        .find_map(|e| match e {
+            PodEvent::Ready { stages, .. } => Some(stages),
+            _ => None,
+        })
+        .expect("ready again");
+    assert_eq!(
+        stages,
+        vec![
+            (Stage::PortKnown, ms(50)),
+            (Stage::Usable, Duration::ZERO),
+            (Stage::FlowsSent, Duration::ZERO),
+            (Stage::FlowsConfirmed, ms(4)),
+            (Stage::Ready, Duration::ZERO),
+        ]
+    );
+}

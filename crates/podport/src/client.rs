@@ -522,6 +522,7 @@ mod tests {
             state: vec!["LIVE".into()],
             last_error: None,
             attach_failures: 0,
+            stages: Default::default(),
         };
         let t = table(&[p]);
         assert_eq!(

@@ -185,6 +185,58 @@ pub struct PortInfo {
     pub state: Vec<String>,
     pub last_error: Option<String>,
     pub attach_failures: u32,
+    /// Each stage of the current attach reached, with the seconds since the one before it.
+    #[serde(default)]
+    pub stages: Stages,
+}
+
+/// Stage name → seconds since the previous stage, in stage order (a JSON object).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stages(pub Vec<(String, f64)>);
+
+// Floats from a clock, never NaN.
+impl Eq for Stages {}
+
+impl Stages {
+    fn of(stages: &[(podport_journal::Stage, Duration)]) -> Stages {
+        Stages(
+            stages
+                .iter()
+                .map(|(s, d)| (s.name().to_string(), d.as_secs_f64()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for Stages {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Stages {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Stages;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of stage names to seconds")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Stages, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, f64>()? {
+                    out.push((k, v));
+                }
+                Ok(Stages(out))
+            }
+        }
+        de.deserialize_map(Visit)
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -204,6 +256,7 @@ impl From<&PortStatusView> for PortInfo {
             state: flag_names(&PortState::from_bits_retain(v.state)),
             last_error: v.last_error.clone(),
             attach_failures: v.attach_failures,
+            stages: Stages::of(&v.stages),
         }
     }
 }
@@ -216,6 +269,9 @@ pub enum EventLine {
         ifname: String,
         port_no: u32,
         waited_ms: u64,
+        /// The stages this wait went through, with the seconds each took.
+        #[serde(default)]
+        stages: Stages,
     },
     NotReady {
         ifname: String,
@@ -239,10 +295,12 @@ impl From<PodEvent> for EventLine {
                 ifname,
                 port_no,
                 waited,
+                stages,
             } => EventLine::Ready {
                 ifname,
                 port_no,
                 waited_ms: millis(waited),
+                stages: Stages::of(&stages),
             },
             PodEvent::NotReady {
                 ifname,
