@@ -419,6 +419,19 @@ fn assert_flows(sb: &Sandbox, pods: usize) {
     assert_eq!(by.values().sum::<usize>(), pods * 5 + 2, "{by:?}");
 }
 
+/// Every stage of an attach (a JSON object: its keys have no order).
+const STAGES: [&str; 9] = [
+    "added",
+    "port_committed",
+    "host_attached",
+    "type_changed",
+    "port_known",
+    "usable",
+    "flows_sent",
+    "flows_confirmed",
+    "ready",
+];
+
 fn status_json(control: &str) -> Vec<Value> {
     let out = podport_ok(&["status", "--control", control, "--json"]);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
@@ -507,8 +520,25 @@ fn pods_become_ready_through_the_cli_then_sigterm_leaves_a_clean_journal() {
             p["pod"].as_str().unwrap().starts_with("default/pod-"),
             "{p}"
         );
+        // Every stage of the attach, in order, each with the seconds since the one before.
+        let stages = p["stages"].as_object().expect("stages");
+        let mut names: Vec<&str> = stages.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let mut want = STAGES;
+        want.sort_unstable();
+        assert_eq!(names, want, "{p}");
+        assert!(
+            stages
+                .values()
+                .all(|v| v.as_f64().is_some_and(|s| s >= 0.0)),
+            "{p}"
+        );
+        let total: f64 = stages.values().filter_map(Value::as_f64).sum();
+        assert!(total < 30.0, "the stages add up to the attach: {p}");
     }
     assert_flows(&sb, 3);
+    // Each Ready's log line carries its stages.
+    agent.wait_log("flows_confirmed=");
 
     // The CLI's failures say what went wrong and exit non-zero.
     let mut long = pod_args(&ctl, 9);
