@@ -17,6 +17,7 @@ use crate::actors::{
     OvsdbActor, PanicForTest, Subscribe,
 };
 use crate::core::{Core, CoreConfig, PodEvent, PortStatusView};
+use crate::exposition::MetricsFormat;
 use crate::flows::{DefaultFlows, FlowProvider};
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -367,9 +368,19 @@ impl Engine {
         &self.journal
     }
 
-    /// The Prometheus text of the engine's metrics.
+    /// The engine's metrics as OpenMetrics text (see [`crate::exposition`]).
     pub fn metrics_text(&self) -> String {
         self.metrics.encode()
+    }
+
+    /// The engine's metrics in `format`; serve them with `format.content_type()`.
+    pub fn metrics_exposition(&self, format: MetricsFormat) -> String {
+        match format {
+            MetricsFormat::OpenMetrics => self.metrics.encode(),
+            MetricsFormat::PrometheusText => {
+                crate::exposition::prometheus_text(&self.metrics.encode())
+            }
+        }
     }
 
     /// The metrics themselves.

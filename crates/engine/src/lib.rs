@@ -44,6 +44,7 @@
 pub mod actors;
 pub mod core;
 pub mod engine;
+pub mod exposition;
 pub mod flows;
 pub mod health;
 pub mod metrics;
@@ -51,6 +52,7 @@ pub mod spec;
 
 pub use crate::core::{CoreConfig, PodEvent, PortStatusView, Strategy};
 pub use engine::{BlockingEngine, Engine, EngineConfig, EngineError};
+pub use exposition::MetricsFormat;
 pub use flows::{DefaultFlows, FlowProvider};
 pub use health::{Health, Link};
 pub use podport_journal::{Failure, FailureKind, Phase, Readiness};

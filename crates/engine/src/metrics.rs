@@ -141,7 +141,8 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Every metric as OpenMetrics text, ending in `# EOF` (prometheus-client's encoding;
+    /// [`crate::exposition::prometheus_text`] turns it into the Prometheus text format).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let r = self.registry.lock().unwrap_or_else(|p| p.into_inner());
