@@ -4,8 +4,8 @@
 //! like the flags (`not_ready_every` or `not-ready-every`); a flag wins over the file. The
 //! agent starts the engine first (so a journal held by another agent fails fast, before any
 //! socket is taken), then listens on the control socket and, with `--metrics`, serves
-//! Prometheus text (`/metrics`) and health probes (`/healthz`, `/readyz`) on a loopback
-//! address. Shutdown closes the sockets, ends every connection, then stops the engine, which
+//! metrics (`/metrics`) and health probes (`/healthz`, `/readyz`) over HTTP on a loopback
+//! address (see [`crate::http`]). Shutdown closes the sockets, ends every connection, then stops the engine, which
 //! drains and flushes the journal. A watchdog asks the engine every 2 s whether it runs;
 //! when it has died (its actor panicked, its thread ended, or it left a request unanswered
 //! for 30 s) the agent shuts down the same way and exits with status 1, so that the service
@@ -20,14 +20,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use podport_engine::{Engine, EngineConfig, Readiness, Strategy};
 use podport_transport::Endpoint;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
 use crate::control::ControlServer;
-use crate::health::{engine_died, healthz, readyz};
+use crate::health::engine_died;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct Args {
@@ -78,8 +76,9 @@ pub struct Args {
     /// The Interface type a port is created with, before its vNIC exists [default: empty].
     #[arg(long, value_name = "TYPE")]
     initial_type: Option<String>,
-    /// Serve Prometheus metrics (GET /metrics) and health probes (GET /healthz, /readyz)
-    /// over HTTP on this loopback address (e.g. 127.0.0.1:9464).
+    /// Serve metrics (GET /metrics: OpenMetrics or Prometheus text, per Accept) and health
+    /// probes (GET /healthz, /readyz) over HTTP on this loopback address (e.g.
+    /// 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<String>,
     /// Read options from this TOML file (keys named like the flags); flags win.
@@ -499,7 +498,7 @@ pub async fn run(args: Args) -> Result<()> {
             Ok(a) => info!(address = %a, "serving metrics at http://{a}/metrics"),
             Err(e) => debug!(error = %e, "metrics listener has no local address"),
         }
-        tokio::spawn(serve_metrics(
+        tokio::spawn(crate::http::serve(
             listener,
             engine.clone(),
             stopped(stop_rx.clone()),
@@ -591,99 +590,6 @@ async fn stop_engine(engine: Arc<Engine>) {
         Ok(Err(e)) => warn!(error = %e, "the engine did not stop cleanly"),
         Err(e) => warn!(error = %e, "stopping the engine failed"),
     }
-}
-
-/// The longest HTTP request head the metrics server reads.
-const MAX_HTTP_HEAD: usize = 8 * 1024;
-
-/// How long a metrics client may take to send its request.
-const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `GET /metrics` → the engine's Prometheus text; `GET /healthz` → 200 while the engine
-/// runs, else 503; `GET /readyz` → 200 when the engine runs and its OVSDB and switch
-/// connections are up, else 503 with one line saying why; anything else → 404. One request
-/// per connection (`Connection: close`): scrapers and probes are fine with that and it keeps
-/// this small.
-async fn serve_metrics(
-    listener: TcpListener,
-    engine: Arc<Engine>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    let mut conns = JoinSet::new();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let engine = engine.clone();
-                    conns.spawn(async move {
-                        if let Err(e) = serve_http(stream, &engine).await {
-                            debug!(%peer, error = %e, "metrics request failed");
-                        }
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "accepting a metrics connection failed; retrying shortly");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    conns.shutdown().await;
-}
-
-async fn serve_http(mut stream: TcpStream, engine: &Engine) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let read = async {
-        loop {
-            let n = stream.read_buf(&mut head).await?;
-            let complete =
-                head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n");
-            if n == 0 || complete || head.len() >= MAX_HTTP_HEAD {
-                return std::io::Result::Ok(());
-            }
-        }
-    };
-    tokio::time::timeout(HTTP_READ_TIMEOUT, read)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "request head too slow")
-        })??;
-    let text = String::from_utf8_lossy(&head);
-    let request_line = text.lines().next().unwrap_or_default();
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next(), parts.next());
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    let plain = "text/plain; charset=utf-8";
-    let (status, content_type, body) = match (method, path) {
-        (Some("GET"), Some("/metrics")) => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            engine.metrics_text(),
-        ),
-        (Some("GET"), Some("/healthz")) => {
-            let (status, body) = healthz(engine).await;
-            (status, plain, body)
-        }
-        (Some("GET"), Some("/readyz")) => {
-            let (status, body) = readyz(engine).await;
-            (status, plain, body)
-        }
-        _ => (
-            "404 Not Found",
-            plain,
-            "not found: this server answers GET /metrics, /healthz and /readyz\n".to_string(),
-        ),
-    };
-    debug!(request = %request_line, status, "metrics request");
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }
 
 #[cfg(test)]

@@ -140,19 +140,16 @@ impl HealthInfo {
     }
 }
 
-/// An HTTP answer: status line, body.
-pub type HttpAnswer = (&'static str, String);
+/// An HTTP answer: status code (200 or 503), body.
+pub type HttpAnswer = (u16, String);
 
 /// `GET /healthz`: 200 while the engine runs, 503 otherwise.
 pub async fn healthz(engine: &Engine) -> HttpAnswer {
     let h = engine_health(engine).await;
     if h.engine_running {
-        ("200 OK", "ok\n".into())
+        (200, "ok\n".into())
     } else {
-        (
-            "503 Service Unavailable",
-            format!("{}\n", h.problems().join("; ")),
-        )
+        (503, format!("{}\n", h.problems().join("; ")))
     }
 }
 
@@ -161,12 +158,9 @@ pub async fn healthz(engine: &Engine) -> HttpAnswer {
 pub async fn readyz(engine: &Engine) -> HttpAnswer {
     let h = engine_health(engine).await;
     if h.ready() {
-        ("200 OK", "ok\n".into())
+        (200, "ok\n".into())
     } else {
-        (
-            "503 Service Unavailable",
-            format!("not ready: {}\n", h.problems().join("; ")),
-        )
+        (503, format!("not ready: {}\n", h.problems().join("; ")))
     }
 }
 

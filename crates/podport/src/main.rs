@@ -6,6 +6,7 @@ mod client;
 mod control;
 mod demo;
 mod health;
+mod http;
 mod ofwatch;
 
 use anyhow::Result;
