@@ -29,7 +29,7 @@ fn podport_bin() -> PathBuf {
 
 fn tempdir() -> tempfile::TempDir {
     // Short: a unix socket path has at most 107 bytes.
-    tempfile::Builder::new().prefix("pp-").tempdir().unwrap()
+    tempfile::Builder::new().prefix("pm-").tempdir().unwrap()
 }
 
 fn free_loopback_port() -> u16 {
@@ -413,6 +413,8 @@ impl Drop for Prometheus {
     ignore = "needs Open vSwitch and Prometheus (prometheus, promtool), which this target or machine lacks"
 )]
 fn prometheus_scrapes_the_agent_and_promtool_accepts_the_metrics() {
+    // Both programs first, so that a missing one fails at once.
+    prometheus_program("promtool");
     let sb = sandbox_for_test();
     let dir = tempdir();
     let agent = Agent::start(&sb, dir.path());
