@@ -456,6 +456,23 @@ fn prometheus_scrapes_the_agent_and_promtool_accepts_the_metrics() {
     );
     let sum = prom.wait_value("podport_time_to_ready_seconds_sum", "a time", |v| v > 0.0);
     assert!(sum < BOUND.as_secs_f64(), "time to ready {sum}s");
+    // The stage histograms: one observation per stage of the attach.
+    for stage in ["host_attached", "usable", "flows_confirmed", "ready"] {
+        prom.wait_value(
+            &format!(r#"podport_stage_seconds_bucket{{stage="{stage}",le="+Inf"}}"#),
+            "1 (the Pod's one attach)",
+            |v| v == 1.0,
+        );
+    }
+    let confirmed = prom.wait_value(
+        r#"podport_stage_seconds_sum{stage="flows_confirmed"}"#,
+        "the seconds the switch took to confirm the flows",
+        |v| v > 0.0,
+    );
+    assert!(
+        confirmed < sum,
+        "a stage is part of the attach: {confirmed}s of {sum}s"
+    );
     prom.wait_value(
         "podport_flow_installs_total",
         "at least 1 (a counter, by its OpenMetrics sample name)",
