@@ -14,6 +14,7 @@ use crate::event::{
     wire_name, Event, Failure, Outcome, Phase, PodRef, PortDesc, Readiness, Record,
 };
 use crate::reader::{CorruptRecord, Replay, Stats};
+use crate::stages::{Stage, StageTimes};
 use crate::state::{apply, PodPort, State};
 
 /// One item of a source: a record, or one that could not be read (with its sequence number).
@@ -463,8 +464,9 @@ impl RecordFilter {
 // Timeline of one port
 
 /// The life of one interface: a header line, then one line per record about it with its offset
-/// from the interface's first PodAdded (or its first record). `None` when no record is about
-/// it.
+/// from the interface's first PodAdded (or its first record), then its stages: for each wait
+/// (to each Ready, and the one cut short or still going at the end), every stage reached with
+/// its offset and the time since the previous stage. `None` when no record is about it.
 pub fn port_timeline(records: &[Record], ifname: &str) -> Option<Vec<String>> {
     let mine: Vec<&Record> = records
         .iter()
@@ -489,7 +491,349 @@ pub fn port_timeline(records: &[Record], ifname: &str) -> Option<Vec<String>> {
         let delta = i128::from(r.ts_micros) - i128::from(origin.ts_micros);
         lines.push(format!("{} {}", offset(delta), event_line(&r.event)));
     }
+    lines.extend(port_stage_lines(records, ifname, origin.ts_micros));
     Some(lines)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stages
+
+/// The nearest-rank percentile `p` (0..=100) of a sorted, non-empty sample: the smallest value
+/// with at least `p`% of the sample at or below it.
+pub fn nearest_rank(sorted: &[u64], p: f64) -> Option<u64> {
+    let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, n) - 1).copied()
+}
+
+/// µs as milliseconds (exact to the µs in JSON).
+fn micros_ms(us: u64) -> f64 {
+    us as f64 / 1_000.0
+}
+
+/// One row of [`StageSummary`]: how long a stage took since the previous one, over every wait
+/// that ended in a Ready. The percentiles are `None` when no wait went through the stage.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct StageStats {
+    /// [`Stage::name`], or `total` (the whole wait: from its start to the Ready).
+    pub stage: String,
+    pub count: usize,
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+}
+
+impl StageStats {
+    fn of(stage: &str, mut sample: Vec<u64>) -> StageStats {
+        sample.sort_unstable();
+        let at = |p| nearest_rank(&sample, p).map(micros_ms);
+        StageStats {
+            stage: stage.into(),
+            count: sample.len(),
+            p50_ms: at(50.0),
+            p90_ms: at(90.0),
+            p99_ms: at(99.0),
+            max_ms: sample.last().copied().map(micros_ms),
+        }
+    }
+}
+
+/// A Pod (one life of an interface, from its PodAdded) that was never reported ready.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct NeverReady {
+    pub ifname: String,
+    pub pod: String,
+    /// The latest stage (in [`Stage`] order) it reached, by [`Stage::name`].
+    pub last_stage: Option<String>,
+    /// How its life ended: `deleted`, `vanished`, `re-added`, or, while it is still tracked at
+    /// the last record, its phase (`failed`, `type-change-requested`, ...).
+    pub outcome: String,
+    /// From its PodAdded to that end (or to the last record), in ms.
+    pub for_ms: f64,
+}
+
+/// `timeline --summary`: per stage, the time it took since the previous one, over every wait
+/// of the journal that ended in a Ready (a first attach, or a wait after a lost Ready: each
+/// counted once, with [`StageTimes::this_wait`], exactly as the engine's
+/// `podport_stage_seconds` observes them), and the Pods never ready.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct StageSummary {
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Pods added in these records (each PodAdded a life).
+    pub pods: usize,
+    /// Waits that ended in a Ready (PodReady records that made a port ready).
+    pub ready_waits: usize,
+    /// One row per stage after `added`, in [`Stage`] order.
+    pub stages: Vec<StageStats>,
+    /// The whole wait, from its start (the add, or the lost Ready) to the Ready.
+    pub total: StageStats,
+    pub never_ready: Vec<NeverReady>,
+}
+
+/// Folds `records` with the engine's [`apply`] and gathers [`StageSummary`]. Pods added
+/// before the first record (compacted away) are not counted.
+pub fn stage_summary(records: &[Record]) -> StageSummary {
+    struct Life {
+        pod: PodRef,
+        added_at: u64,
+        ready: bool,
+    }
+    fn close(
+        out: &mut Vec<NeverReady>,
+        ifname: &str,
+        life: Life,
+        stages: Option<&StageTimes>,
+        outcome: String,
+        end: u64,
+    ) {
+        if life.ready {
+            return;
+        }
+        let last = stages.and_then(|t| Stage::ALL.into_iter().rev().find(|s| t.get(*s).is_some()));
+        out.push(NeverReady {
+            ifname: ifname.to_string(),
+            pod: life.pod.to_string(),
+            last_stage: last.map(|s| s.name().to_string()),
+            outcome,
+            for_ms: micros_ms(end.saturating_sub(life.added_at)),
+        });
+    }
+    let mut state = State::default();
+    let mut lives: BTreeMap<String, Life> = BTreeMap::new();
+    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); Stage::ALL.len()];
+    let mut totals: Vec<u64> = Vec::new();
+    let mut never = Vec::new();
+    let mut pods = 0;
+    for r in records {
+        // A life that ends with this record: seen before the fold forgets the port.
+        let ending = match &r.event {
+            Event::PodAdded { ifname, .. } => Some((ifname, "re-added")),
+            Event::PodDeleted { ifname } => Some((ifname, "deleted")),
+            Event::Reconciled {
+                ifname,
+                finding: crate::event::Finding::Vanished,
+            } => Some((ifname, "vanished")),
+            _ => None,
+        };
+        if let Some((ifname, outcome)) = ending {
+            if let Some(life) = lives.remove(ifname) {
+                let stages = state.ports.get(ifname).map(|p| &p.stages);
+                close(
+                    &mut never,
+                    ifname,
+                    life,
+                    stages,
+                    outcome.into(),
+                    r.ts_micros,
+                );
+            }
+        }
+        let was_ready = r
+            .event
+            .ifname()
+            .and_then(|n| state.ports.get(n))
+            .is_some_and(|p| p.stages.get(Stage::Ready).is_some());
+        apply(&mut state, r);
+        match &r.event {
+            Event::PodAdded { ifname, pod, .. } if state.ports.contains_key(ifname) => {
+                pods += 1;
+                lives.insert(
+                    ifname.clone(),
+                    Life {
+                        pod: pod.clone(),
+                        added_at: r.ts_micros,
+                        ready: false,
+                    },
+                );
+            }
+            // Counted once per wait: a second PodReady without a lost Ready between adds
+            // nothing.
+            Event::PodReady { ifname, .. } if !was_ready => {
+                let Some(p) = state.ports.get(ifname) else {
+                    continue;
+                };
+                if p.stages.get(Stage::Ready).is_none() {
+                    continue;
+                }
+                let wait = p.stages.this_wait();
+                for (stage, d) in &wait {
+                    samples[*stage as usize].push(d.as_micros() as u64);
+                }
+                totals.push(wait.iter().map(|(_, d)| d.as_micros() as u64).sum());
+                if let Some(life) = lives.get_mut(ifname) {
+                    life.ready = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = records.iter().map(|r| r.ts_micros).max().unwrap_or(0);
+    for (ifname, life) in std::mem::take(&mut lives) {
+        let p = state.ports.get(&ifname);
+        let outcome = p.map_or("gone".to_string(), |p| state.phase_of(p).name().to_string());
+        close(
+            &mut never,
+            &ifname,
+            life,
+            p.map(|p| &p.stages),
+            outcome,
+            end,
+        );
+    }
+    never.sort_by(|a, b| a.ifname.cmp(&b.ifname));
+    StageSummary {
+        first_seq: records.first().map(|r| r.seq),
+        last_seq: records.last().map(|r| r.seq),
+        pods,
+        ready_waits: totals.len(),
+        stages: Stage::ALL
+            .into_iter()
+            .filter(|s| *s != Stage::Added)
+            .map(|s| StageStats::of(s.name(), std::mem::take(&mut samples[s as usize])))
+            .collect(),
+        total: StageStats::of("total", totals),
+        never_ready: never,
+    }
+}
+
+/// `1234.567` (ms to the µs), or `-`.
+fn ms_cell(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.3}"))
+}
+
+/// Most never-ready Pods the text lists one by one.
+const NEVER_READY_SHOWN: usize = 20;
+
+/// The summary as a table: a row per stage, then the whole wait, then the Pods never ready.
+pub fn stage_summary_text(s: &StageSummary) -> String {
+    let range = match (s.first_seq, s.last_seq) {
+        (Some(a), Some(b)) => format!("#{a}..#{b}"),
+        _ => "none".into(),
+    };
+    let mut out = format!(
+        "{} Ready of {} Pods (records {range}): each stage's time since the previous one, ms (nearest rank)\n",
+        s.ready_waits, s.pods
+    );
+    let header = ["STAGE", "COUNT", "P50", "P90", "P99", "MAX"].map(String::from);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(s.stages.iter().chain([&s.total]).map(|r| {
+            [
+                r.stage.clone(),
+                r.count.to_string(),
+                ms_cell(r.p50_ms),
+                ms_cell(r.p90_ms),
+                ms_cell(r.p99_ms),
+                ms_cell(r.max_ms),
+            ]
+        }))
+        .collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        // The name left-aligned, the numbers right-aligned.
+        let mut line = format!("{:<w$}", row[0], w = widths[0]);
+        for c in 1..6 {
+            let _ = write!(line, "  {:>w$}", row[c], w = widths[c]);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let n = s.never_ready.len();
+    let _ = writeln!(
+        out,
+        "never ready: {n} Pod{}{}",
+        if n == 1 { "" } else { "s" },
+        if n == 0 { "" } else { ":" }
+    );
+    for p in s.never_ready.iter().take(NEVER_READY_SHOWN) {
+        let _ = writeln!(
+            out,
+            "  {} pod={} last stage {} after {}, {}",
+            word(&p.ifname),
+            word(&p.pod),
+            p.last_stage.as_deref().unwrap_or("-"),
+            offset((p.for_ms * 1_000.0) as i128).trim_start_matches('+'),
+            word(&p.outcome)
+        );
+    }
+    if n > NEVER_READY_SHOWN {
+        let _ = writeln!(out, "  …(+{}; --json lists all)", n - NEVER_READY_SHOWN);
+    }
+    out
+}
+
+/// The serde form of [`StageSummary`].
+pub fn stage_summary_json(s: &StageSummary) -> String {
+    json(s)
+}
+
+/// Each wait of `ifname` (one per Ready, then the one in progress or cut short at the end of
+/// its life or of the records), as text lines: the stages reached, when (offset from
+/// `origin`), and the time since the previous one.
+fn port_stage_lines(records: &[Record], ifname: &str, origin: u64) -> Vec<String> {
+    let mut state = State::default();
+    let mut lines = Vec::new();
+    let block = |lines: &mut Vec<String>, title: String, t: &StageTimes| {
+        lines.push(title);
+        if let Some(r) = t.rewait_since {
+            lines.push(format!(
+                "  (a re-wait from {}: the switch's stages count from there)",
+                offset(i128::from(r) - i128::from(origin))
+            ));
+        }
+        for (stage, d) in t.durations() {
+            let at = t.get(stage).unwrap_or_default();
+            lines.push(format!(
+                "  {:<15} {:>9}  {:>10}",
+                stage.name(),
+                offset(i128::from(at) - i128::from(origin)),
+                format!("{:.3}ms", d.as_secs_f64() * 1e3)
+            ));
+        }
+    };
+    for r in records {
+        let ending = match &r.event {
+            Event::PodAdded { ifname: i, .. } if i == ifname => Some("re-added"),
+            Event::PodDeleted { ifname: i } if i == ifname => Some("deleted"),
+            Event::Reconciled {
+                ifname: i,
+                finding: crate::event::Finding::Vanished,
+            } if i == ifname => Some("vanished"),
+            _ => None,
+        };
+        if let (Some(how), Some(p)) = (ending, state.ports.get(ifname)) {
+            if p.stages.get(Stage::Ready).is_none() {
+                let title = format!("stages until it was {how} (never ready):");
+                block(&mut lines, title, &p.stages);
+            }
+        }
+        let was_ready = state
+            .ports
+            .get(ifname)
+            .is_some_and(|p| p.stages.get(Stage::Ready).is_some());
+        apply(&mut state, r);
+        let p = state.ports.get(ifname);
+        if let (Event::PodReady { ifname: i, .. }, false, Some(p)) = (&r.event, was_ready, p) {
+            if i == ifname && p.stages.get(Stage::Ready).is_some() {
+                let title = format!("stages to Ready #{}:", r.seq);
+                block(&mut lines, title, &p.stages);
+            }
+        }
+    }
+    if let Some(p) = state.ports.get(ifname) {
+        if p.stages.get(Stage::Ready).is_none() {
+            let phase = state.phase_of(p);
+            let title = format!("stages so far ({phase} at the last record):");
+            block(&mut lines, title, &p.stages);
+        }
+    }
+    lines
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -587,6 +587,15 @@ vnic-1 pod=default/web-1: 15 records, +0 = #4 2026-11-27T12:00:01.000Z
 +15.000s FlowsRemoved ifname=vnic-1 cookie=0xa0000000000001 n=4
 +15.100s PortStatus DELETE port=5 name=vnic-1 state=LINK_DOWN config=PORT_DOWN hw=02:00:00:00:00:05
 +15.200s PodDeleted ifname=vnic-1
+stages to Ready #16:
+  added             +0.000s     0.000ms
+  port_committed    +0.100s   100.000ms
+  host_attached     +0.200s   100.000ms
+  type_changed      +0.500s   300.000ms
+  port_known        +1.010s   510.000ms
+  usable            +4.000s  2990.000ms
+  flows_confirmed   +4.100s   100.000ms
+  ready             +7.012s  2912.000ms
 "
     );
     assert_eq!(
@@ -601,6 +610,10 @@ vnic-0123456789abcdef pod=default/db-0: 8 records, +0 = #10 2026-11-27T12:00:03.
 +7.000s OfportWaited ifname=vnic-0123456789abcdef ofport=6
 +10.000s PodNotReady ifname=vnic-0123456789abcdef phase=type-change-requested waited=9.800s
 +11.000s PodFailed ifname=vnic-0123456789abcdef step=open-interface error=\"no such device\" (permanent)
+stages so far (failed at the last record):
+  added             +0.000s     0.000ms
+  port_committed    +0.100s   100.000ms
+  host_attached     +0.200s   100.000ms
 "
     );
     // No PodAdded: offsets from its first record.
@@ -1003,4 +1016,395 @@ fn help_names_every_subcommand() {
     ] {
         assert!(out.contains(cmd), "{out}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stages: a journal with known stage times.
+
+fn status(reason: PortReason, port_no: u32, name: &str, state: u32) -> Event {
+    Event::PortStatusReceived {
+        reason,
+        port: desc(port_no, name, state, 0),
+    }
+}
+
+/// Pods v1..v10 (ifname `v{i}`, added at i s) each take known times per stage: port_committed
+/// i ms, host_attached 10 ms, type_changed 2i ms, port_known 20 ms, usable 5i ms, flows_sent
+/// 1 ms, flows_confirmed i ms, ready 0.5 ms. v11 is deleted before it is ready; v12 stays
+/// waiting for its type change (two "not ready yet" reports). At 20 s the switch disconnects
+/// (every Ready is lost); after the reconnect v1 and v2 get ready again: port_known 200 ms
+/// (from the disconnect), usable 0, flows_sent i ms, flows_confirmed 2i ms, ready 1 ms.
+fn stage_events() -> Vec<(u64, Event)> {
+    let us = |ms: u64| T0 + ms * 1_000;
+    let mut ev = vec![
+        (
+            us(0),
+            Event::AgentStarted {
+                version: "0.2.0".into(),
+                config_digest: "d".into(),
+                policy: Policy::default(),
+            },
+        ),
+        (
+            us(0),
+            Event::SwitchConnected {
+                endpoint: "unix:/run/br-int.mgmt".into(),
+                datapath_id: 1,
+                of_version: "1.5".into(),
+            },
+        ),
+        (us(0), Event::PortDescSynced { ports: vec![] }),
+    ];
+    let added = |i: u64| Event::PodAdded {
+        pod: pod("ns", &format!("p{i}")),
+        container_id: format!("c{i}"),
+        ifname: format!("v{i}"),
+        ips: vec![],
+        mac: String::new(),
+        cookie: POD_COOKIE_BASE + i,
+    };
+    let created = |i: u64| Event::PodPortCreated {
+        ifname: format!("v{i}"),
+        port_uuid: format!("pu{i}"),
+        interface_uuid: format!("iu{i}"),
+    };
+    for i in 1..=10u64 {
+        let v = format!("v{i}");
+        let n = i as u32;
+        let b = i * 1_000;
+        ev.push((us(b), added(i)));
+        ev.push((us(b + i), created(i)));
+        ev.push((
+            us(b + i + 10),
+            Event::HostInterfaceCreated { ifname: v.clone() },
+        ));
+        ev.push((
+            us(b + 3 * i + 10),
+            Event::InterfaceTypeChanged {
+                ifname: v.clone(),
+                from: "podport-pending".into(),
+                to: "internal".into(),
+                outcome: Outcome::Ok,
+            },
+        ));
+        ev.push((us(b + 3 * i + 30), status(PortReason::Add, n, &v, 0)));
+        ev.push((us(b + 8 * i + 30), status(PortReason::Modify, n, &v, 4)));
+        ev.push((
+            us(b + 8 * i + 31),
+            Event::FlowsSent {
+                ifname: v.clone(),
+                port_no: n,
+            },
+        ));
+        ev.push((
+            us(b + 9 * i + 31),
+            Event::FlowsInstalled {
+                ifname: v.clone(),
+                port_no: n,
+                cookie: POD_COOKIE_BASE + i,
+                count: 2,
+            },
+        ));
+        ev.push((
+            us(b + 9 * i + 31) + 500,
+            Event::PodReady {
+                ifname: v,
+                port_no: n,
+                waited_ms: 9 * i + 21,
+            },
+        ));
+    }
+    ev.push((us(11_000), added(11)));
+    ev.push((us(11_004), created(11)));
+    ev.push((
+        us(11_500),
+        Event::DeleteRequested {
+            ifname: "v11".into(),
+        },
+    ));
+    ev.push((
+        us(11_600),
+        Event::PodDeleted {
+            ifname: "v11".into(),
+        },
+    ));
+    ev.push((us(12_000), added(12)));
+    ev.push((us(12_003), created(12)));
+    ev.push((
+        us(12_010),
+        Event::HostInterfaceCreated {
+            ifname: "v12".into(),
+        },
+    ));
+    for k in [1u64, 2] {
+        ev.push((
+            us(12_010 + k * 3_000),
+            Event::PodNotReady {
+                ifname: "v12".into(),
+                phase: Phase::TypeChangeRequested,
+                waited_ms: k * 3_000,
+            },
+        ));
+    }
+    ev.push((
+        us(20_000),
+        Event::SwitchDisconnected {
+            endpoint: "unix:/run/br-int.mgmt".into(),
+            reason: "the switch closed the connection".into(),
+        },
+    ));
+    ev.push((
+        us(20_100),
+        Event::SwitchConnected {
+            endpoint: "unix:/run/br-int.mgmt".into(),
+            datapath_id: 1,
+            of_version: "1.5".into(),
+        },
+    ));
+    ev.push((
+        us(20_200),
+        Event::PortDescSynced {
+            ports: (1..=10u32)
+                .map(|n| desc(n, &format!("v{n}"), 4, 0))
+                .collect(),
+        },
+    ));
+    for i in 1..=2u64 {
+        let v = format!("v{i}");
+        let n = i as u32;
+        ev.push((
+            us(20_200 + i),
+            Event::FlowsSent {
+                ifname: v.clone(),
+                port_no: n,
+            },
+        ));
+        ev.push((
+            us(20_200 + 3 * i),
+            Event::FlowsInstalled {
+                ifname: v.clone(),
+                port_no: n,
+                cookie: POD_COOKIE_BASE + i,
+                count: 2,
+            },
+        ));
+        ev.push((
+            us(20_200 + 3 * i + 1),
+            Event::PodReady {
+                ifname: v,
+                port_no: n,
+                waited_ms: 200 + 3 * i + 1,
+            },
+        ));
+    }
+    ev
+}
+
+fn stage_journal() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let config = JournalConfig {
+        snapshot_every: None,
+        ..JournalConfig::default()
+    };
+    let j = Journal::open(dir.path(), config).unwrap();
+    for (ts, event) in stage_events() {
+        j.append_at(ts, event).wait().unwrap();
+    }
+    j.close().unwrap();
+    dir
+}
+
+/// The summary of [`stage_events`], worked out by hand (nearest rank: p50 of 12 values is
+/// the 6th, p90 the 11th, p99 the 12th).
+const STAGE_SUMMARY: &str = "\
+12 Ready of 12 Pods (records #1..#111): each stage's time since the previous one, ms (nearest rank)
+STAGE            COUNT     P50      P90      P99      MAX
+port_committed      10   5.000    9.000   10.000   10.000
+host_attached       10  10.000   10.000   10.000   10.000
+type_changed        10  10.000   18.000   20.000   20.000
+port_known          12  20.000  200.000  200.000  200.000
+usable              12  20.000   45.000   50.000   50.000
+flows_sent          12   1.000    1.000    2.000    2.000
+flows_confirmed     12   4.000    9.000   10.000   10.000
+ready               12   0.500    1.000    1.000    1.000
+total               12  85.500  204.000  207.000  207.000
+never ready: 2 Pods:
+  v11 pod=ns/p11 last stage port_committed after 0.600s, deleted
+  v12 pod=ns/p12 last stage host_attached after 8.207s, type-change-requested
+";
+
+#[test]
+fn timeline_summary_gives_each_stage_over_every_wait() {
+    let dir = stage_journal();
+    assert_eq!(
+        run_ok(&["timeline", p(&dir), "--summary"], 0),
+        STAGE_SUMMARY
+    );
+}
+
+#[test]
+fn timeline_summary_json_round_trips() {
+    use podport_journal::dump::{stage_summary, StageSummary};
+    let dir = stage_journal();
+    let out = run_ok(&["timeline", p(&dir), "--summary", "--json"], 0);
+    assert_eq!(out.lines().count(), 1);
+    let got: StageSummary = serde_json::from_str(&out).unwrap();
+    let records: Vec<podport_journal::Record> = stage_events()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (ts_micros, event))| podport_journal::Record {
+            seq: i as u64 + 1,
+            ts_micros,
+            event,
+        })
+        .collect();
+    assert_eq!(got, stage_summary(&records));
+    // The figures themselves, not only the same function twice.
+    assert_eq!((got.pods, got.ready_waits), (12, 12));
+    let names: Vec<&str> = got.stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "port_committed",
+            "host_attached",
+            "type_changed",
+            "port_known",
+            "usable",
+            "flows_sent",
+            "flows_confirmed",
+            "ready"
+        ]
+    );
+    let known = &got.stages[3];
+    assert_eq!(
+        (
+            known.count,
+            known.p50_ms,
+            known.p90_ms,
+            known.p99_ms,
+            known.max_ms
+        ),
+        (12, Some(20.0), Some(200.0), Some(200.0), Some(200.0))
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stages"][7]["p50_ms"], 0.5);
+    assert_eq!(v["total"]["max_ms"], 207.0);
+    assert_eq!(v["never_ready"][0]["ifname"], "v11");
+    assert_eq!(v["never_ready"][0]["last_stage"], "port_committed");
+    assert_eq!(v["never_ready"][1]["outcome"], "type-change-requested");
+    // --json is for --summary; --summary does not mix with --port or --svg.
+    assert_eq!(run(&["timeline", p(&dir), "--json"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["timeline", p(&dir), "--summary", "--port", "v1"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn timeline_summary_of_an_empty_journal_and_of_the_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    Journal::open(dir.path(), JournalConfig::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let out = run_ok(&["timeline", p(&dir), "--summary"], 0);
+    assert!(out.starts_with("0 Ready of 0 Pods (records none)"), "{out}");
+    assert!(
+        out.contains("\nport_committed       0    -    -    -    -\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("never ready: 0 Pods\n"), "{out}");
+
+    // The fixture: web-1's one wait; db-0 failed for good after its attach.
+    let dir = journal();
+    let out = run_ok(&["timeline", p(&dir), "--summary"], 0);
+    assert_eq!(
+        out,
+        format!(
+            "\
+1 Ready of 2 Pods (records #1..#28): each stage's time since the previous one, ms (nearest rank)
+STAGE            COUNT       P50       P90       P99       MAX
+port_committed       1   100.000   100.000   100.000   100.000
+host_attached        1   100.000   100.000   100.000   100.000
+type_changed         1   300.000   300.000   300.000   300.000
+port_known           1   510.000   510.000   510.000   510.000
+usable               1  2990.000  2990.000  2990.000  2990.000
+flows_sent           0         -         -         -         -
+flows_confirmed      1   100.000   100.000   100.000   100.000
+ready                1  2912.000  2912.000  2912.000  2912.000
+total                1  7012.000  7012.000  7012.000  7012.000
+never ready: 1 Pod:
+  {LONG} pod=default/db-0 last stage host_attached after 14.500s, failed
+"
+        )
+    );
+    // A corrupt record is skipped, said, and the exit status says so.
+    corrupt(dir.path(), 16);
+    let o = run(&["timeline", p(&dir), "--summary"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with("0 Ready of 2 Pods"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("#16 CORRUPT"), "{}", stderr(&o));
+}
+
+#[test]
+fn timeline_port_shows_each_wait_s_stages() {
+    let dir = stage_journal();
+    let out = run_ok(&["timeline", p(&dir), "--port", "v2"], 0);
+    let stages = &out[out.find("stages to Ready").expect(&out)..];
+    assert_eq!(
+        stages,
+        "\
+stages to Ready #21:
+  added             +0.000s     0.000ms
+  port_committed    +0.002s     2.000ms
+  host_attached     +0.012s    10.000ms
+  type_changed      +0.016s     4.000ms
+  port_known        +0.036s    20.000ms
+  usable            +0.046s    10.000ms
+  flows_sent        +0.047s     1.000ms
+  flows_confirmed   +0.049s     2.000ms
+  ready             +0.049s     0.500ms
+stages to Ready #111:
+  (a re-wait from +18.000s: the switch's stages count from there)
+  added             +0.000s     0.000ms
+  port_committed    +0.002s     2.000ms
+  host_attached     +0.012s    10.000ms
+  type_changed      +0.016s     4.000ms
+  port_known       +18.200s   200.000ms
+  usable           +18.200s     0.000ms
+  flows_sent       +18.202s     2.000ms
+  flows_confirmed  +18.206s     4.000ms
+  ready            +18.207s     1.000ms
+"
+    );
+    // A Pod still waiting, and one deleted before it was ready.
+    let out = run_ok(&["timeline", p(&dir), "--port", "v12"], 0);
+    assert!(
+        out.ends_with(
+            "\
+stages so far (type-change-requested at the last record):
+  added             +0.000s     0.000ms
+  port_committed    +0.003s     3.000ms
+  host_attached     +0.010s     7.000ms
+"
+        ),
+        "{out}"
+    );
+    let out = run_ok(&["timeline", p(&dir), "--port", "v11"], 0);
+    assert!(
+        out.ends_with(
+            "\
+stages until it was deleted (never ready):
+  added             +0.000s     0.000ms
+  port_committed    +0.004s     4.000ms
+"
+        ),
+        "{out}"
+    );
 }

@@ -46,7 +46,8 @@ enum Command {
     Dump(DumpArgs),
     /// The folded per-port state, latest or as of a record.
     State(StateArgs),
-    /// One port's life as offsets from its creation, or an SVG of every port's life.
+    /// One port's life and stages as offsets from its creation, an SVG of every port's
+    /// stages, or a summary of every stage's time.
     Timeline(TimelineArgs),
     /// Checks every record and snapshot.
     Verify(DirArg),
@@ -119,16 +120,24 @@ struct StateArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["port", "svg"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["port", "svg", "summary"])))]
 struct TimelineArgs {
     #[command(flatten)]
     source: SourceArg,
-    /// Print this interface's records with offsets from its PodAdded (with --svg: draw only it).
+    /// Print this interface's records with offsets from its PodAdded, then its stages (with
+    /// --svg: draw only it).
     #[arg(long, value_name = "IFNAME")]
     port: Option<String>,
-    /// Write an SVG of every port's lifecycle on one time axis to FILE.
+    /// Write an SVG of every port's stages on one time axis to FILE.
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
+    /// Per stage, the time it took since the previous one over every wait that ended in a
+    /// Ready (count, p50, p90, p99, max), and the Pods never ready.
+    #[arg(long, conflicts_with_all = ["port", "svg"])]
+    summary: bool,
+    /// With --summary: the summary as one JSON object.
+    #[arg(long, requires = "summary")]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +325,21 @@ fn split(items: Vec<Item>) -> (Vec<Record>, Vec<u64>) {
 fn timeline_cmd(a: TimelineArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let items = source::records(&a.source.source(), None, None)?;
     let (records, bad) = split(items);
+    if a.summary {
+        if let Some(first) = records.first().map(|r| r.seq).filter(|&s| s > 1) {
+            note(&format!(
+                "warning: the records start at #{first} (older ones were compacted): Pods \
+                 added before it are not counted"
+            ));
+        }
+        let summary = dump::stage_summary(&records);
+        if a.json {
+            writeln!(out, "{}", dump::stage_summary_json(&summary))?;
+        } else {
+            write!(out, "{}", dump::stage_summary_text(&summary))?;
+        }
+        return Ok(bad_records_outcome(&bad));
+    }
     match &a.svg {
         Some(file) => {
             let svg = dump::timeline_svg(&records, a.port.as_deref());
@@ -331,7 +355,7 @@ fn timeline_cmd(a: TimelineArgs, out: &mut dyn Write) -> anyhow::Result<Outcome>
             )?;
         }
         None => {
-            // The arg group makes --port present when --svg is not.
+            // The arg group makes --port present when --svg and --summary are not.
             let port = a.port.as_deref().unwrap_or_default();
             match dump::port_timeline(&records, port) {
                 Some(lines) => {
