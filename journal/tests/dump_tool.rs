@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use podport_journal::dump::record_from_json_line;
 use podport_journal::{
     Event, Failure, Finding, Journal, JournalConfig, JournalError, JournalReader, Outcome, Phase,
-    PodRef, Policy, PortDesc, PortReason, Step, POD_COOKIE_BASE,
+    PodRef, Policy, PortDesc, PortReason, Stage, Step, POD_COOKIE_BASE,
 };
 use tempfile::TempDir;
 
@@ -684,32 +684,46 @@ fn timeline_svg_draws_every_port() {
     assert_eq!(svg.matches(r#"<text class="label""#).count(), 2);
     let web = svg_row(&svg, "vnic-1");
     assert!(web.contains(">vnic-1</text>"));
-    assert!(web.contains(r##"<rect class="ready" "##) && web.contains(r##"fill="#2ca02c""##));
+    assert!(web.contains(r##"<rect class="ready" "##) && web.contains(r##"fill="#a1d99b""##));
     assert!(web.contains(r#"<rect class="gone" "#));
-    // A band per Phase the fold derived, in order.
-    for band in [
-        "creating: +1.000s .. +1.100s",
-        "waiting-interface: +1.100s .. +1.200s",
-        "type-change-requested: +1.200s .. +2.010s",
-        "allocated: +2.010s .. +5.000s",
-        "usable: +5.000s .. +8.012s",
-        "ready: +8.012s .. +15.500s",
-        "removing: +15.500s .. +16.200s",
-        "gone: +16.200s .. +17.500s",
-    ] {
-        assert!(
-            web.contains(&format!("vnic-1 {band}</title>")),
-            "{band}: {web}"
-        );
-    }
-    assert_eq!(web.matches("<rect ").count(), 8, "{web}");
+    // A span per stage of its wait, then a band per phase after it, in order.
+    let titles: Vec<&str> = web
+        .split("<title>")
+        .skip(1)
+        .map(|t| &t[..t.find("</title>").unwrap()])
+        .filter(|t| !t.contains("PortStatus"))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "vnic-1 ready: +8.012s .. +15.500s",
+            "vnic-1 removing: +15.500s .. +16.200s",
+            "vnic-1 gone: +16.200s .. +17.500s",
+            "vnic-1 port_committed: +1.000s .. +1.100s (0.100s)",
+            "vnic-1 host_attached: +1.100s .. +1.200s (0.100s)",
+            "vnic-1 type_changed: +1.200s .. +1.500s (0.300s)",
+            "vnic-1 port_known: +1.500s .. +2.010s (0.510s)",
+            "vnic-1 usable: +2.010s .. +5.000s (2.990s)",
+            "vnic-1 flows_confirmed: +5.000s .. +5.100s (0.100s)",
+            "vnic-1 ready: +5.100s .. +8.012s (2.912s)",
+        ],
+        "{web}"
+    );
+    assert_eq!(web.matches("<rect ").count(), 10, "{web}");
+    assert_eq!(web.matches(r#"<rect class="stage" "#).count(), 7, "{web}");
     // ADD, MODIFY, DELETE.
     assert_eq!(web.matches(r#"<line class="tick""#).count(), 3);
     let db = svg_row(&svg, LONG);
     assert!(db.contains(&format!(">{LONG}</text>")));
-    assert!(!db.contains("ready") && !db.contains("#2ca02c"), "{db}");
     assert!(
-        db.contains("type-change-requested: +3.200s .. +14.000s"),
+        !db.contains(r#"class="ready""#) && !db.contains(r#"data-stage="ready""#),
+        "{db}"
+    );
+    // It waited for its type change until it failed.
+    assert!(
+        db.contains(&format!(
+            "{LONG} waiting for type_changed: +3.200s .. +14.000s (10.800s), not reached"
+        )),
         "{db}"
     );
     assert!(
@@ -717,9 +731,22 @@ fn timeline_svg_draws_every_port() {
         "{db}"
     );
     assert!(db.contains("failed: +14.000s .. +17.500s"), "{db}");
-    // The legend names every phase.
-    for phase in Phase::ALL {
-        assert!(svg.contains(&format!(">{phase}</text>")), "{phase}");
+    assert_eq!(
+        elements(db, "path", r#"class="not-ready""#).len(),
+        1,
+        "{db}"
+    );
+    assert_eq!(svg.matches(r#"<g class="disconnect">"#).count(), 1);
+    // The legend names every stage and the phases after a wait.
+    for name in [
+        "port_known",
+        "flows_confirmed",
+        "ready",
+        "failed",
+        "removing",
+        "gone",
+    ] {
+        assert!(svg.contains(&format!(">{name}</text>")), "{name}");
     }
     assert!(svg.contains(">0s</text>") && svg.contains(">16s</text>"));
 
@@ -1407,4 +1434,185 @@ stages until it was deleted (never ready):
         ),
         "{out}"
     );
+}
+
+/// Every `<tag ...>` opening in `text` whose attributes contain `attr`.
+fn elements<'a>(text: &'a str, tag: &str, attr: &str) -> Vec<&'a str> {
+    text.split(&format!("<{tag} "))
+        .skip(1)
+        .map(|e| &e[..e.find('>').unwrap_or(e.len())])
+        .filter(|e| e.contains(attr))
+        .collect()
+}
+
+#[test]
+fn timeline_svg_shows_stages_marks_disconnects_and_switch_silence() {
+    let dir = stage_journal();
+    let file = dir.path().join("stages.svg");
+    let f = file.to_str().unwrap();
+    let out = run_ok(&["timeline", p(&dir), "--svg", f], 0);
+    assert_eq!(
+        out,
+        format!("wrote {f}: 12 ports, 111 records over 20.207s\n")
+    );
+    let svg = std::fs::read_to_string(&file).unwrap();
+    assert_balanced(&svg);
+
+    // A legend entry per stage (but the origin), and for the other marks.
+    for stage in Stage::ALL.into_iter().skip(1) {
+        assert_eq!(
+            elements(
+                &svg,
+                "rect",
+                &format!(r#"class="legend-stage" data-stage="{}""#, stage.name())
+            )
+            .len(),
+            1,
+            "{stage:?}"
+        );
+    }
+    for text in [
+        ">waiting for the next stage</text>",
+        ">not ready yet</text>",
+        ">switch disconnected</text>",
+        ">PortStatus</text>",
+    ] {
+        assert!(svg.contains(text), "{text}");
+    }
+
+    // v2: a span per stage of its first wait, then the switch's stages of its re-wait; each
+    // from the end of the previous stage to its own end, in its stage's colour.
+    let v2 = svg_row(&svg, "v2");
+    let spans: Vec<&str> = elements(v2, "rect", r#"class="stage""#);
+    let names: Vec<&str> = spans
+        .iter()
+        .map(|e| {
+            e.split("data-stage=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "port_committed",
+            "host_attached",
+            "type_changed",
+            "port_known",
+            "usable",
+            "flows_sent",
+            "flows_confirmed",
+            "ready",
+            "port_known",
+            "usable",
+            "flows_sent",
+            "flows_confirmed",
+            "ready"
+        ]
+    );
+    for title in [
+        "v2 port_committed: +2.000s .. +2.002s (0.002s)",
+        "v2 port_known: +2.016s .. +2.036s (0.020s)",
+        "v2 usable: +2.036s .. +2.046s (0.010s)",
+        "v2 port_known: +20.000s .. +20.200s (0.200s)",
+        "v2 flows_confirmed: +20.202s .. +20.206s (0.004s)",
+    ] {
+        assert!(
+            v2.contains(&format!("<title>{title}</title>")),
+            "{title}: {v2}"
+        );
+    }
+    assert!(spans[3].contains(r##"fill="#b07aa1""##), "{}", spans[3]);
+    assert!(spans[0].contains(r##"fill="#4e79a7""##), "{}", spans[0]);
+    // Ready between the waits.
+    assert!(v2.contains("v2 ready: +2.049s .. +20.000s</title>"), "{v2}");
+    assert!(
+        elements(v2, "rect", r#"class="pending""#).is_empty(),
+        "{v2}"
+    );
+
+    // v3 never got its flows back: it waits for flows_sent to the end.
+    let v3 = svg_row(&svg, "v3");
+    assert_eq!(elements(v3, "rect", r#"class="stage""#).len(), 10, "{v3}");
+    let pending = elements(v3, "rect", r#"class="pending""#);
+    assert_eq!(pending.len(), 1, "{v3}");
+    assert!(
+        pending[0].contains(r#"data-stage="flows_sent""#),
+        "{}",
+        pending[0]
+    );
+    // v12 waits for its type change from its attach; v11 for its attach, until its deletion.
+    let v12 = svg_row(&svg, "v12");
+    assert!(
+        v12.contains(
+            "v12 waiting for type_changed: +12.010s .. +20.207s (8.197s), not reached</title>"
+        ),
+        "{v12}"
+    );
+    let v11 = svg_row(&svg, "v11");
+    assert!(
+        v11.contains(
+            "v11 waiting for host_attached: +11.004s .. +11.500s (0.496s), not reached</title>"
+        ),
+        "{v11}"
+    );
+    assert!(v11.contains(r#"<rect class="removing" "#) && v11.contains(r#"<rect class="gone" "#));
+
+    // "Not ready yet" reports: v12's two.
+    assert_eq!(elements(&svg, "path", r#"class="not-ready""#).len(), 2);
+    assert!(
+        v12.contains("+15.010s #101 not ready yet: type-change-requested, waited 3.000s</title>"),
+        "{v12}"
+    );
+    assert_eq!(elements(v12, "path", r#"class="not-ready""#).len(), 2);
+
+    // The disconnect: one line across every row.
+    assert_eq!(svg.matches(r#"<g class="disconnect">"#).count(), 1);
+    let disconnect = &svg[svg.find(r#"<g class="disconnect">"#).unwrap()..];
+    let disconnect = &disconnect[..disconnect.find("</g>").unwrap()];
+    assert!(
+        disconnect.contains(
+            "+20.000s #103 switch disconnected: the switch closed the connection</title>"
+        ),
+        "{disconnect}"
+    );
+    let line = elements(disconnect, "line", "y2=")[0];
+    let y = |attr: &str| -> f64 {
+        line.split(&format!("{attr}=\""))
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let rows_top = svg_row(&svg, "v1");
+    let label_y: f64 = rows_top
+        .split("y=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        y("y1") < label_y - 10.0 && y("y2") >= label_y + 11.0 * 24.0,
+        "{line}"
+    );
+
+    // The switch was silent while v12 waited for its type change, until the reconnect.
+    assert_eq!(
+        svg.matches(r#"<g class="switch-silent">"#).count(),
+        1,
+        "{svg}"
+    );
+    let silent = &svg[svg.find(r#"<g class="switch-silent">"#).unwrap()..];
+    let silent = &silent[..silent.find("</g>").unwrap()];
+    assert!(silent.contains(">switch silent 8.1 s</text>"), "{silent}");
+    assert!(silent.contains("<title>+12.010s .. +20.100s: "), "{silent}");
 }
