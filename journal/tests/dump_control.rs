@@ -166,6 +166,8 @@ fn control_gives_what_the_directory_gives() {
         vec!["state", "--json"],
         vec!["state", "--at", "4"],
         vec!["timeline", "--port", "vnic-1"],
+        vec!["timeline", "--summary"],
+        vec!["timeline", "--summary", "--json"],
     ] {
         let from_dir = ok(&[args.clone(), vec![dir]].concat()).0;
         let (from_ctl, err) = ok(&[args.clone(), vec!["--control", &ctl]].concat());
@@ -187,6 +189,13 @@ fn state_from_a_compacted_agent_journal_warns() {
         err.contains("starts at record #3") && err.contains("may be incomplete"),
         "{err}"
     );
+    // The summary says so too: vnic-1's Ready is not counted without its PodAdded.
+    let (out, err) = ok(&["timeline", "--summary", "--control", &ctl]);
+    assert!(
+        out.starts_with("0 Ready of 1 Pods (records #3..#6)"),
+        "{out}"
+    );
+    assert!(err.contains("the records start at #3"), "{err}");
 }
 
 #[test]
