@@ -785,8 +785,17 @@ fn sigkill_never_loses_an_acked_record() {
         }
 
         // The dead process's lock is gone and the journal is clean.
+        let opened = lines.iter().any(|l| l.starts_with("opened "));
         let reader = match JournalReader::open(dir.path()) {
             Ok(r) => r,
+            // Killed before it created the journal (slow process starts make this common
+            // under Wine): nothing was acknowledged, so there is nothing to find.
+            Err(JournalError::Storage(e))
+                if e.ends_with("holds no journal") && !opened && acked.is_empty() =>
+            {
+                eprintln!("run {run}: killed before the journal existed");
+                continue;
+            }
             Err(e) => {
                 panic!("run {run}: reopen after SIGKILL failed: {e}; child stderr:\n{child_stderr}")
             }
