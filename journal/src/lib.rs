@@ -32,7 +32,7 @@ pub use state::{
     apply, apply_event, cookie_generation, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo,
     COOKIE_GENERATION_MASK, POD_COOKIE_BASE, POD_COOKIE_MASK,
 };
-pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket};
+pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket, DEFAULT_CACHE_CAPACITY};
 
 use std::path::PathBuf;
 

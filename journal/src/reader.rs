@@ -372,10 +372,15 @@ fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub(crate) fn open_db(dir: &Path) -> Result<sled::Db, JournalError> {
+pub(crate) fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, JournalError> {
     let deadline = std::time::Instant::now() + LOCK_RETRY;
     loop {
-        let opened = guard("opening", || sled::Config::new().path(dir).open())?;
+        let opened = guard("opening", || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_capacity)
+                .open()
+        })?;
         match opened {
             Ok(db) => return Ok(db),
             Err(e) => match JournalError::storage(dir, e) {
@@ -407,7 +412,7 @@ impl JournalReader {
                 dir.display()
             )));
         }
-        let db = open_db(dir)?;
+        let db = open_db(dir, crate::writer::DEFAULT_CACHE_CAPACITY)?;
         let trees = Trees::open(&db, dir)?;
         Ok(JournalReader {
             dir: dir.to_path_buf(),

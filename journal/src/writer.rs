@@ -45,7 +45,17 @@ pub struct JournalConfig {
     pub retain_records: u64,
     /// Buffer of a live subscriber; one that falls this far behind is dropped.
     pub subscriber_buffer: usize,
+    /// Bytes of the store's page cache (sled's `cache_capacity`): what the journal may keep
+    /// in memory of its pages beyond the folded state. sled's own default is 1 GiB, which
+    /// an agent on a node does not need: the engine reads the journal once at start and then
+    /// only appends. [`DEFAULT_CACHE_CAPACITY`] by default.
+    pub cache_capacity: u64,
 }
+
+/// The default [`JournalConfig::cache_capacity`]: 4 MiB. A node's journal is a few MiB at
+/// most between snapshots; a smaller cache costs reads from the page cache of the OS at
+/// start, not durability.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 
 impl Default for JournalConfig {
     fn default() -> Self {
@@ -55,6 +65,7 @@ impl Default for JournalConfig {
             snapshot_every: Some(10_000),
             retain_records: 50_000,
             subscriber_buffer: 65_536,
+            cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
     }
 }
@@ -183,7 +194,7 @@ impl Journal {
         builder
             .create(&dir)
             .map_err(|e| JournalError::Storage(format!("{}: {e}", dir.display())))?;
-        let db = crate::reader::open_db(&dir)?;
+        let db = crate::reader::open_db(&dir, config.cache_capacity)?;
         crate::reader::make_private(&dir).map_err(|e| {
             JournalError::Storage(format!("{}: making it private: {e}", dir.display()))
         })?;

@@ -76,6 +76,11 @@ pub struct Args {
     /// The Interface type a port is created with, before its vNIC exists [default: empty].
     #[arg(long, value_name = "TYPE")]
     initial_type: Option<String>,
+    /// Memory the journal's store may use to cache its pages (sled's cache_capacity), e.g.
+    /// 4MiB, 512KiB, 64MiB [default: 4MiB]. The engine reads the journal once at start and
+    /// then only appends, so a small cache costs little; see docs/operations.md.
+    #[arg(long, value_name = "SIZE")]
+    journal_cache: Option<String>,
     /// Serve metrics (GET /metrics: OpenMetrics or Prometheus text, per Accept) and health
     /// probes (GET /healthz, /readyz) over HTTP on this loopback address (e.g.
     /// 127.0.0.1:9464).
@@ -87,7 +92,7 @@ pub struct Args {
 }
 
 /// Every option a config file may set, by its canonical (underscore) name.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "ovsdb",
     "openflow",
     "bridge",
@@ -100,6 +105,7 @@ const KEYS: [&str; 13] = [
     "readiness",
     "not_ready_every",
     "initial_type",
+    "journal_cache",
     "metrics",
 ];
 
@@ -119,7 +125,7 @@ impl Merged {
                 values.insert(key, (value, format!("{key} in {}", file.display())));
             }
         }
-        let flags: [(&'static str, Option<String>); 13] = [
+        let flags: [(&'static str, Option<String>); 14] = [
             ("ovsdb", args.ovsdb.clone()),
             ("openflow", args.openflow.clone()),
             ("bridge", args.bridge.clone()),
@@ -138,6 +144,7 @@ impl Merged {
             ("readiness", args.readiness.clone()),
             ("not_ready_every", args.not_ready_every.clone()),
             ("initial_type", args.initial_type.clone()),
+            ("journal_cache", args.journal_cache.clone()),
             ("metrics", args.metrics.clone()),
         ];
         for (key, value) in flags {
@@ -241,6 +248,29 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     };
     let n: f64 = number.parse().map_err(|_| bad("not a number"))?;
     Duration::try_from_secs_f64(n * secs_per_unit).map_err(|_| bad("out of range"))
+}
+
+/// A size in bytes such as `4MiB`, `512KiB`, `1GiB`, `65536` (bytes); `MB`, `KB`, `GB` and
+/// `k`, `M`, `G` are read as their binary units too.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = |why: &str| {
+        format!("bad size {s:?}: {why}; expected a number and a unit, e.g. 4MiB, 512KiB, 1GiB")
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    if number.is_empty() {
+        return Err(bad("no number"));
+    }
+    let n: u64 = number.parse().map_err(|_| bad("not a number"))?;
+    let unit_bytes: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "KB" | "k" | "K" => 1 << 10,
+        "MiB" | "MB" | "M" => 1 << 20,
+        "GiB" | "GB" | "G" => 1 << 30,
+        other => return Err(bad(&format!("unknown unit {other:?}"))),
+    };
+    n.checked_mul(unit_bytes).ok_or_else(|| bad("out of range"))
 }
 
 /// A duration that must be more than zero (a zero interval would spin).
@@ -369,6 +399,7 @@ fn settings(args: &Args) -> Result<Settings> {
     let readiness = m.parsed("readiness", |s| s.parse::<Readiness>())?;
     let not_ready_every = m.parsed("not_ready_every", positive_duration)?;
     let metrics = m.parsed("metrics", loopback_addr)?;
+    let journal_cache = m.parsed("journal_cache", parse_size)?;
 
     let mut engine = EngineConfig::new(ovsdb, openflow, bridge, PathBuf::from(journal));
     engine.core.strategy = strategy;
@@ -380,6 +411,9 @@ fn settings(args: &Args) -> Result<Settings> {
     }
     if let Some((t, _)) = m.get("initial_type") {
         engine.core.initial_type = t.to_string();
+    }
+    if let Some(bytes) = journal_cache {
+        engine.journal.cache_capacity = bytes;
     }
     // Recorded in AgentStarted, so a journal shows when the effective options changed.
     let canonical: String = m
@@ -617,6 +651,24 @@ mod tests {
         assert!(positive_duration("0s")
             .unwrap_err()
             .contains("more than zero"));
+    }
+
+    #[test]
+    fn sizes_parse_or_say_why_not() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("8 MB"), Ok(8 << 20));
+        for (bad, why) in [
+            ("MiB", "no number"),
+            ("4XB", "unknown unit"),
+            ("99999999999999999999GiB", "not a number"),
+            ("18446744073709551615GiB", "out of range"),
+        ] {
+            let e = parse_size(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]
