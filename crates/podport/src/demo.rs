@@ -145,6 +145,10 @@ pub(crate) struct Scenario {
     /// How long to wait for readiness after the stall.
     pub patience: Duration,
     pub not_ready_every: Duration,
+    /// Requests (adds, then attaches) in flight at once, as a node's concurrent CNI calls
+    /// are: 1 sends them one after another. Each request returns once its record is durable,
+    /// so concurrent ones share the journal's flushes.
+    pub concurrency: usize,
 }
 
 /// What one run saw, per Pod (index `i` is interface `<prefix><i+1>`).
@@ -153,6 +157,8 @@ pub(crate) struct RunData {
     pub names: Vec<String>,
     index: HashMap<String, usize>,
     pub attached_at: Vec<Option<Instant>>,
+    /// When each attach was acknowledged (its record durable).
+    pub attach_acked_at: Vec<Option<Instant>>,
     /// The first Ready of each Pod, stamped when the event reached us.
     pub ready_at: Vec<Option<Instant>>,
     /// Failed events per Pod (the legacy strategy's timeouts, among others).
@@ -177,6 +183,7 @@ impl RunData {
             names,
             index,
             attached_at: vec![None; n],
+            attach_acked_at: vec![None; n],
             ready_at: vec![None; n],
             failures: vec![0; n],
             failed_events: 0,
@@ -285,7 +292,7 @@ pub(crate) fn openflow_endpoint(sb: &Sandbox, bridge: &str) -> String {
 }
 
 /// The engine's configuration for a run: the Windows emulation, the run's strategy.
-fn engine_config(sb: &Sandbox, plan: &RunPlan, sc: &Scenario) -> Result<EngineConfig> {
+pub(crate) fn engine_config(sb: &Sandbox, plan: &RunPlan, sc: &Scenario) -> Result<EngineConfig> {
     let mut c = EngineConfig::new(
         sb.ovsdb_endpoint()
             .parse()
@@ -348,7 +355,7 @@ pub(crate) async fn stop_sandbox(sb: Arc<Sandbox>) {
 
 /// Stops an engine on a blocking thread (it joins the engine's thread and flushes the
 /// journal).
-async fn stop_engine(engine: Arc<Engine>) {
+pub(crate) async fn stop_engine(engine: Arc<Engine>) {
     let _ = tokio::task::spawn_blocking(move || match Arc::try_unwrap(engine) {
         Ok(e) => {
             if let Err(err) = e.shutdown() {
@@ -427,14 +434,17 @@ async fn drive(
     ));
     let cpu_at_start = crate::bench::cpu_sample();
     let adds_started = Instant::now();
+    let mut in_flight = InFlight::new(sc.concurrency);
     for i in 1..=sc.pods {
-        for (plan, engine) in plans.iter().zip(engines) {
-            engine
-                .add_pod(pod_spec(plan, i)?)
+        for (r, (plan, engine)) in plans.iter().zip(engines).enumerate() {
+            let (engine, spec) = (engine.clone(), pod_spec(plan, i)?);
+            in_flight
+                .push(r, i, async move { engine.add_pod(spec).await })
                 .await
-                .with_context(|| format!("add_pod {}", ifname(&plan.prefix, i)))?;
+                .with_context(|| format!("add_pod in the {} run", plan.kind.name()))?;
         }
     }
+    in_flight.finish().await.context("add_pod")?;
 
     // 2. Wait until every port exists in OVSDB.
     let bound = Duration::from_secs(30) + Duration::from_millis(20) * sc.pods;
@@ -498,15 +508,28 @@ async fn drive(
         sc.pods
     ));
     let attach_started = Instant::now();
+    let mut in_flight = InFlight::new(sc.concurrency);
     for i in 1..=sc.pods {
         for (r, (plan, engine)) in plans.iter().zip(engines).enumerate() {
-            let name = ifname(&plan.prefix, i);
+            let (engine, name) = (engine.clone(), ifname(&plan.prefix, i));
             runs[r].attached_at[i as usize - 1] = Some(Instant::now());
-            engine
-                .host_interface_created(&name)
+            let done = in_flight
+                .push(
+                    r,
+                    i,
+                    async move { engine.host_interface_created(&name).await },
+                )
                 .await
-                .with_context(|| format!("host_interface_created {name}"))?;
+                .with_context(|| {
+                    format!("host_interface_created in the {} run", plan.kind.name())
+                })?;
+            for (r, i, at) in done {
+                runs[r].attach_acked_at[i as usize - 1] = Some(at);
+            }
         }
+    }
+    for (r, i, at) in in_flight.finish().await.context("host_interface_created")? {
+        runs[r].attach_acked_at[i as usize - 1] = Some(at);
     }
     progress.start_runs(&runs);
 
@@ -565,11 +588,71 @@ async fn drive(
     })
 }
 
+/// Requests of a scenario with at most `limit` in flight; each completion is stamped with
+/// when it returned, as `(run, pod, at)`.
+pub(crate) struct InFlight {
+    limit: usize,
+    set: tokio::task::JoinSet<(usize, u32, Instant, Result<(), podport_engine::EngineError>)>,
+}
+
+impl InFlight {
+    pub(crate) fn new(limit: usize) -> InFlight {
+        InFlight {
+            limit: limit.max(1),
+            set: tokio::task::JoinSet::new(),
+        }
+    }
+
+    /// Starts `request` (of run `r`, Pod `i`) once fewer than the limit are in flight;
+    /// returns the requests that completed meanwhile.
+    pub(crate) async fn push<F>(
+        &mut self,
+        r: usize,
+        i: u32,
+        request: F,
+    ) -> Result<Vec<(usize, u32, Instant)>>
+    where
+        F: std::future::Future<Output = Result<(), podport_engine::EngineError>> + Send + 'static,
+    {
+        let mut done = Vec::new();
+        while self.set.len() >= self.limit {
+            done.push(self.next().await?);
+        }
+        self.set.spawn(async move {
+            let result = request.await;
+            (r, i, Instant::now(), result)
+        });
+        Ok(done)
+    }
+
+    async fn next(&mut self) -> Result<(usize, u32, Instant)> {
+        match self.set.join_next().await {
+            Some(Ok((r, i, at, Ok(())))) => Ok((r, i, at)),
+            Some(Ok((_, i, _, Err(e)))) => Err(anyhow!("Pod {i}: {e}")),
+            Some(Err(e)) => Err(anyhow!("a request task failed: {e}")),
+            None => Err(anyhow!("no request in flight")),
+        }
+    }
+
+    /// Waits for every request still in flight.
+    pub(crate) async fn finish(mut self) -> Result<Vec<(usize, u32, Instant)>> {
+        let mut done = Vec::new();
+        while !self.set.is_empty() {
+            done.push(self.next().await?);
+        }
+        Ok(done)
+    }
+}
+
 /// Waits until the engine has journaled an OVSDB `ofport` for each of `names` (-1 for a
 /// pending port): it has then heard everything the switch said about the adds. The records
 /// are read rather than the folded state, because an update that overtakes the create
 /// transaction's reply is journaled before its port's PodPortCreated, and the fold skips it.
-async fn wait_ofport_known(engine: &Engine, names: &[String], deadline: Instant) -> Result<()> {
+pub(crate) async fn wait_ofport_known(
+    engine: &Engine,
+    names: &[String],
+    deadline: Instant,
+) -> Result<()> {
     let records = engine.journal().subscribe(0)?;
     let mut missing: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     loop {
@@ -856,6 +939,7 @@ pub async fn run(args: Args) -> Result<()> {
         patience: PATIENCE,
         // Short, so the demo shows the engine reporting "not ready yet" while it waits.
         not_ready_every: Duration::from_secs(1),
+        concurrency: 1,
     };
     let data = tokio::select! {
         d = run_scenario(&sb, &scenario, &plans, &mut progress) => d,
