@@ -1055,7 +1055,8 @@ impl FlowProgrammer {
                         debug!(ifname = %spec.ifname, cookie, "flows already right on the switch");
                         Ok(count)
                     } else {
-                        replace_flows(&client, cookie, flows).await
+                        // A restarted agent's Pods may carry traffic on what is there now.
+                        replace_flows(&client, cookie, flows, true).await
                     };
                     report_install(&engine, &metrics, spec.ifname, port_no, r);
                 }
@@ -1075,11 +1076,13 @@ async fn replace_flows(
     client: &OfClient,
     cookie: u64,
     flows: Vec<FlowMod>,
+    atomic: bool,
 ) -> Result<u32, Failure> {
     let count = flows.len() as u32;
+    // The delete by cookie first, in either form: whatever an earlier attempt left goes.
     let mut batch = vec![FlowMod::delete_by_cookie(cookie)];
     batch.extend(flows);
-    send_flows(client, batch, true).await.map(|_| count)
+    send_flows(client, batch, atomic).await.map(|_| count)
 }
 
 fn report_install(
@@ -1205,6 +1208,7 @@ impl Handler<FlowCommand> for FlowProgrammer {
             port_no,
             cookie,
             verify: true,
+            ..
         } = msg.0
         {
             self.to_verify.push((spec, port_no, cookie));
@@ -1221,10 +1225,11 @@ impl Handler<FlowCommand> for FlowProgrammer {
                     spec,
                     port_no,
                     cookie,
+                    replace,
                     ..
                 } => {
                     let flows = provider.pod_flows(&spec, port_no, cookie);
-                    let r = replace_flows(&client, cookie, flows).await;
+                    let r = replace_flows(&client, cookie, flows, replace).await;
                     report_install(&engine, &metrics, spec.ifname, port_no, r);
                 }
                 Command::RemoveFlows { ifname, cookie } => {

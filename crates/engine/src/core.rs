@@ -205,12 +205,17 @@ pub enum Command {
     },
     /// Make the switch hold exactly the Pod's flows for `port_no` under `cookie`, confirmed by
     /// a barrier. With `verify`, what the switch already holds is read first and a Pod whose
-    /// flows are right is left untouched (after a restart or a reconnect).
+    /// flows are right is left untouched (after a restart or a reconnect). With `replace`,
+    /// flows of the Pod were confirmed before (on another number): they are swapped in one
+    /// bundle so its traffic never sees neither; without, nothing of the Pod's can carry
+    /// traffic yet, and a plain batch and its barrier (one round trip, where a bundle takes
+    /// three) does the same.
     InstallFlows {
         spec: PodSpec,
         port_no: u32,
         cookie: u64,
         verify: bool,
+        replace: bool,
     },
     RemoveFlows {
         ifname: String,
@@ -1328,6 +1333,7 @@ impl Core {
                     port_no: n,
                     cookie: p.cookie,
                     verify: rt.verify_flows,
+                    replace: p.flows.is_some(),
                 });
             }
         }

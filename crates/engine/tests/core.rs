@@ -1374,3 +1374,32 @@ fn the_stages_of_an_attach_come_with_the_ready_and_the_status() {
         ]
     );
 }
+
+/// A Pod's first flows go as a plain batch (nothing of its can carry traffic yet); once it
+/// has flows, a new number's replace them in one bundle.
+#[test]
+fn only_a_pod_with_flows_gets_its_flows_replaced_atomically() {
+    let mut h = Harness::new(CoreConfig::default());
+    h.connect(vec![port(0xffff_fffe, "br-int", STATE_LIVE)]);
+    h.feed(Input::AddPod(spec("vnic-a")));
+    h.feed(Input::HostInterfaceCreated {
+        ifname: "vnic-a".into(),
+    });
+    let replace_of = |cmds: &[Command]| -> Vec<(u32, bool)> {
+        cmds.iter()
+            .filter_map(|c| match c {
+                Command::InstallFlows {
+                    port_no, replace, ..
+                } => Some((*port_no, *replace)),
+                _ => None,
+            })
+            .collect()
+    };
+    let c = h.feed(ps(PortReason::Add, 5, "vnic-a", STATE_LIVE));
+    assert_eq!(replace_of(&c), vec![(5, false)]);
+    assert_eq!(h.phase("vnic-a"), Phase::Ready);
+    // Renumbered: its flows on 5 carry traffic until the new ones are in.
+    h.feed(ps(PortReason::Delete, 5, "vnic-a", STATE_LIVE));
+    let c = h.feed(ps(PortReason::Add, 7, "vnic-a", STATE_LIVE));
+    assert_eq!(replace_of(&c), vec![(7, true)]);
+}
