@@ -243,12 +243,16 @@ impl RunData {
     }
 
     /// The last Ready.
+    // Read by the bench, which is Linux-only.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn last_ready(&self) -> Option<Instant> {
         self.ready_at.iter().flatten().max().copied()
     }
 }
 
 /// What a scenario measured.
+// Partly read by the bench only, which is Linux-only.
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct ScenarioData {
     pub runs: Vec<RunData>,
     pub adds_started: Instant,

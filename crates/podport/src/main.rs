@@ -1,7 +1,26 @@
 //! `podport`: the command-line front of the podport engine.
 
 mod agent;
+#[cfg(unix)]
 mod bench;
+/// The bench starts a private Open vSwitch and reads `/proc`: Linux only.
+#[cfg(not(unix))]
+mod bench {
+    #[derive(clap::Args, Debug)]
+    pub struct Args {}
+
+    pub async fn run(_: Args) -> anyhow::Result<()> {
+        anyhow::bail!("podport bench runs on Linux: it starts a private Open vSwitch")
+    }
+
+    /// What the demo samples for the bench; nothing to sample here.
+    #[derive(Clone, Debug, Default)]
+    pub struct CpuSample;
+
+    pub fn cpu_sample() -> CpuSample {
+        CpuSample
+    }
+}
 mod client;
 mod control;
 mod demo;
