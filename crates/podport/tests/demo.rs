@@ -160,22 +160,35 @@ fn bench_quick_writes_the_marked_section_and_keeps_the_rest() {
     );
     assert!(!written.contains("old table"), "{written}");
     let sec = section(&written);
-    for row in [
-        "| 1 | stall survival",
-        "| 2 | reaction",
-        "| 3 | bulk",
-        "| 4 | cost",
+    for (row, n) in [
+        ("| 1 | single Pod on an idle switch", 1),
+        ("| 2 | bulk", 1),
+        ("| 3 | stall", 1),
+        ("| 3b | stall", 1),
+        ("| 4 | throughput", 1),
+        ("| 5 | CPU per Pod", 1),
+        ("| 6 | memory", 1),
+        ("| 6b | memory", 1),
+        ("| 7 | journal: durable appends, batches of", 3),
     ] {
         assert_eq!(
             sec.lines().filter(|l| l.starts_with(row)).count(),
-            1,
+            n,
             "{row}: {sec}"
         );
     }
     assert!(!sec.contains("NaN") && !sec.contains("inf"), "{sec}");
     // The same table went to stdout.
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("| 3 | bulk"), "{stdout}");
+    assert!(stdout.contains("| 2 | bulk"), "{stdout}");
+    // The charts went next to the file, and are SVG documents.
+    for chart in ["bench-stall-cdf.svg", "bench-bulk-stages.svg"] {
+        let svg = std::fs::read_to_string(dir.path().join(chart)).expect(chart);
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{chart}: {svg}"
+        );
+    }
 
     // A missing file is created with the section alone.
     let fresh = dir.path().join("new").join("b.md");
@@ -192,7 +205,7 @@ fn assert_section_rows(file: &Path) {
         sec.lines()
             .filter(|l| l.starts_with("| ") && l.as_bytes().get(2).is_some_and(u8::is_ascii_digit))
             .count(),
-        4,
+        11,
         "{sec}"
     );
 }
