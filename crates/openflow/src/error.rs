@@ -29,6 +29,10 @@ pub enum DecodeError {
     /// A field holds a value the layout does not allow (for example a match that is not OXM).
     #[error("bad value in {what}: {value:#x}")]
     BadValue { what: &'static str, value: u64 },
+    /// An OXM field that the protocol defines without a mask (`in_port`, `eth_type`) arrived
+    /// with its has-mask bit set.
+    #[error("OXM field {field} takes no mask")]
+    MaskNotAllowed { field: &'static str },
 }
 
 /// A message that cannot be put on the wire.

@@ -107,14 +107,21 @@ impl OxmField {
                 })
             }
         };
-        let masked_ok = !matches!(field, OXM_IN_PORT | OXM_ETH_TYPE);
+        if has_mask {
+            match field {
+                OXM_IN_PORT => return Err(DecodeError::MaskNotAllowed { field: "in_port" }),
+                OXM_ETH_TYPE => return Err(DecodeError::MaskNotAllowed { field: "eth_type" }),
+                _ => {}
+            }
+        }
+        // A masked field carries the value and then a mask of the same size.
         let want = if has_mask { value_len * 2 } else { value_len };
-        if len != want || (has_mask && !masked_ok) {
+        if len != want {
             return Err(DecodeError::BadLength {
                 what: "OXM field",
                 declared: len,
-                min: value_len,
-                max: value_len,
+                min: want,
+                max: want,
             });
         }
         let mac = |v: &mut Reader<'_>| -> Result<(MacAddr, Option<MacAddr>), DecodeError> {

@@ -1485,13 +1485,11 @@ fn flow_mod_frame(version: u8, oxm: &[u8], instructions: &[u8]) -> Vec<u8> {
 #[test]
 fn oxm_fields_with_wrong_lengths_are_rejected() {
     #[rustfmt::skip]
-    let cases: [(&str, Vec<u8>); 8] = [
+    let cases: [(&str, Vec<u8>); 6] = [
         ("in_port length 5", vec![0x80, 0x00, 0x00, 0x05, 0, 0, 0, 1, 0]),
         ("in_port length 2", vec![0x80, 0x00, 0x00, 0x02, 0, 1]),
-        ("in_port masked", vec![0x80, 0x00, 0x01, 0x08, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]),
         ("eth_dst length 7", vec![0x80, 0x00, 0x06, 0x07, 1, 2, 3, 4, 5, 6, 7]),
         ("eth_src masked length 6", vec![0x80, 0x00, 0x09, 0x06, 1, 2, 3, 4, 5, 6]),
-        ("eth_type masked", vec![0x80, 0x00, 0x0b, 0x04, 0x08, 0x00, 0xff, 0xff]),
         ("ipv4_dst length 3", vec![0x80, 0x00, 0x18, 0x03, 10, 0, 0]),
         ("arp_spa masked length 4", vec![0x80, 0x00, 0x2d, 0x04, 10, 0, 0, 1]),
     ];
@@ -1527,6 +1525,63 @@ fn oxm_fields_with_wrong_lengths_are_rejected() {
         ))
         .is_ok());
     }
+}
+
+/// The length error of a masked field gives the masked length (value and mask), and a mask on
+/// a field that takes none is its own error rather than a length error.
+#[test]
+fn oxm_errors_say_what_is_wrong_with_a_mask() {
+    #[rustfmt::skip]
+    let cases: [(&str, Vec<u8>, DecodeError); 6] = [
+        // eth_src with the has-mask bit and only 6 bytes: a masked MAC takes 12.
+        ("eth_src masked length 6", vec![0x80, 0x00, 0x09, 0x06, 1, 2, 3, 4, 5, 6],
+         DecodeError::BadLength { what: "OXM field", declared: 6, min: 12, max: 12 }),
+        // arp_spa masked with 4 bytes: a masked IPv4 address takes 8.
+        ("arp_spa masked length 4", vec![0x80, 0x00, 0x2d, 0x04, 10, 0, 0, 1],
+         DecodeError::BadLength { what: "OXM field", declared: 4, min: 8, max: 8 }),
+        // ipv4_src masked with 12 bytes: too long, still reported against 8.
+        ("ipv4_src masked length 12",
+         vec![0x80, 0x00, 0x17, 0x0c, 10, 0, 0, 1, 255, 255, 255, 0, 0, 0, 0, 0],
+         DecodeError::BadLength { what: "OXM field", declared: 12, min: 8, max: 8 }),
+        // Unmasked lengths are still reported against the value length.
+        ("eth_dst length 7", vec![0x80, 0x00, 0x06, 0x07, 1, 2, 3, 4, 5, 6, 7],
+         DecodeError::BadLength { what: "OXM field", declared: 7, min: 6, max: 6 }),
+        // in_port and eth_type have no mask in OpenFlow, whatever the length.
+        ("in_port masked", vec![0x80, 0x00, 0x01, 0x08, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff],
+         DecodeError::MaskNotAllowed { field: "in_port" }),
+        ("eth_type masked", vec![0x80, 0x00, 0x0b, 0x04, 0x08, 0x00, 0xff, 0xff],
+         DecodeError::MaskNotAllowed { field: "eth_type" }),
+    ];
+    for v in VERSIONS {
+        for (what, oxm, want) in &cases {
+            let err = decode(&flow_mod_frame(v, oxm, &[])).unwrap_err();
+            assert_eq!(&err, want, "{what}");
+        }
+    }
+    assert_eq!(
+        DecodeError::MaskNotAllowed { field: "in_port" }.to_string(),
+        "OXM field in_port takes no mask"
+    );
+    // The exact frame of the first case, in full.
+    #[rustfmt::skip]
+    let f: [u8; 64] = [
+        0x04, 0x0e, 0x00, 0x40, 0x00, 0x00, 0x00, 0x01, // 1.3 FLOW_MOD, length 64, xid 1
+        0, 0, 0, 0, 0, 0, 0, 0,                         // cookie
+        0, 0, 0, 0, 0, 0, 0, 0,                         // cookie_mask
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00,             // table, command, idle, hard
+        0x00, 0x00,                                     // priority
+        0xff, 0xff, 0xff, 0xff,                         // buffer_id
+        0xff, 0xff, 0xff, 0xff,                         // out_port
+        0xff, 0xff, 0xff, 0xff,                         // out_group
+        0x00, 0x00, 0x00, 0x00,                         // flags, importance
+        0x00, 0x01, 0x00, 0x0e,                         // match OXM, length 14
+        0x80, 0x00, 0x09, 0x06, 1, 2, 3, 4, 5, 6,       // eth_src, has-mask, length 6
+        0, 0,                                           // pad to 8
+    ];
+    assert_eq!(
+        decode(&f).unwrap_err().to_string(),
+        "bad length in OXM field: declared 6, allowed 12..=12"
+    );
 }
 
 #[test]
