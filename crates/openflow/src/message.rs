@@ -4,6 +4,7 @@
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use tracing::warn;
 
 use crate::bundle::{BundleAdd, BundleControl};
 use crate::error::{DecodeError, EncodeError};
@@ -105,6 +106,12 @@ impl Hello {
         }
     }
 
+    /// Reads the elements of a HELLO body. Like OVS, a malformed element does not fail the
+    /// HELLO: it is skipped with a warning, and when no usable version bitmap remains the
+    /// version is negotiated from the header ([`Hello::peer_versions`]). An element whose
+    /// length is impossible (below 4, or past the body) ends the walk, since the next element
+    /// cannot be found; a bitmap element with no whole word, a partial word, or no bit set is
+    /// ignored.
     fn decode(body: &[u8]) -> Result<Hello, DecodeError> {
         let mut r = Reader::new(body, "HELLO");
         let mut versions = None;
@@ -116,20 +123,33 @@ impl Hello {
             let mut head = Reader::new(r.bytes_peek(4)?, "HELLO element");
             let elem_type = head.u16()?;
             let len = usize::from(head.u16()?);
-            let span = pad8(len).min(r.remaining()).max(len);
-            let mut e = r.sub(span, 4, "HELLO element")?;
-            if len < 4 {
-                return Err(DecodeError::BadLength {
-                    what: "HELLO element",
-                    declared: len,
-                    min: 4,
-                    max: span,
-                });
+            if len < 4 || len > r.remaining() {
+                warn!(
+                    elem_type,
+                    len,
+                    remaining = r.remaining(),
+                    "HELLO element with an impossible length: it and what follows are ignored"
+                );
+                break;
             }
+            // An element occupies its length rounded up to 8; the last may omit the padding.
+            let mut e = r.sub(pad8(len).min(r.remaining()), len, "HELLO element")?;
             e.skip(4)?;
-            if elem_type == HELLO_ELEM_VERSIONBITMAP && len >= 8 {
-                // Only the first word matters: it covers wire versions 0 to 31.
-                versions = Some(e.u32()?);
+            if elem_type != HELLO_ELEM_VERSIONBITMAP {
+                continue;
+            }
+            let bitmap_len = len - 4;
+            if bitmap_len == 0 || bitmap_len % 4 != 0 {
+                warn!(
+                    len,
+                    "HELLO version bitmap is not whole 32-bit words: ignored"
+                );
+                continue;
+            }
+            // Only the first word matters: it covers wire versions 0 to 31.
+            match e.u32()? {
+                0 => warn!("HELLO version bitmap has no version set: ignored"),
+                bitmap => versions = Some(bitmap),
             }
         }
         Ok(Hello { versions })

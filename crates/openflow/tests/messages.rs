@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use bytes::{Bytes, BytesMut};
 use podport_openflow::{
-    decode, encode, encode_into, msg_type, Action, DecodeError, EncodeError, ErrorMsg,
+    decode, encode, encode_into, msg_type, negotiate, Action, DecodeError, EncodeError, ErrorMsg,
     EthernetProps, FeaturesReply, FlowMod, FlowModCommand, FlowModFlags, Header, Hello,
     Instruction, MacAddr, Message, MultipartReply, MultipartReplyBody, MultipartRequest, OxmField,
     Port, PortConfig, PortNo, PortReason, PortState, PortStatus, SwitchConfig, Version,
@@ -279,8 +279,9 @@ fn hello_without_and_with_bitmap() {
         ];
         assert_eq!(bytes, expected);
         assert_length_mismatch_rejected(&bytes);
-        // A body shorter than an element header is tolerated padding; a cut element is not.
-        assert_eq!(ok_prefixes(&bytes), vec![8, 9, 10, 11]);
+        // A body shorter than an element header is tolerated padding; a cut element is
+        // skipped (the version then comes from the header), so every prefix decodes.
+        assert_eq!(ok_prefixes(&bytes), (8..bytes.len()).collect::<Vec<_>>());
     }
 }
 
@@ -312,25 +313,48 @@ fn hello_elements_skip_unknown_and_read_the_first_bitmap_word() {
     );
 }
 
+/// A malformed HELLO element does not fail the HELLO: as in OVS, it is skipped (with a
+/// warning) and, without a usable bitmap, the version is negotiated from the header.
 #[test]
-fn hello_bad_element_lengths() {
-    for (what, body) in [
-        ("length 0", vec![0, 1, 0, 0, 0, 0, 0, 0]),
-        ("length 3", vec![0, 1, 0, 3, 0, 0, 0, 0]),
-        ("past the message", vec![0, 1, 0, 16, 0, 0, 0, 0x10]),
-    ] {
-        let f = frame(0x04, msg_type::HELLO, 1, &body);
-        assert!(
-            matches!(
-                decode(&f),
-                Err(DecodeError::BadLength {
-                    what: "HELLO element",
-                    ..
-                })
-            ),
-            "{what}: {:?}",
-            decode(&f)
-        );
+fn hello_malformed_elements_are_skipped_and_the_header_version_negotiates() {
+    let ours = [Version::Of13, Version::Of15];
+    #[rustfmt::skip]
+    let cases: [(&str, &str, Option<u32>, Option<Version>); 8] = [
+        // 1.3 header, element of length 0.
+        ("length 0", "04000010000000010001000000000000", None, Some(Version::Of13)),
+        // 1.5 header, element of length 3.
+        ("length 3", "06000010000000010001000300000000", None, Some(Version::Of15)),
+        // 1.3 header, element of length 16 in an 8-byte body.
+        ("past the message", "04000010000000010001001000000010", None, Some(Version::Of13)),
+        // 1.5 header, bitmap element of length 6: half a word.
+        ("half a bitmap word", "06000010000000010001000600500000", None, Some(Version::Of15)),
+        // 1.5 header, bitmap element of length 10: a word and a half.
+        ("bitmap 1.5 words", "06000018000000010001000a000000500000000000000000", None,
+         Some(Version::Of15)),
+        // 1.5 header, a bitmap with no version set.
+        ("zero bitmap", "06000010000000010001000800000000", None, Some(Version::Of15)),
+        // 1.5 header, a valid bitmap (1.3 only) and then an element of length 2: the bitmap
+        // read before the bad element stands.
+        ("bad after bitmap", "060000180000000100010008000000100007000200000000",
+         Some(0x10), Some(Version::Of13)),
+        // 1.3 header, a bad element first: the walk stops there, the header decides.
+        ("bad before bitmap", "040000180000000100070002000000000001000800000040",
+         None, Some(Version::Of13)),
+    ];
+    for (what, hex_frame, versions, negotiated) in cases {
+        let f = hex::decode(hex_frame).unwrap();
+        let (header, msg) = decode(&f).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(msg, Message::Hello(Hello { versions }), "{what}");
+        let Message::Hello(hello) = msg else {
+            unreachable!()
+        };
+        if let Some(want) = negotiated {
+            assert_eq!(
+                negotiate(&ours, &hello, header.version),
+                Some(want),
+                "{what}"
+            );
+        }
     }
 }
 
