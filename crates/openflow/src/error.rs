@@ -29,6 +29,10 @@ pub enum DecodeError {
     /// A field holds a value the layout does not allow (for example a match that is not OXM).
     #[error("bad value in {what}: {value:#x}")]
     BadValue { what: &'static str, value: u64 },
+    /// Bytes after the end of a message whose body has a fixed size (OVS answers such a
+    /// message with `OFPBRC_BAD_LEN`).
+    #[error("{what} has {extra} trailing bytes after its fixed-size body")]
+    TrailingBytes { what: &'static str, extra: usize },
     /// An OXM field that the protocol defines without a mask (`in_port`, `eth_type`) arrived
     /// with its has-mask bit set.
     #[error("OXM field {field} takes no mask")]

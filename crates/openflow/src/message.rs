@@ -271,6 +271,8 @@ impl FeaturesReply {
             },
         };
         r.skip(4)?; // reserved
+                    // In 1.3 and later the ports are no longer part of FEATURES_REPLY.
+        r.finish("FEATURES_REPLY")?;
         Ok(out)
     }
 
@@ -297,10 +299,12 @@ pub struct SwitchConfig {
 impl SwitchConfig {
     fn decode(body: &[u8], what: &'static str) -> Result<SwitchConfig, DecodeError> {
         let mut r = Reader::new(body, what);
-        Ok(SwitchConfig {
+        let out = SwitchConfig {
             flags: r.u16()?,
             miss_send_len: r.u16()?,
-        })
+        };
+        r.finish(what)?;
+        Ok(out)
     }
 }
 
@@ -439,6 +443,7 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
         ECHO_REPLY => Message::EchoReply(Bytes::copy_from_slice(body)),
         FEATURES_REQUEST => {
             version()?;
+            empty_body(body, "FEATURES_REQUEST")?;
             Message::FeaturesRequest
         }
         FEATURES_REPLY => {
@@ -447,6 +452,7 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
         }
         GET_CONFIG_REQUEST => {
             version()?;
+            empty_body(body, "GET_CONFIG_REQUEST")?;
             Message::GetConfigRequest
         }
         GET_CONFIG_REPLY => {
@@ -463,10 +469,12 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
         MULTIPART_REPLY => Message::MultipartReply(decode_mp_reply(body, version()?)?),
         BARRIER_REQUEST => {
             version()?;
+            empty_body(body, "BARRIER_REQUEST")?;
             Message::BarrierRequest
         }
         BARRIER_REPLY => {
             version()?;
+            empty_body(body, "BARRIER_REPLY")?;
             Message::BarrierReply
         }
         BUNDLE_CONTROL if header.version == Version::Of15.wire() => {
@@ -481,6 +489,11 @@ pub fn decode(frame: &[u8]) -> Result<(Header, Message), DecodeError> {
         },
     };
     Ok((header, msg))
+}
+
+/// Messages without a body (OVS's "void") must have none: OVS answers `OFPBRC_BAD_LEN`.
+fn empty_body(body: &[u8], what: &'static str) -> Result<(), DecodeError> {
+    Reader::new(body, what).finish(what)
 }
 
 fn decode_mp_request(body: &[u8], version: Version) -> Result<MultipartRequest, DecodeError> {

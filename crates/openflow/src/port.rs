@@ -294,6 +294,18 @@ impl PortStatus {
         let reason = PortReason::from_wire(r.u8()?);
         r.skip(7)?;
         let port = Port::decode(&mut r, version)?;
+        match version {
+            // The 1.3 body is fixed: reason, pad and one 64-byte port.
+            Version::Of13 => r.finish("PORT_STATUS")?,
+            // In 1.5 OVS's layout is the 48-byte head and port then any multiple of 8 bytes
+            // (the port's properties); bytes after the port that keep that shape are ignored
+            // as OVS ignores them, any other count is an error as in OVS.
+            Version::Of15 => {
+                if (body.len() - (8 + PORT_HEAD_LEN_OF15)) % 8 != 0 {
+                    r.finish("PORT_STATUS")?;
+                }
+            }
+        }
         Ok(PortStatus { reason, port })
     }
 

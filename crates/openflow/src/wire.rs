@@ -71,6 +71,14 @@ impl<'a> Reader<'a> {
         out
     }
 
+    /// Checks that nothing is left: a message of fixed size must end where its body does.
+    pub(crate) fn finish(&self, what: &'static str) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            extra => Err(DecodeError::TrailingBytes { what, extra }),
+        }
+    }
+
     /// Splits off a fixed-size structure of `len` bytes; too few bytes is `Truncated`.
     pub(crate) fn fixed(
         &mut self,

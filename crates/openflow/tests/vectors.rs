@@ -781,3 +781,84 @@ fn set_async_vectors_are_unknown_and_survive_a_round_trip() {
         );
     }
 }
+
+/// `bytes` with `extra` appended and the header length patched.
+fn with_trailing(mut bytes: Vec<u8>, extra: &[u8]) -> Vec<u8> {
+    bytes.extend_from_slice(extra);
+    let len = u16::try_from(bytes.len()).unwrap();
+    bytes[2..4].copy_from_slice(&len.to_be_bytes());
+    bytes
+}
+
+/// Messages whose body has a fixed size reject bytes after it, naming the message and the
+/// count, as OVS answers them with OFPBRC_BAD_LEN. 1.5 PORT_STATUS follows OVS's layout
+/// (head and port, then any multiple of 8 bytes): 8 more bytes are ignored, 3 are an error.
+#[test]
+fn trailing_bytes_after_a_fixed_size_body_are_a_typed_error() {
+    use podport_openflow::DecodeError;
+    #[rustfmt::skip]
+    let cases: [(&str, &str, &'static str, usize); 12] = [
+        // 1.3 FEATURES_REQUEST, BARRIER_REQUEST/REPLY, GET_CONFIG_REQUEST: no body at all.
+        ("features request +1", "040500090000000100", "FEATURES_REQUEST", 1),
+        ("get config request +4", "0407000c0000000100000000", "GET_CONFIG_REQUEST", 4),
+        ("barrier request +1", "061400090000000100", "BARRIER_REQUEST", 1),
+        ("barrier reply +8", "04150010000000010000000000000000", "BARRIER_REPLY", 8),
+        // 1.3 FEATURES_REPLY: 24 bytes, then 8 more (the 1.0 port list has no place in 1.3).
+        ("features reply +8",
+         "0406002800000001000000000000000100000100fe00000000000047000000000000000000000000",
+         "FEATURES_REPLY", 8),
+        ("features reply +1 (1.5)",
+         "0606002100000001000000000000000100000100fe000000000000470000000000",
+         "FEATURES_REPLY", 1),
+        // GET_CONFIG_REPLY / SET_CONFIG: 4 bytes, then 2 or 4 more.
+        ("get config reply +2", "0408000e00000001000000800000", "GET_CONFIG_REPLY", 2),
+        ("set config +4", "0409001000000001000000800000ffff", "SET_CONFIG", 4),
+        ("set config +1 (1.5)", "0609000d00000001000000800a", "SET_CONFIG", 1),
+        ("barrier reply +2 (1.5)", "0615000a000000010000", "BARRIER_REPLY", 2),
+        ("get config request +1 (1.5)", "060700090000000100", "GET_CONFIG_REQUEST", 1),
+        ("features request +3 (1.5)", "0605000b00000001000000", "FEATURES_REQUEST", 3),
+    ];
+    for (name, hex_frame, what, extra) in cases {
+        let f = hex::decode(hex_frame).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            decode(&f).unwrap_err(),
+            DecodeError::TrailingBytes { what, extra },
+            "{name}"
+        );
+        // Without the extra bytes the same frame decodes.
+        let fixed = with_trailing(f[..f.len() - extra].to_vec(), &[]);
+        assert!(decode(&fixed).is_ok(), "{name}: {:?}", decode(&fixed));
+    }
+    assert_eq!(
+        DecodeError::TrailingBytes {
+            what: "BARRIER_REPLY",
+            extra: 8
+        }
+        .to_string(),
+        "BARRIER_REPLY has 8 trailing bytes after its fixed-size body"
+    );
+
+    // PORT_STATUS 1.3: reason, pad and one 64-byte port; anything after is an error.
+    for extra in [&[0u8][..], &[0; 8]] {
+        let f = with_trailing(vector("of13-port-status-add"), extra);
+        assert_eq!(
+            decode(&f).unwrap_err(),
+            DecodeError::TrailingBytes {
+                what: "PORT_STATUS",
+                extra: extra.len()
+            }
+        );
+    }
+    // PORT_STATUS 1.5: 8 trailing bytes keep OVS's shape and are ignored; 3 are an error.
+    let (_, add) = port_status("of15-port-status-add");
+    let f = with_trailing(vector("of15-port-status-add"), &[0; 8]);
+    assert_eq!(decode(&f).unwrap().1, Message::PortStatus(add));
+    let f = with_trailing(vector("of15-port-status-add"), &[0; 3]);
+    assert_eq!(
+        decode(&f).unwrap_err(),
+        DecodeError::TrailingBytes {
+            what: "PORT_STATUS",
+            extra: 3
+        }
+    );
+}
