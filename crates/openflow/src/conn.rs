@@ -453,7 +453,9 @@ impl Connection {
 
     /// Asks for every port. The reply comes as `Event::Reply { xid, Reply::PortDesc }`.
     pub fn request_port_desc(&mut self) -> Result<u32, RequestError> {
-        let xid = self.send_request(&Message::MultipartRequest(MultipartRequest::PortDesc))?;
+        let xid = self.send_request(&Message::MultipartRequest(MultipartRequest::PortDesc {
+            more: false,
+        }))?;
         self.pending.push_back((xid, Pending::PortDesc(Vec::new())));
         Ok(xid)
     }
@@ -1191,7 +1193,7 @@ mod tests {
             vec![(
                 0x06,
                 xid,
-                Message::MultipartRequest(MultipartRequest::PortDesc)
+                Message::MultipartRequest(MultipartRequest::PortDesc { more: false })
             )]
         );
         let part = |more, ports: Vec<Port>| {

@@ -317,7 +317,10 @@ pub const MPF_MORE: u16 = 1;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MultipartRequest {
     /// Every port (`OFPP_ANY`). In 1.5 the request carries an 8-byte body that OVS requires.
-    PortDesc,
+    /// `more` is `OFPMPF_REQ_MORE` (more request parts follow under the same xid); podport
+    /// never sets it, but a decoded request keeps it. Any other flag bit makes the request
+    /// `Other`, which keeps the flags as sent.
+    PortDesc { more: bool },
     /// Flows passing a filter: `OFPMP_FLOW` in 1.3, `OFPMP_FLOW_DESC` in 1.5 (same body). A
     /// type-1 request whose body is not a valid `ofp_flow_stats_request` is a decode error.
     FlowDesc(FlowDescRequest),
@@ -505,11 +508,12 @@ fn decode_mp_request(body: &[u8], version: Version) -> Result<MultipartRequest, 
     if mp_type == MP_FLOW_DESC {
         return Ok(MultipartRequest::FlowDesc(FlowDescRequest::decode(rest)?));
     }
-    if mp_type == MP_PORT_DESC {
+    if mp_type == MP_PORT_DESC && flags & !MPF_MORE == 0 {
+        let more = flags & MPF_MORE != 0;
         match version {
-            Version::Of13 if rest.is_empty() => return Ok(MultipartRequest::PortDesc),
+            Version::Of13 if rest.is_empty() => return Ok(MultipartRequest::PortDesc { more }),
             Version::Of15 if rest.len() == 8 && rest[..4] == PortNo::ANY.0.to_be_bytes() => {
-                return Ok(MultipartRequest::PortDesc)
+                return Ok(MultipartRequest::PortDesc { more })
             }
             _ => {}
         }
@@ -599,9 +603,9 @@ pub fn encode_into(
             Message::MultipartRequest(req) => {
                 let ver = v()?;
                 match req {
-                    MultipartRequest::PortDesc => {
+                    MultipartRequest::PortDesc { more } => {
                         buf.put_u16(MP_PORT_DESC);
-                        buf.put_u16(0);
+                        buf.put_u16(if *more { MPF_MORE } else { 0 });
                         put_zeros(buf, 4);
                         if ver == Version::Of15 {
                             buf.put_u32(PortNo::ANY.0);

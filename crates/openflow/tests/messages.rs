@@ -239,7 +239,7 @@ fn version_dependent_messages_reject_other_versions() {
             miss_send_len: 128,
         }),
         Message::FlowMod(FlowMod::add(0)),
-        Message::MultipartRequest(MultipartRequest::PortDesc),
+        Message::MultipartRequest(MultipartRequest::PortDesc { more: false }),
     ] {
         assert!(
             matches!(
@@ -765,7 +765,7 @@ fn of15_unknown_port_property_is_skipped() {
 
 #[test]
 fn port_desc_request() {
-    let req = Message::MultipartRequest(MultipartRequest::PortDesc);
+    let req = Message::MultipartRequest(MultipartRequest::PortDesc { more: false });
     #[rustfmt::skip]
     let of13 = [
         0x04, 0x12, 0x00, 0x10, 0x00, 0x00, 0x00, 0x04, // header: MULTIPART_REQUEST, length 16
@@ -813,6 +813,35 @@ fn port_desc_request() {
             body: Bytes::from_static(&[0, 0, 0, 5, 0, 0, 0, 0]),
         })
     );
+}
+
+/// OFPMPF_REQ_MORE on a PORT_DESC request survives decoding and encoding; another flag bit
+/// leaves the request `Other`, flags and all.
+#[test]
+fn port_desc_request_keeps_req_more() {
+    let more = Message::MultipartRequest(MultipartRequest::PortDesc { more: true });
+    for (v, hex_frame) in [
+        // 1.3: MULTIPART_REQUEST, length 16, xid 4, type PORT_DESC, flags REQ_MORE, pad.
+        (0x04, "0412001000000004000d000100000000"),
+        // 1.5: the same with port_no ANY and pad.
+        (0x06, "0612001800000004000d000100000000ffffffff00000000"),
+    ] {
+        let f = hex::decode(hex_frame).unwrap();
+        assert_eq!(decode(&f).unwrap().1, more, "{v:#x}");
+        assert_eq!(&encode(&more, v, 4).unwrap()[..], &f[..], "{v:#x}");
+    }
+    // Flags 0x0002 (not defined): the request is kept as sent.
+    let f = hex::decode("0412001000000004000d000200000000").unwrap();
+    let (_, msg) = decode(&f).unwrap();
+    assert_eq!(
+        msg,
+        Message::MultipartRequest(MultipartRequest::Other {
+            mp_type: 13,
+            flags: 2,
+            body: Bytes::new(),
+        })
+    );
+    assert_eq!(&encode(&msg, 0x04, 4).unwrap()[..], &f[..]);
 }
 
 #[test]

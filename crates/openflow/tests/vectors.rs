@@ -719,13 +719,13 @@ fn client_messages_encode_to_the_captured_bytes() {
         ),
         (
             "of13-port-desc-request",
-            Message::MultipartRequest(MultipartRequest::PortDesc),
+            Message::MultipartRequest(MultipartRequest::PortDesc { more: false }),
             0x04,
             4,
         ),
         (
             "of15-port-desc-request",
-            Message::MultipartRequest(MultipartRequest::PortDesc),
+            Message::MultipartRequest(MultipartRequest::PortDesc { more: false }),
             0x06,
             4,
         ),

@@ -111,7 +111,7 @@ fn serve(
             Message::BarrierRequest => send(&Message::BarrierReply, h.xid)?,
             Message::MultipartRequest(r) => {
                 let body = match r {
-                    MultipartRequest::PortDesc => MultipartReplyBody::PortDesc(Vec::new()),
+                    MultipartRequest::PortDesc { .. } => MultipartReplyBody::PortDesc(Vec::new()),
                     MultipartRequest::FlowDesc(_) => MultipartReplyBody::FlowDesc(Vec::new()),
                     MultipartRequest::Other { mp_type, .. } => MultipartReplyBody::Other {
                         mp_type,
