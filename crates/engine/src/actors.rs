@@ -1267,6 +1267,7 @@ mod tests {
                 config: PortConfig::empty(),
                 state: PortState::LIVE,
                 ethernet: None,
+                other_properties: Default::default(),
             },
         })
     }

@@ -3,9 +3,10 @@
 //!
 //! - [`decode`] / [`encode`] turn one whole frame into a typed [`Message`] and back. Decoding
 //!   validates every length before using it: a bad frame is a [`DecodeError`], never a panic,
-//!   and nothing is allocated beyond the frame's own size. Unknown message types, properties,
-//!   match fields, instructions and actions are kept as `Unknown` values and skipped by the
-//!   connection, not treated as errors.
+//!   and nothing is allocated beyond the frame's own size. Unknown message types, match
+//!   fields, instructions and actions are kept as `Unknown` values and skipped by the
+//!   connection, not treated as errors; 1.5 port properties other than Ethernet keep their
+//!   bytes in [`Port::other_properties`] and are encoded back.
 //! - [`OfFramer`] splits a byte stream into frames (rejecting lengths below 8).
 //! - [`conn::Connection`] is the protocol core: handshake, xids, reply matching, multipart
 //!   assembly (PORT_DESC, flow descriptions), atomic flow mod batches in 1.5 bundles, echo,

@@ -2,11 +2,12 @@
 //!
 //! OpenFlow 1.3 describes a port in a fixed 64-byte structure; 1.5 uses a 40-byte head plus
 //! properties, of which OVS sends exactly one, the 32-byte Ethernet property. Both decode to
-//! [`Port`]. Unknown 1.5 properties are skipped.
+//! [`Port`]. Other 1.5 properties (optical, experimenter, unknown) keep their bytes in
+//! [`Port::other_properties`] and are encoded back after the Ethernet property.
 
 use std::fmt;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::types::{flag_names, MacAddr, PortConfig, PortNo, PortState, Version};
@@ -47,6 +48,11 @@ pub struct Port {
     pub state: PortState,
     /// Always present in 1.3; in 1.5 present when the switch sent the Ethernet property.
     pub ethernet: Option<EthernetProps>,
+    /// 1.5 only: the properties other than Ethernet, as sent (each with its header and
+    /// padding, in their order), so they survive a round trip. Encoding puts them after the
+    /// Ethernet property, where the specification and OVS place them; 1.3 has no properties,
+    /// so they are not encoded there. Empty in 1.3 and when the switch sent none.
+    pub other_properties: Bytes,
 }
 
 impl Port {
@@ -59,6 +65,7 @@ impl Port {
             config: PortConfig::empty(),
             state: PortState::empty(),
             ethernet: Some(EthernetProps::default()),
+            other_properties: Bytes::new(),
         }
     }
 
@@ -82,6 +89,7 @@ impl Port {
                     config,
                     state,
                     ethernet,
+                    other_properties: Bytes::new(),
                 })
             }
             Version::Of15 => {
@@ -98,6 +106,7 @@ impl Port {
                 let config = PortConfig::from_bits_retain(p.u32()?);
                 let state = PortState::from_bits_retain(p.u32()?);
                 let mut ethernet = None;
+                let mut other = Vec::new();
                 while !p.is_empty() {
                     let mut head = Reader::new(p.bytes_peek(4)?, "port property");
                     let ptype = head.u16()?;
@@ -125,8 +134,10 @@ impl Port {
                         }
                         prop.skip(8)?; // type, length, pad
                         ethernet = Some(decode_ethernet_fields(&mut prop)?);
+                    } else {
+                        // Optical, experimenter or unknown: kept as sent, padding included.
+                        other.extend_from_slice(prop.clone_slice());
                     }
-                    // Other properties (optical, experimenter) are skipped on purpose.
                 }
                 Ok(Port {
                     port_no,
@@ -135,6 +146,7 @@ impl Port {
                     config,
                     state,
                     ethernet,
+                    other_properties: Bytes::from(other),
                 })
             }
         }
@@ -168,6 +180,7 @@ impl Port {
                     put_zeros(buf, 4);
                     encode_ethernet_fields(buf, e);
                 }
+                buf.put_slice(&self.other_properties);
                 patch_len16(buf, start, 4, "ofp_port")?;
             }
         }

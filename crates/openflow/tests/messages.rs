@@ -601,6 +601,7 @@ fn veth0(reason: PortReason) -> PortStatus {
                 curr_speed: 10_000_000,
                 max_speed: 25_000_000,
             }),
+            other_properties: Bytes::new(),
         },
     }
 }
@@ -722,7 +723,7 @@ fn of15_port_property_lengths() {
 }
 
 #[test]
-fn of15_unknown_port_property_is_skipped() {
+fn of15_unknown_port_property_before_ethernet_is_kept() {
     // Head (40) + experimenter property (12, padded to 16) + Ethernet property (32) = 88.
     let mut port = PORT_STATUS_OF15[16..56].to_vec();
     port[4..6].copy_from_slice(&88u16.to_be_bytes());
@@ -740,7 +741,14 @@ fn of15_unknown_port_property_is_skipped() {
     let f = frame(0x06, msg_type::PORT_STATUS, 0, &body);
     assert_eq!(f.len(), 104);
     let (_, msg) = decode(&f).unwrap();
-    assert_eq!(msg, Message::PortStatus(veth0(PortReason::Add)));
+    let mut expected = veth0(PortReason::Add);
+    expected.port.other_properties = Bytes::copy_from_slice(&port[40..56]);
+    assert_eq!(msg, Message::PortStatus(expected));
+    // Encoding puts the Ethernet property first, then the kept one: same bytes, that order.
+    let mut ethernet_first = port[..40].to_vec();
+    ethernet_first.extend_from_slice(&PORT_STATUS_OF15[56..88]);
+    ethernet_first.extend_from_slice(&port[40..56]);
+    assert_eq!(&encode(&msg, 0x06, 0).unwrap()[16..], &ethernet_first[..]);
 
     // A 1.5 port with no property at all has no Ethernet data.
     let mut head = PORT_STATUS_OF15[16..56].to_vec();
@@ -757,6 +765,64 @@ fn of15_unknown_port_property_is_skipped() {
         round_trip(&Message::PortStatus(expected), 0x06, 0).len(),
         8 + 8 + 40
     );
+}
+
+/// Properties other than Ethernet keep their bytes (header, body and padding) and a port as
+/// OVS orders it (Ethernet first) encodes back to exactly the bytes it came from, in
+/// PORT_STATUS and in a PORT_DESC reply; a last property without its padding too.
+#[test]
+fn of15_unknown_port_properties_round_trip_byte_for_byte() {
+    #[rustfmt::skip]
+    let mut port = hex::decode(concat!(
+        "00000007", "0068", "0000", "021122334455", "0000",     // port 7, length 104
+        "7665746830000000", "0000000000000000",                 // name "veth0"
+        "00000021", "00000005",                                 // config, state
+        "0000002000000000", "0000284000002841",                 // Ethernet (32 bytes)
+        "0000287f00000008", "00989680017d7840",
+        "ffff000c00002320", "0000000100000000",                 // experimenter: 12, pad 4
+        "0001000e00000000", "0102030405060000",                 // optical (1): 14, pad 2
+    ))
+    .unwrap();
+    assert_eq!(port.len(), 104);
+    let others = port[72..].to_vec();
+
+    let mut status = vec![0u8; 8]; // reason ADD, pad
+    status.extend_from_slice(&port);
+    let f = frame(0x06, msg_type::PORT_STATUS, 9, &status);
+    let (_, msg) = decode(&f).unwrap();
+    let mut expected = veth0(PortReason::Add);
+    expected.port.other_properties = Bytes::from(others.clone());
+    assert_eq!(msg, Message::PortStatus(expected.clone()));
+    assert_eq!(&encode(&msg, 0x06, 9).unwrap()[..], &f[..]);
+
+    let mut reply = hex::decode("000d000000000000").unwrap(); // PORT_DESC, no flags, pad
+    reply.extend_from_slice(&port);
+    reply.extend_from_slice(&PORT_STATUS_OF15[16..]); // a second port without others
+    let f = frame(0x06, msg_type::MULTIPART_REPLY, 3, &reply);
+    let (_, msg) = decode(&f).unwrap();
+    let Message::MultipartReply(MultipartReply {
+        body: MultipartReplyBody::PortDesc(ports),
+        ..
+    }) = &msg
+    else {
+        panic!("{msg:?}")
+    };
+    assert_eq!(ports[0].other_properties, others);
+    assert!(ports[1].other_properties.is_empty());
+    assert_eq!(&encode(&msg, 0x06, 3).unwrap()[..], &f[..]);
+
+    // The last property may omit its padding: kept as sent, and sent back the same.
+    port.truncate(102);
+    port[4..6].copy_from_slice(&102u16.to_be_bytes());
+    let mut status = vec![0u8; 8];
+    status.extend_from_slice(&port);
+    let f = frame(0x06, msg_type::PORT_STATUS, 9, &status);
+    let (_, msg) = decode(&f).unwrap();
+    let Message::PortStatus(ps) = &msg else {
+        panic!("{msg:?}")
+    };
+    assert_eq!(ps.port.other_properties, port[72..]);
+    assert_eq!(&encode(&msg, 0x06, 9).unwrap()[..], &f[..]);
 }
 
 // ---------------------------------------------------------------------------------------------

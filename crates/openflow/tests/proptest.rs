@@ -73,6 +73,7 @@ fn port(version: u8) -> impl Strategy<Value = Port> {
                 } else {
                     eth
                 },
+                other_properties: Default::default(),
             },
         )
 }

@@ -297,6 +297,7 @@ fn port_status_vectors_have_the_captured_fields() {
                     // Dummy netdevs report no features and speed 0; OVS always sends the
                     // Ethernet property in 1.5.
                     ethernet: Some(EthernetProps::default()),
+                    other_properties: Default::default(),
                 },
             },
             "{name}"
@@ -415,6 +416,7 @@ fn port_desc_replies_list_ports_in_wire_order() {
                 config: PortConfig::empty(),
                 state: PortState::LIVE,
                 ethernet: Some(EthernetProps::default()),
+                other_properties: Default::default(),
             })
             .collect();
         assert_eq!(ports, expected, "{name}");

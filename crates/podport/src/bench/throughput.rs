@@ -61,6 +61,7 @@ fn stream_of(n: u64) -> Result<Vec<u8>> {
                     PortState::LINK_DOWN
                 },
                 ethernet: None,
+                other_properties: Default::default(),
             },
         };
         out.extend_from_slice(&frame(&Message::PortStatus(ps), 0)?);
