@@ -8,18 +8,29 @@
 //!
 //! Bounds: a value longer than `max_len` bytes is an error as soon as `max_len` bytes of it
 //! have been scanned, so with `FramedRead` the buffer never holds more than `max_len` plus one
-//! read. Whitespace between values is dropped as it is seen.
+//! read. Whitespace between values is dropped as it is seen. Nesting is bounded too: a value
+//! nested deeper than `max_depth` (by default [`MAX_DEPTH`], ovsdb-server's own limit) is an
+//! error as soon as the bracket that goes too deep is scanned, so serde_json, whose own
+//! recursion limit is lifted for OVSDB input (see [`crate::rpc::parse`]), never recurses
+//! deeper than that.
 //!
 //! After an error the stream is out of step: the connection must be closed.
 
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::Decoder;
 
+/// The deepest nesting of arrays and objects accepted: 1000, as in Open vSwitch's JSON parser
+/// (`lib/json.c`), which accepts a value with 1000 levels of containers and rejects a 1001st
+/// with "input exceeds maximum nesting depth 1000". serde_json's default (128) would reject
+/// messages ovsdb-server itself accepts and sends.
+pub const MAX_DEPTH: usize = 1000;
+
 /// Splits a byte stream into complete top-level JSON values (OVSDB sends them back to back,
 /// no delimiter).
 #[derive(Debug, Clone)]
 pub struct JsonSplitter {
     max_len: usize,
+    max_depth: usize,
     /// Bytes of the current (incomplete) value already scanned, from the buffer's start.
     scanned: usize,
     /// Bracket depth at `scanned`; 0 means no value has started.
@@ -51,6 +62,14 @@ pub enum SplitError {
         /// The offending byte.
         byte: u8,
     },
+    /// A value is nested deeper than `limit` arrays and objects.
+    #[error("JSON value nested deeper than {limit} levels at stream offset {offset}")]
+    TooDeep {
+        /// The configured maximum depth.
+        limit: usize,
+        /// Offset in the stream of the bracket that went one level too deep.
+        offset: usize,
+    },
     /// The stream ended inside a value.
     #[error("stream ended inside a JSON value ({pending} bytes pending)")]
     Truncated {
@@ -64,10 +83,12 @@ impl JsonSplitter {
     /// (about 1 KiB per interface row).
     pub const DEFAULT_MAX_LEN: usize = 64 << 20;
 
-    /// A splitter rejecting values longer than `max_len` bytes.
+    /// A splitter rejecting values longer than `max_len` bytes or nested deeper than
+    /// [`MAX_DEPTH`].
     pub fn new(max_len: usize) -> Self {
         JsonSplitter {
             max_len,
+            max_depth: MAX_DEPTH,
             scanned: 0,
             depth: 0,
             in_string: false,
@@ -76,9 +97,21 @@ impl JsonSplitter {
         }
     }
 
+    /// The same splitter with another nesting bound (at least 1: a top-level value is one
+    /// level). Values parsed with [`crate::rpc::parse`] are still held to [`MAX_DEPTH`].
+    pub fn with_max_depth(mut self, max_depth: usize) -> Self {
+        self.max_depth = max_depth.max(1);
+        self
+    }
+
     /// The configured maximum value size.
     pub fn max_len(&self) -> usize {
         self.max_len
+    }
+
+    /// The configured maximum nesting depth.
+    pub fn max_depth(&self) -> usize {
+        self.max_depth
     }
 }
 
@@ -106,6 +139,44 @@ static STRUCTURAL: [bool; 256] = byte_table(b"\"{}[]");
 
 fn is_json_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Whether `bytes` nest arrays and objects deeper than `limit` levels, counting brackets
+/// outside strings as the splitter does (without validating the JSON). Returns the offset of
+/// the first bracket too deep.
+pub fn too_deep(bytes: &[u8], limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && !STRUCTURAL[usize::from(bytes[i])] {
+            i += 1;
+        }
+        let Some(&b) = bytes.get(i) else {
+            break;
+        };
+        match b {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                if depth == limit {
+                    return Some(i);
+                }
+                depth += 1;
+            }
+            _ => depth = depth.saturating_sub(1),
+        }
+        i += 1;
+    }
+    None
 }
 
 impl Decoder for JsonSplitter {
@@ -171,7 +242,15 @@ impl Decoder for JsonSplitter {
             i += 1;
             match b {
                 b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
+                b'{' | b'[' => {
+                    if self.depth == self.max_depth {
+                        return Err(SplitError::TooDeep {
+                            limit: self.max_depth,
+                            offset: self.offset + i - 1,
+                        });
+                    }
+                    self.depth += 1;
+                }
                 // Only '}' and ']' remain.
                 _ => {
                     self.depth -= 1;
@@ -370,6 +449,59 @@ mod tests {
             assert!(s.decode(&mut buf).unwrap().is_none());
             assert!(buf.is_empty());
         }
+    }
+
+    /// `[[...]]` nested `depth` levels.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut v = vec![b'['; depth];
+        v.extend(std::iter::repeat_n(b']', depth));
+        v
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_passes() {
+        for depth in [1, 128, 999, MAX_DEPTH] {
+            let text = nested(depth);
+            let out = split(&mut JsonSplitter::default(), &[&text]).unwrap();
+            assert_eq!(out, std::slice::from_ref(&text), "depth {depth}");
+            assert_eq!(too_deep(&text, MAX_DEPTH), None);
+        }
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error_naming_it() {
+        let text = nested(MAX_DEPTH + 1);
+        // In one read and byte by byte, after an earlier value (offsets count it).
+        let mut stream = b"{} ".to_vec();
+        stream.extend_from_slice(&text);
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        for chunks in [vec![&stream[..]], bytes] {
+            let err = split(&mut JsonSplitter::default(), &chunks).unwrap_err();
+            assert!(
+                matches!(err, SplitError::TooDeep { limit: MAX_DEPTH, offset } if offset == 3 + MAX_DEPTH),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("1000"), "{err}");
+        }
+        assert_eq!(too_deep(&text, MAX_DEPTH), Some(MAX_DEPTH));
+        // A smaller bound, and brackets in strings do not count.
+        let mut s = JsonSplitter::default().with_max_depth(2);
+        assert_eq!(s.max_depth(), 2);
+        let out = split(&mut s, &[br#"[{"a":"[[[{{{"}]"#]).unwrap();
+        assert_eq!(out.len(), 1);
+        let err = split(&mut JsonSplitter::default().with_max_depth(2), &[b"[[[]]]"]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SplitError::TooDeep {
+                    limit: 2,
+                    offset: 2
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(too_deep(br#"[{"a":"[[[{{{\"\\"}]"#, 2), None);
+        assert_eq!(too_deep(b"[[[]]]", 2), Some(2));
     }
 
     #[test]

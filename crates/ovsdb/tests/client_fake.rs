@@ -1,6 +1,7 @@
 //! Fault cases a real ovsdb-server does not produce (garbage, truncated JSON, a huge string,
 //! a reply to an id never used, a schema without podport's columns, a server without
-//! monitor_cond), against a fake server on loopback TCP.
+//! monitor_cond, JSON nested deeper than ovsdb-server accepts), against a fake server on
+//! loopback TCP.
 
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use podport_ovsdb::client::{
     DisconnectReason, OvsdbClient, OvsdbEvent, OvsdbEventReceiver, OvsdbOptions,
 };
 use podport_ovsdb::conn::SessionError;
+use podport_ovsdb::rpc;
 use podport_ovsdb::schema::SchemaError;
-use podport_ovsdb::splitter::JsonSplitter;
+use podport_ovsdb::splitter::{JsonSplitter, MAX_DEPTH};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -96,7 +98,8 @@ impl FakeServer {
     async fn recv(&mut self) -> Value {
         loop {
             if let Some(msg) = self.splitter.decode(&mut self.buf).unwrap() {
-                return serde_json::from_slice(&msg).unwrap();
+                // Not serde_json::from_slice: its default limit is 128 levels.
+                return rpc::parse_value(&msg).unwrap();
             }
             let n = tokio::time::timeout(BOUND, self.stream.read_buf(&mut self.buf))
                 .await
@@ -381,4 +384,95 @@ async fn a_full_event_channel_drops_changes_then_sends_a_snapshot_with_every_row
         OvsdbEvent::Snapshot(s) => assert_eq!(s.interfaces.len(), 20),
         other => panic!("expected a snapshot, got {other:?}"),
     }
+}
+
+/// An `echo` request whose params nest so that the message is `depth` levels deep in all.
+fn deep_echo(depth: usize) -> Vec<u8> {
+    let mut text = br#"{"id":"deep","method":"echo","params":"#.to_vec();
+    text.extend(std::iter::repeat_n(b'[', depth - 1));
+    text.extend(std::iter::repeat_n(b']', depth - 1));
+    text.push(b'}');
+    text
+}
+
+/// Depth of the first-element chain of `v`.
+fn depth_of(mut v: &Value) -> usize {
+    let mut d = 1;
+    while let Some(inner) = v.as_array().and_then(|a| a.first()) {
+        d += 1;
+        v = inner;
+    }
+    d
+}
+
+/// Runs in the test thread (2 MiB of stack) with the current-thread runtime, so the client's
+/// parsing of the deep message runs on that stack too, in debug builds as well.
+#[tokio::test]
+async fn a_message_nested_as_deep_as_ovsdb_server_accepts_is_served() {
+    let (l, ep) = listener();
+    let (_c, mut rx) = OvsdbClient::start(ep, options());
+    let mut s = FakeServer::accept(&l).await;
+    s.handshake().await;
+    connected(&mut rx).await;
+    for depth in [128, 999, MAX_DEPTH] {
+        s.stream.write_all(&deep_echo(depth)).await.unwrap();
+        let reply = s.recv().await;
+        assert_eq!(reply["id"], "deep");
+        assert_eq!(depth_of(&reply["result"]) + 1, depth);
+    }
+    // Still the same session: a plain echo is answered, and no event (no Disconnected).
+    s.send(json!({"id": "after", "method": "echo", "params": []}))
+        .await;
+    assert_eq!(s.recv().await["id"], "after");
+    assert!(rx.try_recv().is_err(), "no event: the session went on");
+}
+
+/// A writer into a shared buffer, for the client's log lines.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_message_nested_deeper_is_a_logged_error_then_a_reconnect() {
+    let log = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_ansi(false)
+        .finish();
+    // The current-thread runtime runs the client's task on this thread.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (l, ep) = listener();
+    let (_c, mut rx) = OvsdbClient::start(ep, options());
+    let mut s = FakeServer::accept(&l).await;
+    s.handshake().await;
+    connected(&mut rx).await;
+    let _ = s.stream.write_all(&deep_echo(MAX_DEPTH + 1)).await;
+    let reason = disconnected(&mut rx).await;
+    assert!(
+        matches!(reason, DisconnectReason::Framing(ref m) if m.contains("deeper than 1000")),
+        "{reason:?}"
+    );
+    FakeServer::accept(&l).await.handshake().await;
+    connected(&mut rx).await;
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("OVSDB connection ended"))
+        .unwrap_or_else(|| panic!("no log line for the end of the session in:\n{log}"));
+    assert!(
+        line.contains("WARN") && line.contains("deeper than 1000"),
+        "{line}"
+    );
 }
