@@ -239,9 +239,13 @@ impl Replica {
                     }
                     "delete" => {
                         if existing.is_none() {
-                            // ovsdb-server does not do this; a stale replica is not worth
-                            // failing the whole update for.
-                            warn!(
+                            // ovsdb-server does send deletes for rows this client was never
+                            // sent: a monitor that selects deletes but not initial rows or
+                            // inserts gets a delete for every row removed (OVS's own
+                            // "monitor delete only" test in tests/ovsdb-monitor.at), and
+                            // condition changes can do the same. Nothing to remove, so it is
+                            // ignored: normal traffic, not worth a warning.
+                            debug!(
                                 table,
                                 uuid = %uuid,
                                 "update2 deletes a row the replica does not hold; ignored"
@@ -335,7 +339,9 @@ impl Replica {
                             ));
                         }
                         if existing.is_none() {
-                            warn!(
+                            // As for update2's "delete": ovsdb-server sends this for rows the
+                            // client never received; nothing to remove.
+                            debug!(
                                 table,
                                 uuid = %uuid,
                                 "update deletes a row the replica does not hold; ignored"

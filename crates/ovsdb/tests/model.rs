@@ -501,6 +501,70 @@ fn delete_of_unknown_row_is_ignored() {
     assert_eq!(r.tables, before);
 }
 
+/// A writer into a shared buffer, for the replica's log lines.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// ovsdb-server sends deletes for rows the client never received (OVS's "monitor delete
+/// only" test: a monitor without initial rows or inserts gets a delete for each row removed).
+/// The replica ignores them, changes nothing else, and logs at debug level, not as a warning.
+#[test]
+fn delete_of_a_row_never_sent_is_ignored_quietly() {
+    let s = schema();
+    let mut r = replica_with_p1(&s);
+    let before = r.tables.clone();
+    let log = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        // Alone, and beside a change of a row it holds, in the same update.
+        assert_eq!(
+            r.apply_update2(&s, &json!({"Interface": {P2: {"delete": null}}})),
+            Ok(vec![])
+        );
+        assert_eq!(r.tables, before);
+        let c = r
+            .apply_update2(
+                &s,
+                &json!({"Interface": {P2: {"delete": null}, P1: {"modify": {"ofport": 9}}}}),
+            )
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].uuid, uuid(P1));
+        assert_eq!(c[0].kind, ChangeKind::Modify);
+        assert_eq!(iface(&r, P1).ofport, Some(9));
+        assert!(r.get("Interface", &uuid(P2)).is_none());
+        assert_eq!(r.table("Interface").count(), before["Interface"].len());
+    });
+    let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("deletes a row"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert!(
+        lines.iter().all(|l| l.contains("DEBUG") && l.contains(P2)),
+        "{log}"
+    );
+    assert!(!log.contains("WARN"), "{log}");
+}
+
 #[test]
 fn modify_of_unknown_row_is_an_error() {
     let s = schema();
