@@ -30,24 +30,16 @@ pub fn record_from_json_line(line: &str) -> Result<Record, serde_json::Error> {
 // Small value formats
 
 /// `(year, month, day, hour, minute, second, millisecond)` in UTC of a time in µs since the
-/// epoch. Hand-written (Howard Hinnant's `civil_from_days`) to keep the library free of a date
-/// crate for two formats.
-fn civil(ts_micros: u64) -> (i64, u32, u32, u32, u32, u32, u32) {
-    let ms = ((ts_micros / 1_000) % 1_000) as u32;
-    let secs = ts_micros / 1_000_000;
-    // u64 µs is at most ~2.1e8 days: every intermediate fits an i64.
-    let days = (secs / 86_400) as i64;
-    let rem = (secs % 86_400) as u32;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, rem / 3_600, rem / 60 % 60, rem % 60, ms)
+/// epoch, from the `time` crate's calendar.
+fn civil(ts_micros: u64) -> (i32, u8, u8, u8, u8, u8, u64) {
+    let ms = ts_micros / 1_000 % 1_000;
+    // u64::MAX µs is about 18.4e12 s, in the year 586 524: within the ±999 999 years of the
+    // `large-dates` feature, so every u64 converts.
+    let secs = i64::try_from(ts_micros / 1_000_000).expect("u64 µs / 10^6 fits an i64");
+    let t = time::OffsetDateTime::from_unix_timestamp(secs)
+        .expect("every u64 µs timestamp is within time's large-dates range");
+    let (h, m, s) = t.to_hms();
+    (t.year(), u8::from(t.month()), t.day(), h, m, s, ms)
 }
 
 /// `HH:MM:SS.mmm`, UTC.
@@ -1779,8 +1771,15 @@ mod tests {
         // A leap day and the last day of a year.
         assert_eq!(rfc3339(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(rfc3339(1_704_067_199_000_000), "2023-12-31T23:59:59.000Z");
-        // Never panics, even at the end of the range.
-        let _ = rfc3339(u64::MAX);
+        // Never panics, even at the end of the range, and prints the year in full there
+        // (as before the `time` crate did the calendar).
+        assert_eq!(rfc3339(u64::MAX), "586524-01-19T08:01:49.551Z");
+        assert_eq!(clock(u64::MAX), "08:01:49.551");
+        // Past time's default range (year 9999): the large-dates feature covers it.
+        assert_eq!(
+            rfc3339(253_402_300_800_000_000),
+            "10000-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]
