@@ -27,7 +27,7 @@ fn event(i: u64) -> Event {
     let ifname = format!("veth{p:08x}");
     match i % 4 {
         0 | 1 => Event::PortStatusReceived {
-            reason: if i % 8 == 0 {
+            reason: if i.is_multiple_of(8) {
                 PortReason::Add
             } else {
                 PortReason::Modify
@@ -35,7 +35,7 @@ fn event(i: u64) -> Event {
             port: PortDesc {
                 port_no: p as u32 + 1,
                 name: ifname,
-                state: if i % 3 == 0 { 4 } else { 1 },
+                state: if i.is_multiple_of(3) { 4 } else { 1 },
                 config: 0,
                 hw_addr: [2, 0, 0, 0, 0, p as u8],
             },

@@ -314,7 +314,7 @@ impl PortStatus {
             // (the port's properties); bytes after the port that keep that shape are ignored
             // as OVS ignores them, any other count is an error as in OVS.
             Version::Of15 => {
-                if (body.len() - (8 + PORT_HEAD_LEN_OF15)) % 8 != 0 {
+                if !(body.len() - (8 + PORT_HEAD_LEN_OF15)).is_multiple_of(8) {
                     r.finish("PORT_STATUS")?;
                 }
             }

@@ -1594,7 +1594,7 @@ fn flow_mod_frame(version: u8, oxm: &[u8], instructions: &[u8]) -> Vec<u8> {
     body.extend_from_slice(&[0x00, 0x01]);
     body.extend_from_slice(&match_len.to_be_bytes());
     body.extend_from_slice(oxm);
-    while (body.len() - 40) % 8 != 0 {
+    while !(body.len() - 40).is_multiple_of(8) {
         body.push(0);
     }
     body.extend_from_slice(instructions);

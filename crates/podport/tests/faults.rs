@@ -1196,7 +1196,7 @@ impl<'a> Churn<'a> {
                 0..=59 => Op::Attach { s },
                 60..=84 => Op::Del {
                     s,
-                    with_container: r % 5 != 0,
+                    with_container: !r.is_multiple_of(5),
                 },
                 85..=94 => Op::ReAdd { s },
                 _ if old => Op::StaleDel { s },
@@ -1205,7 +1205,7 @@ impl<'a> Churn<'a> {
             Want::Attached => match r {
                 0..=54 => Op::Del {
                     s,
-                    with_container: r % 5 != 0,
+                    with_container: !r.is_multiple_of(5),
                 },
                 55..=69 => Op::Attach { s },
                 70..=84 => Op::ReAdd { s },
