@@ -10,9 +10,16 @@ use rkyv::rancor::Error as RkyvError;
 use rkyv::util::AlignedVec;
 
 use crate::event::Stored;
-use crate::reader::CorruptRecord;
 use crate::state::State;
 use crate::JournalError;
+
+/// A record that failed its checksum or validation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("record #{seq} is corrupt: {reason}")]
+pub struct CorruptRecord {
+    pub seq: u64,
+    pub reason: String,
+}
 
 /// The format this podport writes and reads.
 pub const FORMAT_VERSION: u8 = 3;

@@ -26,13 +26,14 @@ pub use event::{
     now_micros, wire_name, Event, Failure, FailureKind, Finding, Outcome, Phase, PodRef, Policy,
     PortDesc, PortReason, Readiness, Record, Step,
 };
+pub use reader::DEFAULT_CACHE_CAPACITY;
 pub use reader::{CorruptRecord, JournalReader, Replay, Stats};
 pub use stages::{Stage, StageTimes};
 pub use state::{
     apply, apply_event, cookie_generation, InstalledFlows, PodPort, ReadyMark, State, SwitchInfo,
     COOKIE_GENERATION_MASK, POD_COOKIE_BASE, POD_COOKIE_MASK,
 };
-pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket, DEFAULT_CACHE_CAPACITY};
+pub use writer::{FlushPolicy, Journal, JournalConfig, Ticket};
 
 use std::path::PathBuf;
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use crate::codec::CorruptRecord;
 use crate::codec::{decode_record, decode_state, key, seq_of, FORMAT_VERSION};
 use crate::event::Record;
 use crate::state::{apply, State};
@@ -12,13 +13,10 @@ use crate::JournalError;
 pub(crate) const RECORDS_TREE: &str = "records";
 pub(crate) const SNAPSHOTS_TREE: &str = "snapshots";
 
-/// A record that failed its checksum or validation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("record #{seq} is corrupt: {reason}")]
-pub struct CorruptRecord {
-    pub seq: u64,
-    pub reason: String,
-}
+/// The default [`crate::JournalConfig::cache_capacity`]: 4 MiB. A node's journal is a few MiB at
+/// most between snapshots; a smaller cache costs reads from the page cache of the OS at
+/// start, not durability.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 
 /// The result of a replay.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -412,7 +410,7 @@ impl JournalReader {
                 dir.display()
             )));
         }
-        let db = open_db(dir, crate::writer::DEFAULT_CACHE_CAPACITY)?;
+        let db = open_db(dir, DEFAULT_CACHE_CAPACITY)?;
         let trees = Trees::open(&db, dir)?;
         Ok(JournalReader {
             dir: dir.to_path_buf(),

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{encode_record, encode_state, key};
 use crate::event::{now_micros, Event, Record, Stored};
-use crate::reader::{Replay, Trees};
+use crate::reader::{Replay, Trees, DEFAULT_CACHE_CAPACITY};
 use crate::state::{apply, State};
 use crate::JournalError;
 
@@ -51,11 +51,6 @@ pub struct JournalConfig {
     /// only appends. [`DEFAULT_CACHE_CAPACITY`] by default.
     pub cache_capacity: u64,
 }
-
-/// The default [`JournalConfig::cache_capacity`]: 4 MiB. A node's journal is a few MiB at
-/// most between snapshots; a smaller cache costs reads from the page cache of the OS at
-/// start, not durability.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 4 * 1024 * 1024;
 
 impl Default for JournalConfig {
     fn default() -> Self {

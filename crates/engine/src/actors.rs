@@ -29,7 +29,7 @@ use podport_ovsdb::ops::PodPortSpec;
 use tracing::{debug, info, warn};
 
 use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
-use crate::engine::EngineError;
+use crate::error::EngineError;
 use crate::flows::FlowProvider;
 use crate::health::{Health, LinkState};
 use crate::metrics::Metrics;

@@ -1,5 +1,6 @@
 //! The library API: [`Engine::start`] and the handle's methods, async and blocking.
 
+pub use crate::error::EngineError;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +22,7 @@ use crate::exposition::MetricsFormat;
 use crate::flows::{DefaultFlows, FlowProvider};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::spec::{AddPodError, PodSpec};
+use crate::spec::PodSpec;
 
 /// Pod events a subscriber may leave unread; past it the subscriber is dropped (its
 /// receiver then reports the disconnection).
@@ -145,21 +146,6 @@ fn random_generation() -> u32 {
     h.write_u32(std::process::id());
     let g = (h.finish() & 0x00ff_ffff) as u32;
     g.max(1)
-}
-
-/// Errors of the engine's API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error(transparent)]
-    AddPod(#[from] AddPodError),
-    #[error("{0}")]
-    Refused(String),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("the engine has stopped")]
-    Stopped,
-    #[error("the engine could not start: {0}")]
-    Start(String),
 }
 
 /// A running engine. Cheap to share by reference; [`Engine::shutdown`] stops it and flushes

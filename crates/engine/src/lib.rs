@@ -44,6 +44,7 @@
 pub mod actors;
 pub mod core;
 pub mod engine;
+pub mod error;
 pub mod exposition;
 pub mod flows;
 pub mod health;

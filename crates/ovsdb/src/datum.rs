@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 pub use uuid::Uuid;
 
+pub use crate::schema::AtomicType;
 use crate::schema::{short, ColumnType};
 
 /// One atomic value.
@@ -39,45 +40,8 @@ pub enum Atom {
     NamedUuid(String),
 }
 
-/// The atomic types of RFC 7047.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AtomicType {
-    /// `"integer"`
-    Integer,
-    /// `"real"`
-    Real,
-    /// `"boolean"`
-    Boolean,
-    /// `"string"`
-    String,
-    /// `"uuid"`
-    Uuid,
-}
-
+// Its values' side: the schema's side (name, from_name) is in schema.rs.
 impl AtomicType {
-    /// The type's name in schemas.
-    pub fn name(self) -> &'static str {
-        match self {
-            AtomicType::Integer => "integer",
-            AtomicType::Real => "real",
-            AtomicType::Boolean => "boolean",
-            AtomicType::String => "string",
-            AtomicType::Uuid => "uuid",
-        }
-    }
-
-    /// The type with this schema name.
-    pub fn from_name(name: &str) -> Option<AtomicType> {
-        Some(match name {
-            "integer" => AtomicType::Integer,
-            "real" => AtomicType::Real,
-            "boolean" => AtomicType::Boolean,
-            "string" => AtomicType::String,
-            "uuid" => AtomicType::Uuid,
-            _ => return None,
-        })
-    }
-
     /// The default atom of the type (RFC 7047 section 5.1: 0, 0.0, false, "", all-zero UUID).
     pub fn default_atom(self) -> Atom {
         match self {

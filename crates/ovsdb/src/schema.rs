@@ -8,8 +8,6 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::datum::AtomicType;
-
 /// The tables and columns podport reads or writes; [`DbSchema::check`] verifies a server's
 /// schema against it once, at connection time, so that a missing column is one clear error
 /// instead of a failed transaction later.
@@ -343,6 +341,46 @@ impl DbSchema {
         } else {
             self.version.clone()
         }
+    }
+}
+
+/// The atomic types of RFC 7047.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtomicType {
+    /// `"integer"`
+    Integer,
+    /// `"real"`
+    Real,
+    /// `"boolean"`
+    Boolean,
+    /// `"string"`
+    String,
+    /// `"uuid"`
+    Uuid,
+}
+
+impl AtomicType {
+    /// The type's name in schemas.
+    pub fn name(self) -> &'static str {
+        match self {
+            AtomicType::Integer => "integer",
+            AtomicType::Real => "real",
+            AtomicType::Boolean => "boolean",
+            AtomicType::String => "string",
+            AtomicType::Uuid => "uuid",
+        }
+    }
+
+    /// The type with this schema name.
+    pub fn from_name(name: &str) -> Option<AtomicType> {
+        Some(match name {
+            "integer" => AtomicType::Integer,
+            "real" => AtomicType::Real,
+            "boolean" => AtomicType::Boolean,
+            "string" => AtomicType::String,
+            "uuid" => AtomicType::Uuid,
+            _ => return None,
+        })
     }
 }
 

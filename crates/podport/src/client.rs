@@ -10,8 +10,8 @@ use podport_transport::Endpoint;
 use serde_json::Value;
 use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
-use crate::control::{duration_text, read_line, EventLine, LineRead, PortInfo, Request};
-use crate::health::HealthInfo;
+use crate::control::{read_line, EventLine, LineRead, PortInfo, Request};
+use crate::health::{duration_text, HealthInfo};
 
 /// The longest answer line the clients accept (a status of many thousand ports fits).
 const MAX_ANSWER_LINE: usize = 64 * 1024 * 1024;

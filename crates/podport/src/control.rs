@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::health::{engine_health, HealthInfo};
+use crate::health::{duration_text, engine_health, HealthInfo};
 
 /// The longest request line the agent reads.
 pub const MAX_REQUEST_LINE: usize = 64 * 1024;
@@ -314,17 +314,6 @@ impl From<PodEvent> for EventLine {
             PodEvent::Failed { ifname, error } => EventLine::Failed { ifname, error },
             PodEvent::Removed { ifname, reason } => EventLine::Removed { ifname, reason },
         }
-    }
-}
-
-/// A duration as people write it: `10s`, `1.5s`, `250ms`.
-pub fn duration_text(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
     }
 }
 

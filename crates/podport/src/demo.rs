@@ -260,8 +260,8 @@ pub(crate) struct ScenarioData {
     pub frozen_at: Option<Instant>,
     pub thawed_at: Option<Instant>,
     /// CPU of this process when the first Pod was added and when the last one was ready.
-    pub cpu_at_start: crate::bench::CpuSample,
-    pub cpu_at_ready: Option<crate::bench::CpuSample>,
+    pub cpu_at_start: crate::cpu::CpuSample,
+    pub cpu_at_ready: Option<crate::cpu::CpuSample>,
 }
 
 /// The interface name of Pod `i` of a run.
@@ -436,7 +436,7 @@ async fn drive(
         "adding {} Pods per strategy (each its own OVSDB transaction, type {PENDING_TYPE}: no vNIC yet)",
         sc.pods
     ));
-    let cpu_at_start = crate::bench::cpu_sample();
+    let cpu_at_start = crate::cpu::cpu_sample();
     let adds_started = Instant::now();
     let mut in_flight = InFlight::new(sc.concurrency);
     for i in 1..=sc.pods {
@@ -565,7 +565,7 @@ async fn drive(
         };
         progress.update(&runs, &status);
         if frozen.is_none() && runs.iter().all(RunData::all_ready) {
-            cpu_at_ready = Some(crate::bench::cpu_sample());
+            cpu_at_ready = Some(crate::cpu::cpu_sample());
             break;
         }
         if now >= deadline || engines_gone {

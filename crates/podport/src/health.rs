@@ -10,8 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use podport_engine::{Engine, Health, Link};
 use serde::{Deserialize, Serialize};
 
-use crate::control::duration_text;
-
 /// How long the agent waits for the engine's health before it counts it as not running.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -161,6 +159,17 @@ pub async fn readyz(engine: &Engine) -> HttpAnswer {
         (200, "ok\n".into())
     } else {
         (503, format!("not ready: {}\n", h.problems().join("; ")))
+    }
+}
+
+/// A duration as people write it: `10s`, `1.5s`, `250ms`.
+pub fn duration_text(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
     }
 }
 

@@ -3,6 +3,7 @@
 mod agent;
 #[cfg(unix)]
 mod bench;
+mod cpu;
 /// The bench starts a private Open vSwitch and reads `/proc`: Linux only.
 #[cfg(not(unix))]
 mod bench {
@@ -11,14 +12,6 @@ mod bench {
 
     pub async fn run(_: Args) -> anyhow::Result<()> {
         anyhow::bail!("podport bench runs on Linux: it starts a private Open vSwitch")
-    }
-
-    /// What the demo samples for the bench; nothing to sample here.
-    #[derive(Clone, Debug, Default)]
-    pub struct CpuSample;
-
-    pub fn cpu_sample() -> CpuSample {
-        CpuSample
     }
 }
 mod client;
