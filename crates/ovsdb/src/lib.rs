@@ -12,6 +12,8 @@
 pub mod client;
 pub mod conn;
 pub mod datum;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ops;
 pub mod replica;
 pub mod rows;
