@@ -43,7 +43,10 @@ pub fn rpc_stream(data: &[u8]) {
         assert!(v.len() <= max_len, "value longer than max_len");
         // The splitter counts brackets without matching their kinds (serde_json validates
         // what it yields), so `{]` is one value, which rpc::parse then rejects.
-        assert!(matches!(v[0], b'{' | b'['), "value does not open with a bracket");
+        assert!(
+            matches!(v[0], b'{' | b'['),
+            "value does not open with a bracket"
+        );
         assert!(
             matches!(v[v.len() - 1], b'}' | b']'),
             "value does not close with a bracket"
