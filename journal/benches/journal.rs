@@ -16,55 +16,10 @@ use std::path::Path;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use podport_journal::{Event, Journal, JournalConfig, JournalReader, Phase, PortDesc, PortReason};
+use podport_journal::bench_load::{plain_file_record, steady_state_event as event};
+use podport_journal::{Journal, JournalConfig, JournalReader};
 
-const PORTS: u64 = 64;
 const RECORDS: u64 = 100_000;
-
-/// A node's steady-state mix: PortStatus changes and PodReady / PodNotReady reports.
-fn event(i: u64) -> Event {
-    let p = i % PORTS;
-    let ifname = format!("veth{p:08x}");
-    match i % 4 {
-        0 | 1 => Event::PortStatusReceived {
-            reason: if i.is_multiple_of(8) {
-                PortReason::Add
-            } else {
-                PortReason::Modify
-            },
-            port: PortDesc {
-                port_no: p as u32 + 1,
-                name: ifname,
-                state: if i.is_multiple_of(3) { 4 } else { 1 },
-                config: 0,
-                hw_addr: [2, 0, 0, 0, 0, p as u8],
-            },
-        },
-        2 => Event::PodReady {
-            ifname,
-            port_no: p as u32 + 1,
-            waited_ms: i % 5000,
-        },
-        _ => Event::PodNotReady {
-            ifname,
-            phase: Phase::Allocated,
-            waited_ms: i % 5000,
-        },
-    }
-}
-
-/// What the plain file stores per record: the same kind of envelope the journal uses
-/// (sequence, timestamp, CRC-32C, rkyv payload).
-fn file_record(seq: u64, ts: u64, e: &Event) -> Vec<u8> {
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(e).unwrap();
-    let mut out = Vec::with_capacity(24 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
-    out.extend_from_slice(&payload);
-    out
-}
 
 fn no_snapshots() -> JournalConfig {
     JournalConfig {
@@ -113,7 +68,8 @@ fn durable_append(c: &mut Criterion) {
                 b.iter(|| {
                     for _ in 0..batch {
                         seq += 1;
-                        let rec = file_record(seq, podport_journal::now_micros(), &event(seq));
+                        let rec =
+                            plain_file_record(seq, podport_journal::now_micros(), &event(seq));
                         f.write_all(&rec).unwrap();
                     }
                     f.sync_data().unwrap();

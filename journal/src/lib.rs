@@ -12,6 +12,8 @@
 //!
 //! The on-disk layout is described in `docs/journal.md`.
 
+#[doc(hidden)]
+pub mod bench_load;
 pub mod codec;
 pub mod dump;
 pub mod event;

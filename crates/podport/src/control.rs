@@ -190,9 +190,10 @@ pub struct PortInfo {
     pub stages: Stages,
 }
 
-/// Stage name → seconds since the previous stage, in stage order (a JSON object).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Stages(pub Vec<(String, f64)>);
+/// Stage name → seconds since the previous stage (a JSON object: its keys have no order).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Stages(pub std::collections::BTreeMap<String, f64>);
 
 // Floats from a clock, never NaN.
 impl Eq for Stages {}
@@ -205,37 +206,6 @@ impl Stages {
                 .map(|(s, d)| (s.name().to_string(), d.as_secs_f64()))
                 .collect(),
         )
-    }
-}
-
-impl Serialize for Stages {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = ser.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Stages {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Stages;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object of stage names to seconds")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Stages, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, f64>()? {
-                    out.push((k, v));
-                }
-                Ok(Stages(out))
-            }
-        }
-        de.deserialize_map(Visit)
     }
 }
 

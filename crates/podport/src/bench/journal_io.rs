@@ -7,8 +7,9 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use podport_journal::{Event, Journal, JournalConfig, Phase, PortDesc, PortReason};
+use anyhow::Result;
+use podport_journal::bench_load::{plain_file_record, steady_state_event as event};
+use podport_journal::{Journal, JournalConfig};
 
 pub(crate) const BATCHES: [u64; 3] = [1, 64, 1024];
 
@@ -16,51 +17,6 @@ pub(crate) struct JournalRow {
     pub batch: u64,
     pub journal_rps: f64,
     pub file_rps: f64,
-}
-
-/// A node's steady-state mix over 64 ports: PortStatus changes, PodReady and PodNotReady.
-fn event(i: u64) -> Event {
-    let p = i % 64;
-    let ifname = format!("veth{p:08x}");
-    match i % 4 {
-        0 | 1 => Event::PortStatusReceived {
-            reason: if i.is_multiple_of(8) {
-                PortReason::Add
-            } else {
-                PortReason::Modify
-            },
-            port: PortDesc {
-                port_no: p as u32 + 1,
-                name: ifname,
-                state: if i.is_multiple_of(3) { 4 } else { 1 },
-                config: 0,
-                hw_addr: [2, 0, 0, 0, 0, p as u8],
-            },
-        },
-        2 => Event::PodReady {
-            ifname,
-            port_no: p as u32 + 1,
-            waited_ms: i % 5000,
-        },
-        _ => Event::PodNotReady {
-            ifname,
-            phase: Phase::Allocated,
-            waited_ms: i % 5000,
-        },
-    }
-}
-
-/// What the plain file stores per record: the journal's kind of envelope (length, CRC-32C,
-/// sequence, timestamp, rkyv payload).
-fn file_record(seq: u64, ts: u64, e: &Event) -> Result<Vec<u8>> {
-    let payload = rkyv::to_bytes::<rkyv::rancor::Error>(e).context("rkyv")?;
-    let mut out = Vec::with_capacity(24 + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
-    out.extend_from_slice(&ts.to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
 }
 
 /// Batches of each size, alternating journal and file in rounds, for about `per_size` each.
@@ -99,7 +55,7 @@ pub(crate) fn run(work: &Path, per_size: Duration) -> Result<Vec<JournalRow>> {
             while Instant::now() < until {
                 for _ in 0..batch {
                     seq += 1;
-                    let rec = file_record(seq, podport_journal::now_micros(), &event(seq))?;
+                    let rec = plain_file_record(seq, podport_journal::now_micros(), &event(seq));
                     file.write_all(&rec)?;
                 }
                 file.sync_data()?;
