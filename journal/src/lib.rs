@@ -17,6 +17,8 @@ pub mod bench_load;
 pub mod codec;
 pub mod dump;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod reader;
 pub mod remote;
 pub mod stages;

@@ -21,10 +21,10 @@ fn replay(target: &str, body: fn(&[u8])) {
 
 #[test]
 fn record_decoder_corpus() {
-    replay("record_decoder", podport_journal::codec::fuzz_decode);
+    replay("record_decoder", podport_journal::fuzzing::fuzz_decode);
 }
 
 #[test]
 fn journal_line_corpus() {
-    replay("journal_line", podport_journal::codec::fuzz_json_line);
+    replay("journal_line", podport_journal::fuzzing::fuzz_json_line);
 }

@@ -9,16 +9,15 @@
 //!   which must carry the outer message's version and xid; when properties follow, the inner
 //!   message is padded to 8 bytes first.
 //!
-//! The inner message is decoded with the ordinary decoder; a bundle message inside a bundle
-//! message is refused both ways, so decoding never recurses more than once.
+//! This file reads and writes the envelope; `BundleAdd`, which holds a typed `Message`, lives
+//! with the message types and hands the inner bytes to the ordinary decoder. A bundle message
+//! inside a bundle message is refused both ways, so decoding never recurses more than once.
 
 use bitflags::bitflags;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::flow::FlowMod;
-use crate::message::{decode, encode_into, msg_type, Header, Message, HEADER_LEN};
-use crate::types::Version;
+use crate::header::{msg_type, Header, HEADER_LEN};
 use crate::wire::{pad8, put_zeros, Reader};
 
 /// `ofp_bundle_ctrl_type`.
@@ -122,94 +121,88 @@ impl BundleControl {
     }
 }
 
-/// BUNDLE_ADD_MESSAGE: one message added to an open bundle. It is encoded with the outer
-/// message's version and xid, as the specification requires (OVS answers MSG_BAD_XID
-/// otherwise), so an ERROR for it names that xid.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BundleAdd {
+/// The envelope of a BUNDLE_ADD_MESSAGE, read: the inner message is left as bytes for the
+/// message decoder (which owns the message types), after its header has been checked against
+/// the outer one.
+pub(crate) struct AddEnvelope<'a> {
     pub bundle_id: u32,
-    /// Must equal the flags the bundle was opened with.
     pub flags: BundleFlags,
-    /// The message added: a flow mod for podport. Never a bundle message.
-    pub message: Box<Message>,
-    /// The property list as sent; podport sends none.
+    /// The whole inner message, its header included.
+    pub inner: &'a [u8],
     pub properties: Bytes,
 }
 
-impl BundleAdd {
-    /// Adds `flow_mod` to bundle `bundle_id` opened with `flags`.
-    pub fn flow_mod(bundle_id: u32, flags: BundleFlags, flow_mod: FlowMod) -> BundleAdd {
-        BundleAdd {
-            bundle_id,
-            flags,
-            message: Box::new(Message::FlowMod(flow_mod)),
-            properties: Bytes::new(),
-        }
+/// Reads a BUNDLE_ADD_MESSAGE body: the inner message must carry the outer version and xid and
+/// must not be a bundle message itself, so decoding never recurses more than once.
+pub(crate) fn decode_add<'a>(
+    body: &'a [u8],
+    outer: &Header,
+) -> Result<AddEnvelope<'a>, DecodeError> {
+    const WHAT: &str = "BUNDLE_ADD_MESSAGE";
+    const INNER: &str = "BUNDLE_ADD_MESSAGE inner message";
+    let mut r = Reader::new(body, WHAT);
+    let bundle_id = r.u32()?;
+    r.skip(2)?;
+    let flags = BundleFlags::from_bits_retain(r.u16()?);
+    let inner_header = Header::parse(r.bytes_peek(HEADER_LEN)?)?;
+    let len = usize::from(inner_header.length);
+    let inner = r.sub(len, HEADER_LEN, INNER)?;
+    if inner_header.version != outer.version {
+        return Err(DecodeError::BadValue {
+            what: "BUNDLE_ADD_MESSAGE inner version (must equal the outer one)",
+            value: u64::from(inner_header.version),
+        });
     }
+    if inner_header.xid != outer.xid {
+        return Err(DecodeError::BadValue {
+            what: "BUNDLE_ADD_MESSAGE inner xid (must equal the outer one)",
+            value: u64::from(inner_header.xid),
+        });
+    }
+    if is_bundle_type(inner_header.msg_type) {
+        return Err(DecodeError::BadValue {
+            what: "BUNDLE_ADD_MESSAGE inner type (bundle messages do not nest)",
+            value: u64::from(inner_header.msg_type),
+        });
+    }
+    let inner = inner.clone_slice();
+    // Padding of the inner message to 8 comes only before properties.
+    let pad = (pad8(len) - len).min(r.remaining());
+    r.skip(pad)?;
+    Ok(AddEnvelope {
+        bundle_id,
+        flags,
+        inner,
+        properties: Bytes::copy_from_slice(r.rest()),
+    })
+}
 
-    pub(crate) fn decode(body: &[u8], outer: &Header) -> Result<BundleAdd, DecodeError> {
-        const WHAT: &str = "BUNDLE_ADD_MESSAGE";
-        const INNER: &str = "BUNDLE_ADD_MESSAGE inner message";
-        let mut r = Reader::new(body, WHAT);
-        let bundle_id = r.u32()?;
-        r.skip(2)?;
-        let flags = BundleFlags::from_bits_retain(r.u16()?);
-        let inner_header = Header::parse(r.bytes_peek(HEADER_LEN)?)?;
-        let len = usize::from(inner_header.length);
-        let inner = r.sub(len, HEADER_LEN, INNER)?;
-        if inner_header.version != outer.version {
-            return Err(DecodeError::BadValue {
-                what: "BUNDLE_ADD_MESSAGE inner version (must equal the outer one)",
-                value: u64::from(inner_header.version),
-            });
-        }
-        if inner_header.xid != outer.xid {
-            return Err(DecodeError::BadValue {
-                what: "BUNDLE_ADD_MESSAGE inner xid (must equal the outer one)",
-                value: u64::from(inner_header.xid),
-            });
-        }
-        if is_bundle_type(inner_header.msg_type) {
-            return Err(DecodeError::BadValue {
-                what: "BUNDLE_ADD_MESSAGE inner type (bundle messages do not nest)",
-                value: u64::from(inner_header.msg_type),
-            });
-        }
-        let (_, message) = decode(inner.clone_slice())?;
-        // Padding of the inner message to 8 comes only before properties.
-        let pad = (pad8(len) - len).min(r.remaining());
-        r.skip(pad)?;
-        Ok(BundleAdd {
-            bundle_id,
-            flags,
-            message: Box::new(message),
-            properties: Bytes::copy_from_slice(r.rest()),
-        })
+/// Writes a BUNDLE_ADD_MESSAGE body around the inner message that `inner` encodes (of type
+/// `inner_type`, which must not be a bundle message).
+pub(crate) fn encode_add(
+    buf: &mut BytesMut,
+    bundle_id: u32,
+    flags: BundleFlags,
+    properties: &[u8],
+    inner_type: u8,
+    inner: impl FnOnce(&mut BytesMut) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    if is_bundle_type(inner_type) {
+        return Err(EncodeError::NotAllowed {
+            what: "a bundle message inside BUNDLE_ADD_MESSAGE",
+        });
     }
-
-    pub(crate) fn encode(
-        &self,
-        buf: &mut BytesMut,
-        version: Version,
-        xid: u32,
-    ) -> Result<(), EncodeError> {
-        if is_bundle_type(self.message.msg_type()) {
-            return Err(EncodeError::NotAllowed {
-                what: "a bundle message inside BUNDLE_ADD_MESSAGE",
-            });
-        }
-        buf.put_u32(self.bundle_id);
-        put_zeros(buf, 2);
-        buf.put_u16(self.flags.bits());
-        let inner_start = buf.len();
-        encode_into(&self.message, version.wire(), xid, buf)?;
-        if !self.properties.is_empty() {
-            let len = buf.len() - inner_start;
-            put_zeros(buf, pad8(len) - len);
-            buf.put_slice(&self.properties);
-        }
-        Ok(())
+    buf.put_u32(bundle_id);
+    put_zeros(buf, 2);
+    buf.put_u16(flags.bits());
+    let inner_start = buf.len();
+    inner(buf)?;
+    if !properties.is_empty() {
+        let len = buf.len() - inner_start;
+        put_zeros(buf, pad8(len) - len);
+        buf.put_slice(properties);
     }
+    Ok(())
 }
 
 fn is_bundle_type(t: u8) -> bool {

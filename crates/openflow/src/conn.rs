@@ -36,12 +36,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
-use crate::bundle::{BundleAdd, BundleControl, BundleCtrlType, BundleFlags};
+use crate::bundle::{BundleControl, BundleCtrlType, BundleFlags};
 use crate::error::{DecodeError, EncodeError};
 use crate::flow::FlowMod;
 use crate::flow_desc::{FlowDescRequest, FlowEntry};
+use crate::header::msg_type_name;
 use crate::message::{
-    bitmap_names, decode, encode, msg_type_name, negotiate, ErrorMsg, Hello, Message,
+    bitmap_names, decode, encode, negotiate, BundleAdd, ErrorMsg, Hello, Message,
     MultipartReplyBody, MultipartRequest, SwitchConfig,
 };
 use crate::port::{Port, PortStatus};

@@ -8,7 +8,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::message::HEADER_LEN;
+use crate::header::HEADER_LEN;
 
 /// Errors of the framer: IO from the transport, or a length no frame can have.
 #[derive(Debug, thiserror::Error)]

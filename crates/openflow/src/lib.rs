@@ -24,12 +24,13 @@ mod errors;
 mod flow;
 mod flow_desc;
 mod framer;
+mod header;
 mod message;
 mod port;
 mod types;
 mod wire;
 
-pub use bundle::{BundleAdd, BundleControl, BundleCtrlType, BundleFlags};
+pub use bundle::{BundleControl, BundleCtrlType, BundleFlags};
 pub use client::{
     ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
 };
@@ -42,10 +43,11 @@ pub use flow::{
 };
 pub use flow_desc::{FlowCounters, FlowDescRequest, FlowEntry, MP_FLOW_DESC};
 pub use framer::{FrameError, OfFramer};
+pub use header::{msg_type, msg_type_name, Header, HEADER_LEN};
 pub use message::{
-    bitmap_names, decode, encode, encode_into, msg_type, msg_type_name, negotiate, ErrorMsg,
-    FeaturesReply, Header, Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest,
-    SwitchConfig, HEADER_LEN, MPF_MORE, MP_PORT_DESC,
+    bitmap_names, decode, encode, encode_into, negotiate, BundleAdd, ErrorMsg, FeaturesReply,
+    Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, SwitchConfig, MPF_MORE,
+    MP_PORT_DESC,
 };
 pub use podport_transport::Endpoint;
 pub use port::{EthernetProps, Port, PortReason, PortStatus, MAX_PORT_NAME_LEN};

@@ -1,4 +1,4 @@
-//! The OpenFlow header and every message podport sends or reads, with one entry point each way:
+//! Every message podport sends or reads, with one entry point each way:
 //! [`decode`] (one whole frame in, header and typed message out) and [`encode`].
 
 use std::fmt;
@@ -6,88 +6,15 @@ use std::fmt;
 use bytes::{BufMut, Bytes, BytesMut};
 use tracing::warn;
 
-use crate::bundle::{BundleAdd, BundleControl};
+use crate::bundle::{decode_add, encode_add, BundleControl, BundleFlags};
 use crate::error::{DecodeError, EncodeError};
 use crate::errors::{error_code_name, error_type_name};
 use crate::flow::FlowMod;
 use crate::flow_desc::{decode_flow_entries, FlowDescRequest, FlowEntry, MP_FLOW_DESC};
+use crate::header::{msg_type, msg_type_name, Header, HEADER_LEN};
 use crate::port::{decode_port_list, Port, PortStatus};
 use crate::types::{wire_version_name, PortNo, Version};
 use crate::wire::{pad8, patch_len16, put_zeros, Reader};
-
-/// Size of `ofp_header`.
-pub const HEADER_LEN: usize = 8;
-
-/// Message type numbers (the same in 1.3 and 1.5 for everything podport uses).
-pub mod msg_type {
-    pub const HELLO: u8 = 0;
-    pub const ERROR: u8 = 1;
-    pub const ECHO_REQUEST: u8 = 2;
-    pub const ECHO_REPLY: u8 = 3;
-    pub const FEATURES_REQUEST: u8 = 5;
-    pub const FEATURES_REPLY: u8 = 6;
-    pub const GET_CONFIG_REQUEST: u8 = 7;
-    pub const GET_CONFIG_REPLY: u8 = 8;
-    pub const SET_CONFIG: u8 = 9;
-    pub const PORT_STATUS: u8 = 12;
-    pub const FLOW_MOD: u8 = 14;
-    pub const MULTIPART_REQUEST: u8 = 18;
-    pub const MULTIPART_REPLY: u8 = 19;
-    pub const BARRIER_REQUEST: u8 = 20;
-    pub const BARRIER_REPLY: u8 = 21;
-    /// OpenFlow 1.4 and later; podport types it in 1.5 only.
-    pub const BUNDLE_CONTROL: u8 = 33;
-    /// OpenFlow 1.4 and later; podport types it in 1.5 only.
-    pub const BUNDLE_ADD_MESSAGE: u8 = 34;
-}
-
-/// The name of a message type, for logs and errors.
-pub fn msg_type_name(t: u8) -> Option<&'static str> {
-    use msg_type::*;
-    Some(match t {
-        HELLO => "HELLO",
-        ERROR => "ERROR",
-        ECHO_REQUEST => "ECHO_REQUEST",
-        ECHO_REPLY => "ECHO_REPLY",
-        FEATURES_REQUEST => "FEATURES_REQUEST",
-        FEATURES_REPLY => "FEATURES_REPLY",
-        GET_CONFIG_REQUEST => "GET_CONFIG_REQUEST",
-        GET_CONFIG_REPLY => "GET_CONFIG_REPLY",
-        SET_CONFIG => "SET_CONFIG",
-        PORT_STATUS => "PORT_STATUS",
-        FLOW_MOD => "FLOW_MOD",
-        MULTIPART_REQUEST => "MULTIPART_REQUEST",
-        MULTIPART_REPLY => "MULTIPART_REPLY",
-        BARRIER_REQUEST => "BARRIER_REQUEST",
-        BARRIER_REPLY => "BARRIER_REPLY",
-        BUNDLE_CONTROL => "BUNDLE_CONTROL",
-        BUNDLE_ADD_MESSAGE => "BUNDLE_ADD_MESSAGE",
-        _ => return None,
-    })
-}
-
-/// `ofp_header`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub version: u8,
-    pub msg_type: u8,
-    /// Length of the whole message, header included.
-    pub length: u16,
-    pub xid: u32,
-}
-
-impl Header {
-    /// Parses the first 8 bytes of `buf`; checks only that they are there.
-    pub fn parse(buf: &[u8]) -> Result<Header, DecodeError> {
-        let mut r = Reader::new(buf, "ofp_header");
-        Ok(Header {
-            version: r.u8()?,
-            msg_type: r.u8()?,
-            length: r.u16()?,
-            xid: r.u32()?,
-        })
-    }
-}
 
 /// HELLO. `versions` is the version bitmap (bit N set = wire version N supported), when the
 /// peer sent one.
@@ -676,6 +603,54 @@ pub fn encode_into(
         return Err(e);
     }
     Ok(())
+}
+
+/// BUNDLE_ADD_MESSAGE: one message added to an open bundle. It is encoded with the outer
+/// message's version and xid, as the specification requires (OVS answers MSG_BAD_XID
+/// otherwise), so an ERROR for it names that xid. Its envelope is `bundle.rs`'s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleAdd {
+    pub bundle_id: u32,
+    /// Must equal the flags the bundle was opened with.
+    pub flags: BundleFlags,
+    /// The message added: a flow mod for podport. Never a bundle message.
+    pub message: Box<Message>,
+    /// The property list as sent; podport sends none.
+    pub properties: Bytes,
+}
+
+impl BundleAdd {
+    /// Adds `flow_mod` to bundle `bundle_id` opened with `flags`.
+    pub fn flow_mod(bundle_id: u32, flags: BundleFlags, flow_mod: FlowMod) -> BundleAdd {
+        BundleAdd {
+            bundle_id,
+            flags,
+            message: Box::new(Message::FlowMod(flow_mod)),
+            properties: Bytes::new(),
+        }
+    }
+
+    fn decode(body: &[u8], outer: &Header) -> Result<BundleAdd, DecodeError> {
+        let env = decode_add(body, outer)?;
+        let (_, message) = decode(env.inner)?;
+        Ok(BundleAdd {
+            bundle_id: env.bundle_id,
+            flags: env.flags,
+            message: Box::new(message),
+            properties: env.properties,
+        })
+    }
+
+    fn encode(&self, buf: &mut BytesMut, version: Version, xid: u32) -> Result<(), EncodeError> {
+        encode_add(
+            buf,
+            self.bundle_id,
+            self.flags,
+            &self.properties,
+            self.message.msg_type(),
+            |buf| encode_into(&self.message, version.wire(), xid, buf),
+        )
+    }
 }
 
 /// Bundles exist since 1.4; of the versions podport speaks, only 1.5 has them.

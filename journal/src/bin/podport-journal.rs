@@ -1,12 +1,15 @@
 //! `podport-journal`: reads a podport journal directory (one no agent is running on), or a
 //! running agent's journal through its control socket (`--control`), and shows its records,
 //! the folded per-port state, a port's timeline or an SVG of every port's life, or checks it.
-//! The formats live in `podport_journal::dump`; this is the command-line shell.
+//! The text and JSON formats live in `podport_journal::dump`, the SVG in `svg.rs` next to this
+//! file; this is the command-line shell.
 
 // A crate root looks for modules next to itself; this keeps the binary's modules in its own
 // directory instead of among other binaries.
 #[path = "podport-journal/source.rs"]
 mod source;
+#[path = "podport-journal/svg.rs"]
+mod svg;
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -342,7 +345,7 @@ fn timeline_cmd(a: TimelineArgs, out: &mut dyn Write) -> anyhow::Result<Outcome>
     }
     match &a.svg {
         Some(file) => {
-            let svg = dump::timeline_svg(&records, a.port.as_deref());
+            let svg = svg::timeline_svg(&records, a.port.as_deref());
             std::fs::write(file, &svg.text)
                 .with_context(|| format!("cannot write {}", file.display()))?;
             writeln!(
