@@ -24,6 +24,8 @@ mod errors;
 mod flow;
 mod flow_desc;
 mod framer;
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod message;
 mod port;
