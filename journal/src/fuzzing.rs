@@ -34,7 +34,7 @@ pub fn fuzz_decode(data: &[u8]) {
 }
 
 /// The body of the `journal_line` target: one line of the journal stream the agent's
-/// control socket sends (and `dump --json` prints), parsed with
+/// control socket sends (`podport-journal --control`; `dump --json` prints them), parsed with
 /// [`record_from_json_line`]. Checked: nothing panics, and a record that parses
 /// prints and parses back to itself.
 pub fn fuzz_json_line(data: &[u8]) {

@@ -20,7 +20,6 @@ pub mod event;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod reader;
-pub mod remote;
 pub mod stages;
 pub mod state;
 pub mod writer;

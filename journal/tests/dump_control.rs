@@ -1,5 +1,5 @@
 //! `podport-journal --control`: the same output from a running agent's control socket as from
-//! its directory. A small fake agent serves the journal stream of `podport_journal::remote`
+//! its directory. A small fake agent serves the journal stream of the control protocol (`podport_control`)
 //! (the real agent is exercised in `crates/podport/tests/agent_e2e.rs`).
 #![cfg(unix)]
 
@@ -8,8 +8,8 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use podport_control::end_line;
 use podport_journal::dump::record_json;
-use podport_journal::remote::end_line;
 use podport_journal::{Event, Journal, JournalConfig, JournalReader, PodRef, Policy, Record};
 use serde_json::Value;
 use tempfile::TempDir;

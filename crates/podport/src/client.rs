@@ -1,20 +1,15 @@
-//! `podport cni ...` and `podport status`: clients of a running agent's control socket (the
-//! protocol is in [`crate::control`]).
+//! `podport cni ...` and `podport status`: the command lines on top of `podport_control`'s
+//! client of a running agent's control socket.
 
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
+use podport_control::{Client, ClientError, HealthInfo, PortInfo, Request, SubscriptionLine};
 use podport_transport::Endpoint;
-use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufReader, ReadHalf, WriteHalf};
 
-use crate::control::{read_line, EventLine, LineRead, PortInfo, Request};
-use crate::health::{duration_text, HealthInfo};
-
-/// The longest answer line the clients accept (a status of many thousand ports fits).
-const MAX_ANSWER_LINE: usize = 64 * 1024 * 1024;
+use crate::health::summary;
 
 /// How long a command waits for the agent, unless `--timeout` says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -140,127 +135,13 @@ fn parse_pod(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// One connection to the agent. Everything it does ends by its deadline, or fails with "no
-/// answer from the agent at EP within T".
-struct Client {
-    endpoint: Endpoint,
-    rd: BufReader<ReadHalf<podport_transport::BoxStream>>,
-    wr: WriteHalf<podport_transport::BoxStream>,
-    buf: Vec<u8>,
-    deadline: Instant,
-    /// The bound as given, for the message.
-    within: Duration,
-}
-
-fn no_answer(endpoint: &Endpoint, within: Duration) -> anyhow::Error {
-    anyhow!(
-        "no answer from the agent at {endpoint} within {} (is it overloaded or stuck? --timeout waits longer)",
-        duration_text(within)
-    )
-}
-
-impl Client {
-    /// Connects; the connection's every step must end within `within` from now.
-    async fn connect(endpoint: &Endpoint, within: Duration) -> Result<Client> {
-        Client::connect_until(endpoint, Instant::now() + within, within).await
-    }
-
-    async fn connect_until(
-        endpoint: &Endpoint,
-        deadline: Instant,
-        within: Duration,
-    ) -> Result<Client> {
-        let stream = tokio::time::timeout_at(deadline.into(), podport_transport::connect(endpoint))
-            .await
-            .map_err(|_| no_answer(endpoint, within))?
-            .map_err(|e| {
-                anyhow!("cannot reach the agent at {endpoint}: {e} (is `podport agent` running?)")
-            })?;
-        let (rd, wr) = tokio::io::split(stream);
-        Ok(Client {
-            endpoint: endpoint.clone(),
-            rd: BufReader::new(rd),
-            wr,
-            buf: Vec::new(),
-            deadline,
-            within,
-        })
-    }
-
-    async fn send(&mut self, request: &Request) -> Result<()> {
-        let line = request.to_line();
-        tokio::time::timeout_at(self.deadline.into(), self.wr.write_all(line.as_bytes()))
-            .await
-            .map_err(|_| no_answer(&self.endpoint, self.within))?
-            .with_context(|| format!("sending the request to the agent at {}", self.endpoint))
-    }
-
-    /// The next line from the agent as JSON; `None` when it closed the connection. With
-    /// `bounded`, fails at the deadline; without, waits as long as the caller lets it.
-    async fn next_value(&mut self, bounded: bool) -> Result<Option<Value>> {
-        let read = read_line(&mut self.rd, &mut self.buf, MAX_ANSWER_LINE);
-        let read = if bounded {
-            tokio::time::timeout_at(self.deadline.into(), read)
-                .await
-                .map_err(|_| no_answer(&self.endpoint, self.within))?
-        } else {
-            read.await
-        };
-        match read.with_context(|| format!("reading from the agent at {}", self.endpoint))? {
-            LineRead::Eof => Ok(None),
-            LineRead::TooLong => bail!(
-                "the agent at {} sent a line over {MAX_ANSWER_LINE} bytes",
-                self.endpoint
-            ),
-            LineRead::Line => serde_json::from_slice(&self.buf).map(Some).map_err(|e| {
-                anyhow!(
-                    "the agent at {} sent something that is not JSON ({e}): {}",
-                    self.endpoint,
-                    String::from_utf8_lossy(&self.buf)
-                )
-            }),
+/// A client's error, with what a person at the command line can do about a timeout.
+fn cli(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::NoAnswer { .. } => {
+            anyhow::anyhow!("{e} (is it overloaded or stuck? --timeout waits longer)")
         }
-    }
-
-    /// Sends `request` and returns its answer, or the agent's refusal as an error.
-    async fn call(&mut self, request: &Request) -> Result<Value> {
-        self.send(request).await?;
-        let answer = self.next_value(true).await?.ok_or_else(|| {
-            anyhow!(
-                "the agent at {} closed the connection without answering",
-                self.endpoint
-            )
-        })?;
-        check_ok(&answer)?;
-        Ok(answer)
-    }
-
-    /// The ports, and the health when the agent sends it (an older agent does not).
-    async fn status_and_health(&mut self) -> Result<(Vec<PortInfo>, Option<HealthInfo>)> {
-        let answer = self.call(&Request::Status).await?;
-        let ports = answer
-            .get("ports")
-            .cloned()
-            .ok_or_else(|| anyhow!("the agent's status answer has no \"ports\": {answer}"))?;
-        let ports =
-            serde_json::from_value(ports).context("the agent's status answer does not parse")?;
-        let health = match answer.get("health") {
-            None => None,
-            Some(h) => Some(
-                serde_json::from_value(h.clone())
-                    .context("the health in the agent's status answer does not parse")?,
-            ),
-        };
-        Ok((ports, health))
-    }
-
-    async fn health(&mut self) -> Result<HealthInfo> {
-        let answer = self.call(&Request::Health).await?;
-        let health = answer
-            .get("health")
-            .cloned()
-            .ok_or_else(|| anyhow!("the agent's health answer has no \"health\": {answer}"))?;
-        serde_json::from_value(health).context("the agent's health answer does not parse")
+        e => e.into(),
     }
 }
 
@@ -276,21 +157,6 @@ impl std::fmt::Display for Unhealthy {
 }
 
 impl std::error::Error for Unhealthy {}
-
-/// The agent's `{"ok":false,"error":..}` as an error.
-fn check_ok(answer: &Value) -> Result<()> {
-    match answer.get("ok") {
-        Some(Value::Bool(true)) => Ok(()),
-        Some(Value::Bool(false)) => {
-            let e = answer
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given");
-            bail!("the agent refused: {e}")
-        }
-        _ => bail!("unexpected answer from the agent: {answer}"),
-    }
-}
 
 pub async fn run_cni(cmd: CniCmd) -> Result<()> {
     let (endpoint, request, done) = match cmd {
@@ -322,8 +188,10 @@ pub async fn run_cni(cmd: CniCmd) -> Result<()> {
             format!("deleted {}", a.ifname),
         ),
     };
-    let mut client = Client::connect(&endpoint.control.control, endpoint.timeout).await?;
-    client.call(&request).await?;
+    let mut client = Client::connect(&endpoint.control.control, endpoint.timeout)
+        .await
+        .map_err(cli)?;
+    client.call(&request).await.map_err(cli)?;
     println!("{done}");
     Ok(())
 }
@@ -332,12 +200,14 @@ pub async fn run_status(args: StatusArgs) -> Result<()> {
     let endpoint = &args.control.control;
     if args.health {
         let within = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let health = Client::connect(endpoint, within).await?.health().await?;
+        let health = async { Client::connect(endpoint, within).await?.health().await }
+            .await
+            .map_err(cli)?;
         let mut out = std::io::stdout().lock();
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&health)?)?;
         } else {
-            writeln!(out, "{}", health.summary())?;
+            writeln!(out, "{}", summary(&health))?;
         }
         out.flush()?;
         if !health.ready {
@@ -348,10 +218,9 @@ pub async fn run_status(args: StatusArgs) -> Result<()> {
     let (ports, health) = match args.wait_ready {
         None => {
             let within = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
-            Client::connect(endpoint, within)
-                .await?
-                .status_and_health()
-                .await?
+            async { Client::connect(endpoint, within).await?.status().await }
+                .await
+                .map_err(cli)?
         }
         Some(n) => wait_ready(endpoint, n, args.timeout.unwrap_or(DEFAULT_WAIT_READY)).await?,
     };
@@ -361,7 +230,7 @@ pub async fn run_status(args: StatusArgs) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string(&ports)?)?;
     } else {
         if let Some(h) = &health {
-            writeln!(out, "{}", h.summary())?;
+            writeln!(out, "{}", summary(h))?;
         }
         write!(out, "{}", table(&ports))?;
     }
@@ -376,8 +245,10 @@ async fn wait_ready(
     timeout: Duration,
 ) -> Result<(Vec<PortInfo>, Option<HealthInfo>)> {
     let deadline = Instant::now() + timeout;
-    let mut events = Client::connect_until(endpoint, deadline, timeout).await?;
-    events.call(&Request::Subscribe).await?;
+    let mut events = Client::connect_until(endpoint, deadline, timeout)
+        .await
+        .map_err(cli)?;
+    events.subscribe().await.map_err(cli)?;
     loop {
         // A connection per look: between events one would sit idle, and the agent closes
         // idle connections.
@@ -385,10 +256,14 @@ async fn wait_ready(
             Some(left) if left >= LAST_LOOK => (deadline, timeout),
             _ => (Instant::now() + LAST_LOOK, LAST_LOOK),
         };
-        let (ports, health) = Client::connect_until(endpoint, until, within)
-            .await?
-            .status_and_health()
-            .await?;
+        let (ports, health) = async {
+            Client::connect_until(endpoint, until, within)
+                .await?
+                .status()
+                .await
+        }
+        .await
+        .map_err(cli)?;
         let ready = ports.iter().filter(|p| p.ready).count();
         if ready >= n {
             return Ok((ports, health));
@@ -422,21 +297,14 @@ async fn wait_ready(
         }
         // Any event may change the count; the timeout re-reads the status once more so the
         // message is current.
-        match tokio::time::timeout(left, events.next_value(false)).await {
+        match tokio::time::timeout(left, events.next_event()).await {
             Err(_) => {}
-            Ok(Ok(Some(v))) => {
-                // Event lines carry no "ok"; only an error line (the agent dropped this
-                // subscription) does.
-                if v.get("ok").is_some() {
-                    check_ok(&v)?;
-                }
-                match serde_json::from_value::<EventLine>(v) {
-                    Ok(ev) => tracing::debug!(?ev, "Pod event"),
-                    Err(e) => tracing::debug!(error = %e, "unknown line in the event stream"),
-                }
+            Ok(Ok(Some(SubscriptionLine::Event(ev)))) => tracing::debug!(?ev, "Pod event"),
+            Ok(Ok(Some(SubscriptionLine::Other(v)))) => {
+                tracing::debug!(line = %v, "unknown line in the event stream")
             }
             Ok(Ok(None)) => bail!("the agent at {endpoint} closed the event stream"),
-            Ok(Err(e)) => return Err(e),
+            Ok(Err(e)) => return Err(cli(e)),
         }
     }
 }

@@ -1,24 +1,6 @@
-//! The control socket: how `podport cni`, `podport status` and `podport-journal --control`
-//! talk to a running agent.
-//!
-//! JSON lines: one request per line, each answered on the same connection, and a connection
-//! may carry several requests. A line is at most [`MAX_REQUEST_LINE`] bytes.
-//!
-//! | request | answer |
-//! |---|---|
-//! | `{"op":"add","namespace","name","container_id","ifname","ips":[..],"mac"}` | `{"ok":true}` |
-//! | `{"op":"attach","ifname"}` | `{"ok":true}` |
-//! | `{"op":"del","ifname"[,"container_id"]}` | `{"ok":true}` (also for a Pod not tracked; with `container_id`, another container's Pod of that name stays) |
-//! | `{"op":"status"}` | `{"ok":true,"ports":[`[`PortInfo`]`..],"health":`[`HealthInfo`]`}` (`health` is new: readers ignore fields they do not know) |
-//! | `{"op":"health"}` | `{"ok":true,"health":`[`HealthInfo`]`}`: the OVSDB and switch connections (up or down, since when, the last error) and whether the engine runs; answered also when the engine does not run (`engine_running: false`) |
-//! | `{"op":"subscribe"}` | `{"ok":true}`, then one [`EventLine`] per Pod event until the client hangs up |
-//! | `{"op":"journal","from":SEQ,"follow":BOOL}` | the record stream of `podport_journal::remote` |
-//!
-//! Any failure is `{"ok":false,"error":"..."}` and the connection carries on, except after a
-//! line over the limit (the rest of that line cannot be told from the next request, so the
-//! connection is closed after the answer). The `{"ok":true}` that opens a subscription tells
-//! the client that every event after its point of subscription will reach it, so a status
-//! taken afterwards and the events together miss nothing.
+//! The control socket's server: how a running agent answers `podport cni`, `podport status`
+//! and `podport-journal --control`. The protocol (requests, answers, the bounded line reader)
+//! and the client are in `podport_control`, whose crate doc has the table of requests.
 //!
 //! The server serves each connection on its own task; a stream's buffers are bounded, and a
 //! subscriber that falls too far behind is dropped with a log line and an error line.
@@ -40,21 +22,20 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use podport_control::{
+    duration_text, end_line, error_line, millis, ok_line, parse_request, read_line, EventLine,
+    LineRead, PortInfo, Request, Stages, MAX_REQUEST_LINE,
+};
 use podport_engine::{Engine, PodEvent, PodSpec, PortStatusView};
-use podport_journal::remote;
 use podport_openflow::{flag_names, PortState};
 use podport_transport::{BoxStream, Listener};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::health::{duration_text, engine_health, HealthInfo};
-
-/// The longest request line the agent reads.
-pub const MAX_REQUEST_LINE: usize = 64 * 1024;
+use crate::health::{engine_health, health_info};
 
 /// Connections served at once. At the cap, the connection idle the longest makes room for a
 /// new one.
@@ -88,269 +69,53 @@ const WRITE_STALL: Duration = Duration::from_secs(30);
 /// How often a bridge thread checks whether its connection is still there.
 const BRIDGE_POLL: Duration = Duration::from_millis(250);
 
-/// A request, as the `op` field names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
-    Add {
-        namespace: String,
-        name: String,
-        container_id: String,
-        ifname: String,
-        ips: Vec<String>,
-        mac: String,
-    },
-    Attach {
-        ifname: String,
-    },
-    Del {
-        ifname: String,
-        /// The CNI DEL's container: only that container's Pod is deleted.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        container_id: Option<String>,
-    },
-    Status,
-    Health,
-    Subscribe,
-    Journal {
-        #[serde(default)]
-        from: u64,
-        #[serde(default)]
-        follow: bool,
-    },
+/// A stage list as the protocol carries it.
+fn stages(stages: &[(podport_journal::Stage, Duration)]) -> Stages {
+    Stages::of(stages.iter().map(|(s, d)| (s.name(), *d)))
 }
 
-/// The op names, for error messages.
-const OPS: &str = "add, attach, del, status, health, subscribe, journal";
-
-impl Request {
-    /// The op's name, for logs.
-    pub fn op(&self) -> &'static str {
-        match self {
-            Request::Add { .. } => "add",
-            Request::Attach { .. } => "attach",
-            Request::Del { .. } => "del",
-            Request::Status => "status",
-            Request::Health => "health",
-            Request::Subscribe => "subscribe",
-            Request::Journal { .. } => "journal",
-        }
-    }
-
-    /// The request as one line, newline included.
-    pub fn to_line(&self) -> String {
-        // A request holds only strings, numbers and booleans: it always serialises.
-        let mut s = serde_json::to_string(self).unwrap_or_default();
-        s.push('\n');
-        s
+/// A port of the engine's status as the protocol carries it.
+fn port_info(v: &PortStatusView) -> PortInfo {
+    PortInfo {
+        ifname: v.ifname.clone(),
+        pod: v.pod.clone(),
+        ofport: v.port_no,
+        phase: v.phase.name().to_string(),
+        ready: v.ready,
+        ready_for_ms: v.ready_for.map(millis),
+        waited_ms: millis(v.waited),
+        state: flag_names(&PortState::from_bits_retain(v.state)),
+        last_error: v.last_error.clone(),
+        attach_failures: v.attach_failures,
+        stages: stages(&v.stages),
     }
 }
 
-/// Parses one request line, with a message a person can act on when it is not one.
-pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    let value: Value =
-        serde_json::from_slice(line).map_err(|e| format!("the request is not JSON: {e}"))?;
-    let Some(obj) = value.as_object() else {
-        return Err("a request is a JSON object with an \"op\" field".into());
-    };
-    let op = match obj.get("op") {
-        None => return Err(format!("the request has no \"op\" (one of {OPS})")),
-        Some(Value::String(op)) => op.clone(),
-        Some(other) => {
-            return Err(format!(
-                "\"op\" must be a string (one of {OPS}), not {other}"
-            ))
-        }
-    };
-    if !OPS.split(", ").any(|o| o == op) {
-        return Err(format!("unknown op {op:?} (one of {OPS})"));
-    }
-    serde_json::from_value(value).map_err(|e| format!("bad {op} request: {e}"))
-}
-
-/// One port in a status answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortInfo {
-    pub ifname: String,
-    /// `namespace/name`.
-    pub pod: String,
-    /// The OpenFlow port number, when the switch gave one.
-    pub ofport: Option<u32>,
-    pub phase: String,
-    pub ready: bool,
-    pub ready_for_ms: Option<u64>,
-    /// How long the port waited (or has been waiting) to become ready.
-    pub waited_ms: u64,
-    /// The switch's port state bits as names (`LIVE`, `LINK_DOWN`, ...).
-    pub state: Vec<String>,
-    pub last_error: Option<String>,
-    pub attach_failures: u32,
-    /// Each stage of the current attach reached, with the seconds since the one before it.
-    #[serde(default)]
-    pub stages: Stages,
-}
-
-/// Stage name → seconds since the previous stage (a JSON object: its keys have no order).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Stages(pub std::collections::BTreeMap<String, f64>);
-
-// Floats from a clock, never NaN.
-impl Eq for Stages {}
-
-impl Stages {
-    fn of(stages: &[(podport_journal::Stage, Duration)]) -> Stages {
-        Stages(
-            stages
-                .iter()
-                .map(|(s, d)| (s.name().to_string(), d.as_secs_f64()))
-                .collect(),
-        )
-    }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl From<&PortStatusView> for PortInfo {
-    fn from(v: &PortStatusView) -> Self {
-        PortInfo {
-            ifname: v.ifname.clone(),
-            pod: v.pod.clone(),
-            ofport: v.port_no,
-            phase: v.phase.name().to_string(),
-            ready: v.ready,
-            ready_for_ms: v.ready_for.map(millis),
-            waited_ms: millis(v.waited),
-            state: flag_names(&PortState::from_bits_retain(v.state)),
-            last_error: v.last_error.clone(),
-            attach_failures: v.attach_failures,
-            stages: Stages::of(&v.stages),
-        }
-    }
-}
-
-/// One line of a subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum EventLine {
-    Ready {
-        ifname: String,
-        port_no: u32,
-        waited_ms: u64,
-        /// The stages this wait went through, with the seconds each took.
-        #[serde(default)]
-        stages: Stages,
-    },
-    NotReady {
-        ifname: String,
-        phase: String,
-        waited_ms: u64,
-    },
-    Failed {
-        ifname: String,
-        error: String,
-    },
-    Removed {
-        ifname: String,
-        reason: String,
-    },
-}
-
-impl From<PodEvent> for EventLine {
-    fn from(e: PodEvent) -> Self {
-        match e {
-            PodEvent::Ready {
-                ifname,
-                port_no,
-                waited,
-                stages,
-            } => EventLine::Ready {
-                ifname,
-                port_no,
-                waited_ms: millis(waited),
-                stages: Stages::of(&stages),
-            },
-            PodEvent::NotReady {
-                ifname,
-                phase,
-                waited,
-            } => EventLine::NotReady {
-                ifname,
-                phase: phase.name().to_string(),
-                waited_ms: millis(waited),
-            },
-            PodEvent::Failed { ifname, error } => EventLine::Failed { ifname, error },
-            PodEvent::Removed { ifname, reason } => EventLine::Removed { ifname, reason },
-        }
-    }
-}
-
-/// `{"ok":true}`
-pub fn ok_line() -> String {
-    json!({"ok": true}).to_string()
-}
-
-/// `{"ok":false,"error":MSG}`
-pub fn error_line(msg: &str) -> String {
-    json!({"ok": false, "error": msg}).to_string()
-}
-
-/// What [`read_line`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum LineRead {
-    /// A line (in the buffer, without its `\n` or `\r\n`).
-    Line,
-    /// The peer closed the stream with no partial line pending.
-    Eof,
-    /// The line is longer than the limit; what was read of it is discarded.
-    TooLong,
-}
-
-/// Reads one line into `buf` (cleared first), never holding more than `max` bytes of it. A
-/// last line without its newline counts as a line.
-pub async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> io::Result<LineRead> {
-    buf.clear();
-    loop {
-        let avail = r.fill_buf().await?;
-        if avail.is_empty() {
-            return Ok(if buf.is_empty() {
-                LineRead::Eof
-            } else {
-                LineRead::Line
-            });
-        }
-        let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
-            Some(i) => (&avail[..i], i + 1, true),
-            None => (avail, avail.len(), false),
-        };
-        // The limit is on the line itself: a `\r` before the `\n` does not count, and an
-        // unfinished line may hold one byte more, which can still turn out to be that `\r`.
-        let len = buf.len() + chunk.len();
-        let ends_in_cr = chunk.last().or(buf.last()) == Some(&b'\r');
-        let over = if done {
-            len - usize::from(ends_in_cr) > max
-        } else {
-            len > max + 1 || (len == max + 1 && !ends_in_cr)
-        };
-        if over {
-            r.consume(used);
-            buf.clear();
-            return Ok(LineRead::TooLong);
-        }
-        buf.extend_from_slice(chunk);
-        r.consume(used);
-        if done {
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(LineRead::Line);
-        }
+/// A Pod event as a subscription line.
+fn event_line(e: PodEvent) -> EventLine {
+    match e {
+        PodEvent::Ready {
+            ifname,
+            port_no,
+            waited,
+            stages: s,
+        } => EventLine::Ready {
+            ifname,
+            port_no,
+            waited_ms: millis(waited),
+            stages: stages(&s),
+        },
+        PodEvent::NotReady {
+            ifname,
+            phase,
+            waited,
+        } => EventLine::NotReady {
+            ifname,
+            phase: phase.name().to_string(),
+            waited_ms: millis(waited),
+        },
+        PodEvent::Failed { ifname, error } => EventLine::Failed { ifname, error },
+        PodEvent::Removed { ifname, reason } => EventLine::Removed { ifname, reason },
     }
 }
 
@@ -778,7 +543,7 @@ async fn serve_connection(stream: BoxStream, shared: Arc<Shared>, conn: Register
                 continue;
             }
         };
-        let streams = matches!(request, Request::Subscribe | Request::Journal { .. });
+        let streams = request.streams();
         if !state.enter(if streams { STREAMING } else { BUSY }) {
             // Closed to make room just as the request arrived: it is not carried out, and
             // the client is told so.
@@ -909,12 +674,12 @@ where
         .map(|()| (json!({"ok": true}), ifname))
         .map_err(|e| e.to_string()),
         Request::Status => {
-            let health = HealthInfo::from(&engine_health(engine).await);
+            let health = health_info(&engine_health(engine).await);
             engine
                 .status()
                 .await
                 .map(|ports| {
-                    let ports: Vec<PortInfo> = ports.iter().map(PortInfo::from).collect();
+                    let ports: Vec<PortInfo> = ports.iter().map(port_info).collect();
                     let n = ports.len();
                     (
                         json!({"ok": true, "ports": ports, "health": health}),
@@ -924,7 +689,7 @@ where
                 .map_err(|e| e.to_string())
         }
         Request::Health => {
-            let health = HealthInfo::from(&engine_health(engine).await);
+            let health = health_info(&engine_health(engine).await);
             let about = if health.ready {
                 "ready".to_string()
             } else {
@@ -982,7 +747,7 @@ where
         .name(format!("podport-events-{id}"))
         .spawn(move || loop {
             match events.recv_timeout(BRIDGE_POLL) {
-                Ok(ev) => match tx.try_send(EventLine::from(ev)) {
+                Ok(ev) => match tx.try_send(event_line(ev)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         warn!(
@@ -1156,7 +921,7 @@ where
                     sent += 1;
                 }
                 Some(Streamed::End(last)) => {
-                    write_line(wr, &remote::end_line(last)).await?;
+                    write_line(wr, &end_line(last)).await?;
                     info!(conn = id, sent, last_seq = last, "journal history sent");
                     return Ok(Next::Continue);
                 }
@@ -1180,103 +945,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_every_request_and_explains_bad_ones() {
-        assert_eq!(
-            parse_request(br#"{"op":"attach","ifname":"vnic-1"}"#),
-            Ok(Request::Attach {
-                ifname: "vnic-1".into()
-            })
-        );
-        assert_eq!(parse_request(br#"{"op":"status"}"#), Ok(Request::Status));
-        assert_eq!(parse_request(br#"{"op":"health"}"#), Ok(Request::Health));
-        assert_eq!(
-            parse_request(br#"{"op":"journal"}"#),
-            Ok(Request::Journal {
-                from: 0,
-                follow: false
-            })
-        );
-        let add = Request::Add {
-            namespace: "default".into(),
-            name: "web".into(),
-            container_id: "c1".into(),
-            ifname: "vnic-1".into(),
-            ips: vec!["10.0.0.5/24".into()],
-            mac: "02:00:00:00:00:01".into(),
-        };
-        assert_eq!(parse_request(add.to_line().trim_end().as_bytes()), Ok(add));
-        let cases: [(&[u8], &str); 6] = [
-            (b"garbage", "not JSON"),
-            (b"{}", "has no \"op\""),
-            (b"[1]", "JSON object"),
-            (br#"{"op":"explode"}"#, "unknown op \"explode\""),
-            (br#"{"op":7}"#, "must be a string"),
-            (
-                br#"{"op":"attach"}"#,
-                "bad attach request: missing field `ifname`",
-            ),
-        ];
-        for (line, want) in cases {
-            let e = parse_request(line).unwrap_err();
-            assert!(e.contains(want), "{e:?} lacks {want:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn reads_lines_within_the_limit() {
-        let input: &[u8] = b"one\r\ntwo\nthree-is-long\nfour";
-        let mut r = BufReader::with_capacity(3, input);
-        let mut buf = Vec::new();
-        let mut got = Vec::new();
-        loop {
-            match read_line(&mut r, &mut buf, 8).await.unwrap() {
-                LineRead::Line => got.push(String::from_utf8(buf.clone()).unwrap()),
-                LineRead::TooLong => got.push("<too long>".into()),
-                LineRead::Eof => break,
-            }
-        }
-        // The long line's remainder is read as what follows it: which is why the server
-        // closes the connection after a too-long line.
-        assert_eq!(got[..3], ["one", "two", "<too long>"]);
-        assert_eq!(got.last().unwrap(), "four");
-    }
-
-    #[tokio::test]
-    async fn the_limit_is_on_the_line_not_its_line_ending() {
-        for (input, want) in [
-            (&b"12345678\r\n"[..], Some("12345678")),
-            (b"12345678\n", Some("12345678")),
-            (b"12345678", Some("12345678")),
-            (b"123456789\n", None),
-            (b"12345678\rx\n", None),
-            (b"123456789\r\n", None),
-        ] {
-            for cap in [1, 3, 64] {
-                let mut r = BufReader::with_capacity(cap, input);
-                let mut buf = Vec::new();
-                let got = match read_line(&mut r, &mut buf, 8).await.unwrap() {
-                    LineRead::Line => Some(String::from_utf8(buf.clone()).unwrap()),
-                    LineRead::TooLong => None,
-                    LineRead::Eof => panic!("eof"),
-                };
-                assert_eq!(
-                    got.as_deref(),
-                    want,
-                    "{:?} read {cap} bytes at a time",
-                    String::from_utf8_lossy(input)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(duration_text(Duration::from_secs(10)), "10s");
-        assert_eq!(duration_text(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(duration_text(Duration::from_millis(250)), "250ms");
-    }
 
     #[test]
     fn at_the_cap_the_connection_idle_the_longest_makes_room() {

@@ -7,8 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use podport_control::{duration_text, millis, HealthInfo, LinkInfo};
 use podport_engine::{Engine, Health, Link};
-use serde::{Deserialize, Serialize};
 
 /// How long the agent waits for the engine's health before it counts it as not running.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,87 +55,50 @@ pub async fn engine_died(engine: &Engine) -> String {
     }
 }
 
-/// One connection, as the control protocol carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkInfo {
-    pub up: bool,
-    /// When it went up or down, in milliseconds since the Unix epoch.
-    pub since_unix_ms: u64,
-    /// How long it has been up or down.
-    pub for_ms: u64,
-    /// Why it went down the last time (kept once it is up again).
-    pub last_error: Option<String>,
-    /// Times it went from up to down since the engine started.
-    pub disconnects: u64,
-}
-
-/// The `health` answer: `{"engine_running","ready","ovsdb":{..},"switch":{..},"problems":[..]}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthInfo {
-    pub engine_running: bool,
-    /// The engine runs and both connections are up.
-    pub ready: bool,
-    pub ovsdb: LinkInfo,
-    pub switch: LinkInfo,
-    /// Why it is not ready, one phrase each (`switch down 3s (connection refused)`).
-    pub problems: Vec<String>,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl From<&Link> for LinkInfo {
-    fn from(l: &Link) -> Self {
-        LinkInfo {
-            up: l.up,
-            since_unix_ms: millis(l.since.duration_since(UNIX_EPOCH).unwrap_or_default()),
-            for_ms: millis(l.duration),
-            last_error: l.last_error.clone(),
-            disconnects: l.disconnects,
-        }
+/// A link of the engine as the control protocol carries it.
+fn link_info(l: &Link) -> LinkInfo {
+    LinkInfo {
+        up: l.up,
+        since_unix_ms: millis(l.since.duration_since(UNIX_EPOCH).unwrap_or_default()),
+        for_ms: millis(l.duration),
+        last_error: l.last_error.clone(),
+        disconnects: l.disconnects,
     }
 }
 
-impl From<&LinkInfo> for Link {
-    fn from(l: &LinkInfo) -> Self {
-        Link {
-            up: l.up,
-            since: SystemTime::UNIX_EPOCH + Duration::from_millis(l.since_unix_ms),
-            duration: Duration::from_millis(l.for_ms),
-            last_error: l.last_error.clone(),
-            disconnects: l.disconnects,
-        }
+/// A link as the engine has it, from the protocol (so the engine's words describe it).
+fn link_of(l: &LinkInfo) -> Link {
+    Link {
+        up: l.up,
+        since: SystemTime::UNIX_EPOCH + Duration::from_millis(l.since_unix_ms),
+        duration: Duration::from_millis(l.for_ms),
+        last_error: l.last_error.clone(),
+        disconnects: l.disconnects,
     }
 }
 
-impl From<&Health> for HealthInfo {
-    fn from(h: &Health) -> Self {
-        HealthInfo {
-            engine_running: h.engine_running,
-            ready: h.ready(),
-            ovsdb: LinkInfo::from(&h.ovsdb),
-            switch: LinkInfo::from(&h.switch),
-            problems: h.problems(),
-        }
+/// The engine's health as the control protocol carries it.
+pub fn health_info(h: &Health) -> HealthInfo {
+    HealthInfo {
+        engine_running: h.engine_running,
+        ready: h.ready(),
+        ovsdb: link_info(&h.ovsdb),
+        switch: link_info(&h.switch),
+        problems: h.problems(),
     }
 }
 
-impl From<&HealthInfo> for Health {
-    fn from(h: &HealthInfo) -> Self {
-        Health {
-            engine_running: h.engine_running,
-            ovsdb: Link::from(&h.ovsdb),
-            switch: Link::from(&h.switch),
-        }
+fn health_of(h: &HealthInfo) -> Health {
+    Health {
+        engine_running: h.engine_running,
+        ovsdb: link_of(&h.ovsdb),
+        switch: link_of(&h.switch),
     }
 }
 
-impl HealthInfo {
-    /// `ovsdb: up 12s | switch: down 3s (connection refused)`.
-    pub fn summary(&self) -> String {
-        Health::from(self).summary()
-    }
+/// `ovsdb: up 12s | switch: down 3s (connection refused)`, worded as the engine words it.
+pub fn summary(h: &HealthInfo) -> String {
+    health_of(h).summary()
 }
 
 /// An HTTP answer: status code (200 or 503), body.
@@ -162,17 +125,6 @@ pub async fn readyz(engine: &Engine) -> HttpAnswer {
     }
 }
 
-/// A duration as people write it: `10s`, `1.5s`, `250ms`.
-pub fn duration_text(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}s", (d.as_secs_f64() * 1000.0).round() / 1000.0)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,7 +148,7 @@ mod tests {
                 disconnects: 2,
             },
         };
-        let info = HealthInfo::from(&h);
+        let info = health_info(&h);
         let json = serde_json::to_value(&info).unwrap();
         assert_eq!(json["ready"], false);
         assert_eq!(json["switch"]["for_ms"], 3_400);
@@ -206,9 +158,9 @@ mod tests {
             "switch down 3s (unix:/run/br-int.mgmt: Connection refused)"
         );
         let back: HealthInfo = serde_json::from_value(json).unwrap();
-        assert_eq!(Health::from(&back), h);
+        assert_eq!(health_of(&back), h);
         assert_eq!(
-            back.summary(),
+            summary(&back),
             "ovsdb: up 12s | switch: down 3s (unix:/run/br-int.mgmt: Connection refused)"
         );
     }

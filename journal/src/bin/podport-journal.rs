@@ -17,9 +17,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
+use podport_control::Endpoint;
 use podport_journal::dump::{self, Item, RecordFilter};
 use podport_journal::{PodRef, Record};
-use podport_transport::Endpoint;
 
 use source::Source;
 

@@ -11,8 +11,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::control::Request;
 use crate::demo::{add_bridge, openflow_endpoint, pod_spec, RunPlan, StrategyKind};
+use podport_control::Request;
 use podport_ovs_sandbox::Sandbox;
 
 /// Control connections used at once (CNI calls run in parallel on a node).

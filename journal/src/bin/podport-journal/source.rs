@@ -1,17 +1,16 @@
 //! Where the tool's records come from. Every subcommand works on the items and replays a
 //! [`Source`] hands out, never on sled directly: a journal directory, or a running agent's
-//! control socket (JSON lines of `Record`, read with `podport_journal::remote::fetch`).
+//! control socket (JSON lines of `Record`, read with `podport_control`'s client).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use podport_journal::dump::Item;
-use podport_journal::remote::{self, RemoteError};
+use podport_control::{Client, ClientError, Endpoint, JournalLine};
+use podport_journal::dump::{record_from_json_line, Item};
 use podport_journal::{apply, CorruptRecord, JournalError, JournalReader, Record, Replay, Stats};
-use podport_transport::Endpoint;
 
-/// How long the agent may stay silent in the middle of a stream.
+/// How long connecting may take, and the agent may stay silent in the middle of a stream.
 const REMOTE_IDLE: Duration = Duration::from_secs(30);
 
 /// A source of records.
@@ -33,12 +32,45 @@ pub enum Opened {
 
 /// Every record from `from` on, from the agent at `endpoint`.
 fn fetch(endpoint: &Endpoint, from: u64) -> anyhow::Result<Vec<Record>> {
-    remote::fetch(endpoint, from, REMOTE_IDLE).map_err(|e| match e {
-        RemoteError::Connect { .. } => anyhow::anyhow!("{e} (is `podport agent` running?)"),
-        other => anyhow::Error::new(other).context(format!(
-            "cannot read the journal of the agent at {endpoint}"
-        )),
-    })
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime that reads the agent's journal")?;
+    rt.block_on(fetch_async(endpoint, from))
+        .map_err(|e| match e {
+            // The error says it all, with its hint.
+            e @ Fetch::Client(ClientError::Connect { .. }) => anyhow::Error::new(e),
+            other => anyhow::Error::new(other).context(format!(
+                "cannot read the journal of the agent at {endpoint}"
+            )),
+        })
+}
+
+/// Why fetching a remote journal failed.
+#[derive(Debug, thiserror::Error)]
+enum Fetch {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("bad record line from the agent ({error}): {line}")]
+    BadRecord {
+        line: String,
+        error: serde_json::Error,
+    },
+}
+
+async fn fetch_async(endpoint: &Endpoint, from: u64) -> Result<Vec<Record>, Fetch> {
+    let mut client = Client::connect(endpoint, REMOTE_IDLE).await?;
+    client.journal(from, false).await?;
+    let mut out = Vec::new();
+    loop {
+        match client.next_journal_line(Some(REMOTE_IDLE)).await? {
+            JournalLine::End { .. } => return Ok(out),
+            JournalLine::Record(line) => match record_from_json_line(&line) {
+                Ok(r) => out.push(r),
+                Err(error) => return Err(Fetch::BadRecord { line, error }),
+            },
+        }
+    }
 }
 
 impl Source {
