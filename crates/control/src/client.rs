@@ -18,13 +18,14 @@ use crate::protocol::{duration_text, parse_end_line, EventLine, HealthInfo, Port
 /// The longest answer line the client accepts (a status of many thousand ports fits).
 pub const MAX_ANSWER_LINE: usize = 64 * 1024 * 1024;
 
-/// Why talking to the agent failed.
+/// Why talking to the agent failed. Each message is whole, its cause included (a cause is
+/// not also chained as `source`, so it is not printed twice).
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the agent at {endpoint}: {source} (is `podport agent` running?)")]
+    #[error("cannot reach the agent at {endpoint}: {error} (is `podport agent` running?)")]
     Connect {
         endpoint: Endpoint,
-        source: io::Error,
+        error: io::Error,
     },
     /// The deadline (or the silence allowed in a stream) passed.
     #[error("no answer from the agent at {endpoint} within {}", duration_text(*within))]
@@ -32,12 +33,12 @@ pub enum ClientError {
         endpoint: Endpoint,
         within: Duration,
     },
-    #[error("{doing} the agent at {endpoint}: {source}")]
+    #[error("{doing} the agent at {endpoint}: {error}")]
     Io {
         endpoint: Endpoint,
         /// `sending the request to`, `reading from`.
         doing: &'static str,
-        source: io::Error,
+        error: io::Error,
     },
     #[error("the agent at {endpoint} closed the connection {when}")]
     Closed {
@@ -47,23 +48,23 @@ pub enum ClientError {
     },
     #[error("the agent at {endpoint} sent a line over {max} bytes")]
     TooLong { endpoint: Endpoint, max: usize },
-    #[error("the agent at {endpoint} sent something that is not JSON ({source}): {line}")]
+    #[error("the agent at {endpoint} sent something that is not JSON ({error}): {line}")]
     NotJson {
         endpoint: Endpoint,
         line: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The agent's `{"ok":false,"error":..}`.
     #[error("the agent refused: {0}")]
     Refused(String),
     #[error("unexpected answer from the agent at {endpoint}: {what}")]
     Unexpected { endpoint: Endpoint, what: String },
-    #[error("the {what} from the agent at {endpoint} does not parse: {source}")]
+    #[error("the {what} from the agent at {endpoint} does not parse: {error}")]
     BadAnswer {
         endpoint: Endpoint,
         /// `status answer`, `health answer`.
         what: &'static str,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
 }
 
@@ -127,9 +128,9 @@ impl Client {
                 endpoint: endpoint.clone(),
                 within,
             })?
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 endpoint: endpoint.clone(),
-                source,
+                error,
             })?;
         let (rd, wr) = tokio::io::split(stream);
         Ok(Client {
@@ -166,10 +167,10 @@ impl Client {
         tokio::time::timeout_at(self.deadline.into(), self.wr.write_all(line.as_bytes()))
             .await
             .map_err(|_| self.no_answer(self.within))?
-            .map_err(|source| ClientError::Io {
+            .map_err(|error| ClientError::Io {
                 endpoint: self.endpoint.clone(),
                 doing: "sending the request to",
-                source,
+                error,
             })
     }
 
@@ -193,10 +194,10 @@ impl Client {
             }
             Wait::Forever => read.await,
         };
-        match read.map_err(|source| ClientError::Io {
+        match read.map_err(|error| ClientError::Io {
             endpoint: self.endpoint.clone(),
             doing: "reading from",
-            source,
+            error,
         })? {
             LineRead::Eof => Ok(false),
             LineRead::TooLong => Err(ClientError::TooLong {
@@ -207,11 +208,11 @@ impl Client {
         }
     }
 
-    fn not_json(&self, source: serde_json::Error) -> ClientError {
+    fn not_json(&self, error: serde_json::Error) -> ClientError {
         ClientError::NotJson {
             endpoint: self.endpoint.clone(),
             line: String::from_utf8_lossy(&self.buf).into_owned(),
-            source,
+            error,
         }
     }
 
@@ -264,10 +265,10 @@ impl Client {
             Some(v) => {
                 serde_json::from_value(v)
                     .map(Some)
-                    .map_err(|source| ClientError::BadAnswer {
+                    .map_err(|error| ClientError::BadAnswer {
                         endpoint: self.endpoint.clone(),
                         what,
-                        source,
+                        error,
                     })
             }
         }
