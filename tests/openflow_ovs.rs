@@ -8,11 +8,13 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use podport_openflow::{
-    Action, ClientError, ClientEvent, ClientOptions, ConnError, DisconnectReason, EventReceiver,
-    FlowDescRequest, FlowEntry, FlowMod, FlowModFlags, Instruction, MacAddr, OfClient, OxmField,
-    PortNo, PortReason, PortState, Version, ETH_TYPE_ARP, ETH_TYPE_IPV4,
+    Action, ConnError, FlowDescRequest, FlowEntry, FlowMod, FlowModFlags, Instruction, MacAddr,
+    OxmField, PortNo, PortReason, PortState, Version, ETH_TYPE_ARP, ETH_TYPE_IPV4,
 };
 use podport_ovs_sandbox::{sandbox_for_test, sandbox_for_test_with, Sandbox, SandboxOptions};
+use podport_session::openflow::{
+    ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
+};
 use podport_tests::{assert_quiet, port_statuses, wait_connected, wait_for, PROMPT};
 use tokio::task::block_in_place;
 
@@ -107,7 +109,7 @@ async fn antrea_protocols_negotiate_1_5_and_refuse_1_3_only() {
         ..SandboxOptions::default()
     };
     let sb = block_in_place(|| sandbox_for_test_with(opts));
-    let endpoint: podport_openflow::Endpoint = sb.openflow_endpoint().parse().unwrap();
+    let endpoint: podport_session::Endpoint = sb.openflow_endpoint().parse().unwrap();
 
     let (client, mut rx) = OfClient::start(endpoint.clone(), ClientOptions::default());
     let (version, _) = wait_connected(&mut rx).await;

@@ -4,13 +4,13 @@
 use std::time::Duration;
 
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
-use podport_ovsdb::client::{
+use podport_ovsdb::replica::ChangeKind;
+use podport_ovsdb::rows::InterfaceRow;
+use podport_session::ovsdb::ops::PodPortSpec;
+use podport_session::ovsdb::{
     DisconnectReason, OvsdbClient, OvsdbError, OvsdbEvent, OvsdbEventReceiver, OvsdbOptions,
     Snapshot,
 };
-use podport_ovsdb::ops::PodPortSpec;
-use podport_ovsdb::replica::ChangeKind;
-use podport_ovsdb::rows::InterfaceRow;
 use podport_tests::PROMPT;
 use tokio::task::block_in_place;
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use podport_openflow::{ClientEvent, EventReceiver, PortStatus};
+use podport_openflow::PortStatus;
+use podport_session::openflow::{ClientEvent, EventReceiver};
 
 /// The default bound for anything the switch should do promptly.
 pub const PROMPT: Duration = Duration::from_secs(20);

@@ -20,12 +20,10 @@ use futures_util::StreamExt;
 #[cfg(test)]
 use podport_journal::FailureKind;
 use podport_journal::{Event, Failure, Journal, PortDesc, PortReason, Ticket};
-use podport_openflow::{
-    ClientError, ClientEvent, EventReceiver, FlowDescRequest, FlowEntry, FlowMod, OfClient, Port,
-    PortReason as OfReason,
-};
-use podport_ovsdb::client::{OvsdbClient, OvsdbError, OvsdbEvent, OvsdbEventReceiver};
-use podport_ovsdb::ops::PodPortSpec;
+use podport_openflow::{FlowDescRequest, FlowEntry, FlowMod, Port, PortReason as OfReason};
+use podport_session::openflow::{ClientError, ClientEvent, EventReceiver, OfClient};
+use podport_session::ovsdb::ops::PodPortSpec;
+use podport_session::ovsdb::{OvsdbClient, OvsdbError, OvsdbEvent, OvsdbEventReceiver};
 use tracing::{debug, info, warn};
 
 use crate::core::{Command, Core, Input, PodEvent, PortStatusView};
@@ -131,7 +129,7 @@ pub struct EngineActor {
 
 /// The container an Interface was made for by podport, or `None` when podport did not make it.
 fn podport_owner(ids: &std::collections::BTreeMap<String, String>) -> Option<String> {
-    use podport_ovsdb::ops::{keys, OWNER};
+    use podport_session::ovsdb::ops::{keys, OWNER};
     (ids.get(keys::OWNER).map(String::as_str) == Some(OWNER))
         .then(|| ids.get(keys::CONTAINER_ID).cloned().unwrap_or_default())
 }
@@ -224,10 +222,10 @@ impl EngineActor {
     /// Interface's `external_ids`, and whether the attach had come (the attached type).
     fn pods_in(
         &self,
-        snap: &podport_ovsdb::client::Snapshot,
+        snap: &podport_session::ovsdb::Snapshot,
         bridge: &str,
     ) -> Vec<(PodSpec, bool)> {
-        use podport_ovsdb::ops::keys;
+        use podport_session::ovsdb::ops::keys;
         let Some(br) = snap.bridges.iter().find(|b| b.name == bridge) else {
             return Vec::new();
         };
@@ -1294,7 +1292,7 @@ mod tests {
             ps(OfReason::Add, 5),
             ps(OfReason::Modify, 5),
             ClientEvent::Disconnected {
-                reason: podport_openflow::DisconnectReason::PeerClosed,
+                reason: podport_session::openflow::DisconnectReason::PeerClosed,
             },
         ];
         let kinds: Vec<String> = facts(events, "unix:/x").iter().map(kind).collect();

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use crossbeam_channel::Receiver;
 use podport_journal::{now_micros, Journal, JournalConfig, JournalError};
-use podport_openflow::{ClientOptions, Endpoint, OfClient};
-use podport_ovsdb::client::{OvsdbClient, OvsdbOptions};
+use podport_session::openflow::{ClientOptions, OfClient};
+use podport_session::ovsdb::{OvsdbClient, OvsdbOptions};
+use podport_session::Endpoint;
 use tracing::info;
 
 use crate::actors::{

@@ -4,17 +4,17 @@
 //! below 8 can never be valid and would stall or desynchronise a naive length-delimited codec,
 //! so it is an error that ends the connection. The largest frame is 65535 bytes, so the buffer
 //! never grows beyond that whatever a peer sends.
+//!
+//! Plain methods, no codec trait: the crate stays free of any runtime, and the IO shell
+//! (`podport-session`) reads into a buffer and calls [`OfFramer::decode`] itself.
 
-use bytes::{Buf, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use bytes::BytesMut;
 
 use crate::header::HEADER_LEN;
 
-/// Errors of the framer: IO from the transport, or a length no frame can have.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the framer: a length no frame can have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
     #[error(
         "frame declares length {declared}, below the 8-byte header (xid {xid:#x}, type {msg_type})"
     )]
@@ -25,15 +25,15 @@ pub enum FrameError {
     },
 }
 
-/// The OpenFlow framer: yields whole frames (header included) and writes pre-encoded frames.
+/// The OpenFlow framer: yields whole frames, header included.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct OfFramer;
 
-impl Decoder for OfFramer {
-    type Item = BytesMut;
-    type Error = FrameError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
+impl OfFramer {
+    /// Takes the first whole frame off the front of `src`, or returns `None` (and reserves
+    /// room for the rest of the frame) while it is incomplete. After an error the stream is
+    /// out of step: the connection must be closed.
+    pub fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, FrameError> {
         if src.len() < HEADER_LEN {
             src.reserve(HEADER_LEN - src.len());
             return Ok(None);
@@ -52,15 +52,6 @@ impl Decoder for OfFramer {
             return Ok(None);
         }
         Ok(Some(src.split_to(declared)))
-    }
-}
-
-impl Encoder<BytesMut> for OfFramer {
-    type Error = FrameError;
-
-    fn encode(&mut self, item: BytesMut, dst: &mut BytesMut) -> Result<(), FrameError> {
-        dst.extend_from_slice(item.chunk());
-        Ok(())
     }
 }
 

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio_util::codec::Decoder;
 
 use crate::conn::{ConnConfig, Connection};
 use crate::{

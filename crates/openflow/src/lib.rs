@@ -1,5 +1,6 @@
-//! OpenFlow 1.3 / 1.5 for podport: a pure codec, a framer, a sans-IO connection state
-//! machine, and a thin async client over it.
+//! OpenFlow 1.3 / 1.5 for podport: a pure codec, a framer and a sans-IO connection state
+//! machine. No runtime: the async client that drives a `Connection` over a transport is
+//! `podport_session::openflow`.
 //!
 //! - [`decode`] / [`encode`] turn one whole frame into a typed [`Message`] and back. Decoding
 //!   validates every length before using it: a bad frame is a [`DecodeError`], never a panic,
@@ -11,13 +12,10 @@
 //! - [`conn::Connection`] is the protocol core: handshake, xids, reply matching, multipart
 //!   assembly (PORT_DESC, flow descriptions), atomic flow mod batches in 1.5 bundles, echo,
 //!   PortStatus events. It does no IO and reads no clock.
-//! - [`client`] drives a `Connection` over a transport (`unix:`, `tcp:`, Windows named pipe)
-//!   with reconnect and backoff.
 //!
 //! Port names on the wire are cut to 15 bytes; [`PortState`] and [`PortConfig`] are bit sets.
 
 mod bundle;
-pub mod client;
 pub mod conn;
 mod error;
 mod errors;
@@ -33,9 +31,6 @@ mod types;
 mod wire;
 
 pub use bundle::{BundleControl, BundleCtrlType, BundleFlags};
-pub use client::{
-    ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
-};
 pub use conn::{ConnConfig, ConnError};
 pub use error::{DecodeError, EncodeError};
 pub use errors::{error_code_name, error_type_name};
@@ -51,7 +46,6 @@ pub use message::{
     Hello, Message, MultipartReply, MultipartReplyBody, MultipartRequest, SwitchConfig, MPF_MORE,
     MP_PORT_DESC,
 };
-pub use podport_transport::Endpoint;
 pub use port::{EthernetProps, Port, PortReason, PortStatus, MAX_PORT_NAME_LEN};
 pub use types::{
     flag_names, wire_version_name, FlowModFlags, MacAddr, PortConfig, PortNo, PortState, Version,

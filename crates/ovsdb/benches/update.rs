@@ -15,7 +15,6 @@ use podport_ovsdb::rows::InterfaceRow;
 use podport_ovsdb::schema::{DbSchema, REQUIRED};
 use podport_ovsdb::splitter::JsonSplitter;
 use serde_json::{json, Value};
-use tokio_util::codec::Decoder;
 
 const ROWS: u32 = 1000;
 

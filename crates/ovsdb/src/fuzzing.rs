@@ -2,7 +2,6 @@
 //! (`tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
 
 use bytes::BytesMut;
-use tokio_util::codec::Decoder;
 
 use crate::rpc;
 use crate::splitter::JsonSplitter;

@@ -6,15 +6,14 @@
 //! of the columns podport uses), [`rpc`] (JSON-RPC 1.0 messages) and [`conn`] (the sans-IO
 //! session: ids, echo, probes).
 //!
-//! The shell: [`client`] (an async task per server with reconnect, schema check, monitor and
-//! snapshot delivery) and [`ops`] (the Pod port operations the engine needs).
+//! No runtime: the async client (a task per server with reconnect, schema check, monitor and
+//! snapshot delivery) and the Pod port operations the engine needs are
+//! `podport_session::ovsdb`.
 
-pub mod client;
 pub mod conn;
 pub mod datum;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod ops;
 pub mod replica;
 pub mod rows;
 pub mod rpc;

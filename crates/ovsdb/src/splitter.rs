@@ -7,17 +7,18 @@
 //! many reads is scanned once (linear time overall).
 //!
 //! Bounds: a value longer than `max_len` bytes is an error as soon as `max_len` bytes of it
-//! have been scanned, so with `FramedRead` the buffer never holds more than `max_len` plus one
-//! read. Whitespace between values is dropped as it is seen. Nesting is bounded too: a value
+//! have been scanned, so a reader that calls [`JsonSplitter::decode`] after every read never
+//! holds more than `max_len` plus one read. Whitespace between values is dropped as it is seen. Nesting is bounded too: a value
 //! nested deeper than `max_depth` (by default [`MAX_DEPTH`], ovsdb-server's own limit) is an
 //! error as soon as the bracket that goes too deep is scanned, so serde_json, whose own
 //! recursion limit is lifted for OVSDB input (see [`crate::rpc::parse`]), never recurses
 //! deeper than that.
 //!
 //! After an error the stream is out of step: the connection must be closed.
+//!
+//! Plain methods, no codec trait: the crate stays free of any runtime.
 
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
 
 /// The deepest nesting of arrays and objects accepted: 1000, as in Open vSwitch's JSON parser
 /// (`lib/json.c`), which accepts a value with 1000 levels of containers and rejects a 1001st
@@ -44,9 +45,6 @@ pub struct JsonSplitter {
 /// Why the byte stream cannot be split.
 #[derive(Debug, thiserror::Error)]
 pub enum SplitError {
-    /// Reading the stream failed.
-    #[error("reading the OVSDB stream: {0}")]
-    Io(#[from] std::io::Error),
     /// A value was still incomplete after `limit` bytes.
     #[error("JSON value longer than {limit} bytes")]
     TooLarge {
@@ -179,11 +177,10 @@ pub fn too_deep(bytes: &[u8], limit: usize) -> Option<usize> {
     None
 }
 
-impl Decoder for JsonSplitter {
-    type Item = BytesMut;
-    type Error = SplitError;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, SplitError> {
+impl JsonSplitter {
+    /// Takes the first complete value off the front of `buf`, or returns `None` while it is
+    /// incomplete (the bytes scanned so far are not scanned again).
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, SplitError> {
         if self.depth == 0 {
             // Between values: drop whitespace so that it neither accumulates nor counts
             // against the next value's length.
@@ -271,7 +268,9 @@ impl Decoder for JsonSplitter {
         Ok(None)
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, SplitError> {
+    /// [`JsonSplitter::decode`] at the end of the stream: bytes left of an incomplete value
+    /// are [`SplitError::Truncated`].
+    pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<BytesMut>, SplitError> {
         match self.decode(buf)? {
             Some(v) => Ok(Some(v)),
             None if buf.is_empty() => Ok(None),

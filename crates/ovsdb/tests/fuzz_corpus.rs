@@ -32,7 +32,6 @@ fn mismatched_brackets_split_and_are_rejected() {
     use bytes::BytesMut;
     use podport_ovsdb::rpc::{self, RpcError};
     use podport_ovsdb::splitter::JsonSplitter;
-    use tokio_util::codec::Decoder;
 
     let mut buf = BytesMut::from(&b"{\"a\": [1}] {}"[..]);
     let mut sp = JsonSplitter::default();

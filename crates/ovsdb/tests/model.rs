@@ -11,7 +11,6 @@ use podport_ovsdb::schema::{ColumnKind, ColumnType, DbSchema, SchemaError, REQUI
 use podport_ovsdb::splitter::JsonSplitter;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tokio_util::codec::Decoder;
 
 const SCHEMA_PATH: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 

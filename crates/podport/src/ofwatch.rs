@@ -6,11 +6,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use podport_openflow::{
-    flag_names, ClientEvent, ClientOptions, Endpoint, EventReceiver, OfClient, Port, PortStatus,
-    Version,
-};
+use podport_openflow::{flag_names, Port, PortStatus, Version};
 use podport_ovs_sandbox::{Sandbox, SandboxOptions};
+use podport_session::openflow::{ClientEvent, ClientOptions, EventReceiver, OfClient};
+use podport_session::Endpoint;
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]

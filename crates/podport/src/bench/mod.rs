@@ -37,10 +37,9 @@ use podport_engine::{Engine, FlowProvider, PodEvent};
 use podport_journal::{
     now_micros, Event, Journal, JournalConfig, Outcome, PodRef, PortDesc, PortReason,
 };
-use podport_openflow::{
-    ClientEvent, ClientOptions, FlowMod, OfClient, PortReason as OfReason, PortState,
-};
+use podport_openflow::{FlowMod, PortReason as OfReason, PortState};
 use podport_ovs_sandbox::Sandbox;
+use podport_session::openflow::{ClientEvent, ClientOptions, OfClient};
 use serde_json::json;
 
 use crate::cpu::CpuSample;
@@ -529,7 +528,7 @@ struct Monitor {
 impl Monitor {
     /// Connects; returns once the switch's handshake is done.
     fn start(endpoint: &str) -> Result<Monitor> {
-        let endpoint: podport_openflow::Endpoint = endpoint
+        let endpoint: podport_session::Endpoint = endpoint
             .parse()
             .map_err(|e| anyhow!("monitor endpoint {endpoint}: {e}"))?;
         let live: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();

@@ -9,23 +9,24 @@
 //! [`OvsdbError::Disconnected`] when it drops.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use podport_transport::{connect, BoxStream, Endpoint};
+use podport_ovsdb::conn::{Session, SessionConfig, SessionError, SessionEvent};
+use podport_ovsdb::datum::Uuid;
+use podport_ovsdb::replica::{ChangeKind, Replica, Row, RowChange};
+use podport_ovsdb::rows::{BridgeRow, InterfaceRow, PortRow, RowError};
+use podport_ovsdb::schema::{DbSchema, SchemaError, REQUIRED};
+use podport_ovsdb::splitter::JsonSplitter;
+use podport_transport::Endpoint;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
-use tokio_util::codec::Decoder;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn};
 
-use crate::conn::{Session, SessionConfig, SessionError, SessionEvent};
-use crate::datum::Uuid;
-use crate::replica::{ChangeKind, Replica, RowChange};
-use crate::rows::{BridgeRow, InterfaceRow, PortRow, RowError};
-use crate::schema::{DbSchema, SchemaError, REQUIRED};
-use crate::splitter::{JsonSplitter, SplitError};
+pub use crate::driver::MAX_EVENT_BACKLOG;
+use crate::driver::{self, EventSink, Link, LinkError, SinkEvent, Timing};
+
+pub mod ops;
 
 /// The monitor id podport uses.
 const MONITOR_ID: &str = "podport";
@@ -49,9 +50,6 @@ pub struct OvsdbOptions {
     /// it only the latest connection change is kept).
     pub event_capacity: usize,
 }
-
-/// Connection events waiting for room in a full event channel, at most.
-pub const MAX_EVENT_BACKLOG: usize = 64;
 
 impl Default for OvsdbOptions {
     fn default() -> Self {
@@ -212,102 +210,20 @@ pub struct OvsdbClient {
 /// The receiving end of the client's events (bounded: see [`OvsdbOptions::event_capacity`]).
 pub type OvsdbEventReceiver = mpsc::Receiver<OvsdbEvent>;
 
-/// The client's end of the bounded event channel.
-struct EventSink {
-    tx: mpsc::Sender<OvsdbEvent>,
-    backlog: std::collections::VecDeque<OvsdbEvent>,
-    dropped: u64,
-    /// A snapshot is owed for dropped changes.
-    resync: bool,
-}
-
-impl EventSink {
-    fn new(tx: mpsc::Sender<OvsdbEvent>) -> EventSink {
-        EventSink {
-            tx,
-            backlog: std::collections::VecDeque::new(),
-            dropped: 0,
-            resync: false,
-        }
-    }
-
-    fn send(&mut self, ev: OvsdbEvent) {
-        if !self.backlog.is_empty() {
-            return self.hold(ev);
-        }
-        match self.tx.try_send(ev) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) => self.hold(ev),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn hold(&mut self, ev: OvsdbEvent) {
-        match ev {
-            // The replica has every row: a snapshot later says what these would have.
-            OvsdbEvent::InterfaceChanged(_) | OvsdbEvent::Snapshot(_) => {
-                if self.dropped == 0 {
-                    warn!("event channel full: dropping Interface changes until there is room, then sending a snapshot");
-                }
-                self.dropped += 1;
-                self.resync = true;
-            }
-            other => {
-                self.backlog.push_back(other);
-                if self.backlog.len() > MAX_EVENT_BACKLOG {
-                    let last = self.backlog.pop_back();
-                    self.backlog.clear();
-                    self.backlog.extend(last);
-                    self.resync = true;
-                }
-            }
-        }
-    }
-
-    fn needs_room(&self) -> bool {
-        !self.backlog.is_empty() || (self.resync && self.tx.capacity() == 0)
-    }
-
-    /// Moves held events into the channel while it has room; true when the owed snapshot
-    /// should be sent now.
-    fn flush(&mut self) -> bool {
-        while let Some(ev) = self.backlog.pop_front() {
-            match self.tx.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(ev)) => {
-                    self.backlog.push_front(ev);
-                    return false;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.backlog.clear();
-                    return false;
-                }
-            }
-        }
-        if self.resync && self.tx.capacity() > 0 {
-            self.resync = false;
-            return true;
-        }
-        false
-    }
-}
-
-/// Resolves when the event channel has room (never, while nothing waits for it).
-async fn room(tx: &mpsc::Sender<OvsdbEvent>, waiting: bool) {
-    if !waiting {
-        return std::future::pending().await;
-    }
-    let _ = tx.reserve().await;
-}
-
 impl OvsdbClient {
     /// Starts a client task for `endpoint` on the current tokio runtime.
     pub fn start(endpoint: Endpoint, options: OvsdbOptions) -> (OvsdbClient, OvsdbEventReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
+        let timing = Timing {
+            backoff_initial: options.backoff_initial,
+            backoff_max: options.backoff_max,
+            write_timeout: options.write_timeout,
+        };
         let db = options.db.clone();
         let span = info_span!("ovsdb", endpoint = %endpoint);
-        tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
+        let capacity = options.event_capacity;
+        let (tx, ev_rx) = driver::start(endpoint, timing, capacity, span, move |now| {
+            Live::new(&options, now)
+        });
         (OvsdbClient { tx, db }, ev_rx)
     }
 
@@ -447,91 +363,138 @@ enum Waiter {
     Cancel(oneshot::Sender<Result<(), OvsdbError>>),
 }
 
-/// The state of one live session, besides the protocol core.
+/// One OVSDB connection: the protocol core, the startup chain, the replica and who waits for
+/// which reply.
 struct Live {
     session: Session,
+    db: String,
+    splitter: JsonSplitter,
     phase: Phase,
+    /// The monitor is set up on this connection.
+    ready: bool,
     schema: Option<DbSchema>,
     replica: Replica,
     waiters: HashMap<u64, Waiter>,
     cfg_waiters: Vec<(i64, oneshot::Sender<Result<i64, OvsdbError>>)>,
 }
 
-enum SessionEnd {
-    Stop,
-    Lost(DisconnectReason),
-}
-
-async fn run(
-    endpoint: Endpoint,
-    options: OvsdbOptions,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<OvsdbEvent>,
-) {
-    let room_tx = events.clone();
-    let mut events = EventSink::new(events);
-    let mut backoff = options.backoff_initial;
-    let mut announced_down = false;
-    loop {
-        let attempt = loop {
-            tokio::select! {
-                r = connect(&endpoint) => break r,
-                () = refuse_while_down(&mut commands) => return,
-                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
-            }
-        };
-        match attempt {
-            Ok(stream) => {
-                let mut reached_ready = false;
-                match session(
-                    stream,
-                    &options,
-                    &mut commands,
-                    &mut events,
-                    &room_tx,
-                    &mut reached_ready,
-                )
-                .await
-                {
-                    SessionEnd::Stop => return,
-                    SessionEnd::Lost(reason) => {
-                        if reached_ready {
-                            backoff = options.backoff_initial;
-                        }
-                        warn!(%reason, "OVSDB connection ended");
-                        events.send(OvsdbEvent::Disconnected { reason });
-                        announced_down = true;
-                    }
-                }
-            }
-            Err(e) => {
-                let reason = DisconnectReason::ConnectFailed(format!("{endpoint}: {e}"));
-                if !announced_down {
-                    warn!(%reason, "cannot reach the OVSDB server; retrying with backoff");
-                    events.send(OvsdbEvent::Disconnected { reason });
-                    announced_down = true;
-                } else {
-                    debug!(%reason, "reconnect attempt failed");
-                }
-            }
+impl Live {
+    /// A new connection: asks for the schema at once.
+    fn new(options: &OvsdbOptions, now: Instant) -> Live {
+        let mut session = Session::new(options.session.clone(), now);
+        let schema_id = session.call("get_schema", json!([options.db]));
+        Live {
+            session,
+            db: options.db.clone(),
+            splitter: JsonSplitter::new(options.max_message_len),
+            phase: Phase::AwaitSchema(schema_id),
+            ready: false,
+            schema: None,
+            // Only the monitored columns: rows stay small (see docs/benchmarks.md).
+            replica: Replica::with_columns(REQUIRED),
+            waiters: HashMap::new(),
+            cfg_waiters: Vec::new(),
         }
-        let wake = tokio::time::sleep(backoff);
-        tokio::pin!(wake);
-        loop {
-            tokio::select! {
-                _ = &mut wake => break,
-                () = refuse_while_down(&mut commands) => return,
-                // The next connection's snapshot pays a snapshot owed.
-                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
-            }
-        }
-        backoff = (backoff * 2).min(options.backoff_max);
     }
 }
 
-async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
-    while let Some(cmd) = commands.recv().await {
+impl From<LinkError> for DisconnectReason {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::ConnectFailed(what) => DisconnectReason::ConnectFailed(what),
+            LinkError::PeerClosed => DisconnectReason::PeerClosed,
+            LinkError::Io(what) => DisconnectReason::Io(what),
+            LinkError::WriteStalled(after) => DisconnectReason::WriteStalled(after),
+        }
+    }
+}
+
+impl SinkEvent for OvsdbEvent {
+    const DROPPING: &'static str =
+        "dropping Interface changes until there is room, then sending a snapshot";
+
+    /// The replica has every row: a snapshot later says what these would have.
+    fn is_droppable(&self) -> bool {
+        matches!(
+            self,
+            OvsdbEvent::InterfaceChanged(_) | OvsdbEvent::Snapshot(_)
+        )
+    }
+
+    /// A `Connected` is followed by a snapshot anyway: only the newest event is kept.
+    fn outlives_overflow(&self) -> bool {
+        false
+    }
+}
+
+impl Link for Live {
+    type Command = Command;
+    type Event = OvsdbEvent;
+    type Reason = DisconnectReason;
+    const NAME: &'static str = "OVSDB";
+
+    fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), DisconnectReason> {
+        loop {
+            match self.splitter.decode(buf) {
+                Ok(Some(msg)) => self.session.handle_message(&msg, now)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(DisconnectReason::Framing(e.to_string())),
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, _events: &mut EventSink<OvsdbEvent>) {
+        handle_command(self, cmd);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DisconnectReason> {
+        Ok(self.session.handle_timeout(now)?)
+    }
+
+    fn poll_events(&mut self, events: &mut EventSink<OvsdbEvent>) -> Result<(), DisconnectReason> {
+        drain_events(self, events)
+    }
+
+    fn resync(&mut self, events: &mut EventSink<OvsdbEvent>) -> Result<(), DisconnectReason> {
+        if !matches!(self.phase, Phase::Ready) {
+            // The monitor's own snapshot, once ready, pays it.
+            events.owe();
+            return Ok(());
+        }
+        let snap =
+            snapshot_of(&self.replica).map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
+        warn!(
+            dropped = events.take_dropped(),
+            "event channel has room again; sending a snapshot for the changes dropped"
+        );
+        events.send(OvsdbEvent::Snapshot(snap));
+        Ok(())
+    }
+
+    fn poll_transmit(&mut self, out: &mut BytesMut) {
+        while let Some(msg) = self.session.poll_transmit() {
+            out.extend_from_slice(&msg);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Some(self.session.poll_timeout())
+    }
+
+    fn reached_ready(&self) -> bool {
+        self.ready
+    }
+
+    fn fail_all(&mut self, reason: &DisconnectReason) {
+        fail_live(self, reason);
+    }
+
+    fn refuse(cmd: Command) {
         refuse(cmd, OvsdbError::NotConnected);
+    }
+
+    fn disconnected(reason: DisconnectReason) -> OvsdbEvent {
+        OvsdbEvent::Disconnected { reason }
     }
 }
 
@@ -541,126 +504,6 @@ fn refuse(cmd: Command, err: OvsdbError) {
         Command::Snapshot(tx) => drop(tx.send(Err(err))),
         Command::WaitCfg { reply, .. } => drop(reply.send(Err(err))),
         Command::CancelMonitor(tx) => drop(tx.send(Err(err))),
-    }
-}
-
-async fn session(
-    stream: BoxStream,
-    options: &OvsdbOptions,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    events: &mut EventSink,
-    room_tx: &mpsc::Sender<OvsdbEvent>,
-    reached_ready: &mut bool,
-) -> SessionEnd {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut session = Session::new(options.session.clone(), Instant::now().into_std());
-    let schema_id = session.call("get_schema", json!([options.db]));
-    let mut live = Live {
-        session,
-        phase: Phase::AwaitSchema(schema_id),
-        schema: None,
-        // Only the monitored columns: rows stay small (see docs/benchmarks.md).
-        replica: Replica::with_columns(REQUIRED),
-        waiters: HashMap::new(),
-        cfg_waiters: Vec::new(),
-    };
-    let mut splitter = JsonSplitter::new(options.max_message_len);
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
-    // Requests not yet written. They are written while reading goes on: ovsdb-server reads
-    // no request from a session while it has output queued for it, so a client that stopped
-    // reading until its own write finished would deadlock with it under a burst (1000
-    // create transactions did: "a write made no progress for 30s").
-    let mut wbuf = BytesMut::new();
-    let mut write_progress = Instant::now();
-    let end = loop {
-        // Events first: the startup chain answers replies with new requests, which the
-        // write below must carry before the loop waits again.
-        if let Err(reason) = drain_events(&mut live, options, events, reached_ready) {
-            break reason;
-        }
-        if events.flush() {
-            if matches!(live.phase, Phase::Ready) {
-                match snapshot_of(&live.replica) {
-                    Ok(snap) => {
-                        warn!(
-                            dropped = events.dropped,
-                            "event channel has room again; sending a snapshot for the changes dropped"
-                        );
-                        events.dropped = 0;
-                        events.send(OvsdbEvent::Snapshot(snap));
-                    }
-                    Err(e) => break DisconnectReason::Monitor(e.to_string()),
-                }
-            } else {
-                // The monitor's own snapshot, once ready, pays it.
-                events.resync = true;
-            }
-        }
-        if wbuf.is_empty() {
-            write_progress = Instant::now();
-        }
-        while let Some(msg) = live.session.poll_transmit() {
-            wbuf.extend_from_slice(&msg);
-        }
-        let deadline = Instant::from_std(live.session.poll_timeout());
-        tokio::select! {
-            written = wr.write(&wbuf), if !wbuf.is_empty() => {
-                match written {
-                    Ok(0) => break DisconnectReason::Io("the socket accepted no bytes".into()),
-                    Ok(n) => {
-                        let _ = wbuf.split_to(n);
-                        write_progress = Instant::now();
-                    }
-                    Err(e) => break DisconnectReason::Io(e.to_string()),
-                }
-            }
-            _ = tokio::time::sleep_until(write_progress + options.write_timeout), if !wbuf.is_empty() => {
-                break DisconnectReason::WriteStalled(options.write_timeout);
-            }
-            read = rd.read_buf(&mut rbuf) => {
-                match read {
-                    Ok(0) => break DisconnectReason::PeerClosed,
-                    Ok(_) => {}
-                    Err(e) => break DisconnectReason::Io(e.to_string()),
-                }
-                if let Err(reason) = handle_input(&mut live.session, &mut splitter, &mut rbuf) {
-                    break reason;
-                }
-            }
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else {
-                    fail_live(&mut live, &DisconnectReason::Io("client stopped".into()));
-                    return SessionEnd::Stop;
-                };
-                handle_command(&mut live, cmd);
-                while let Ok(cmd) = commands.try_recv() {
-                    handle_command(&mut live, cmd);
-                }
-            }
-            _ = room(room_tx, events.needs_room()) => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Err(e) = live.session.handle_timeout(Instant::now().into_std()) {
-                    break DisconnectReason::Session(e);
-                }
-            }
-        }
-    };
-    fail_live(&mut live, &end);
-    SessionEnd::Lost(end)
-}
-
-fn handle_input(
-    session: &mut Session,
-    splitter: &mut JsonSplitter,
-    rbuf: &mut BytesMut,
-) -> Result<(), DisconnectReason> {
-    loop {
-        match splitter.decode(rbuf) {
-            Ok(Some(msg)) => session.handle_message(&msg, Instant::now().into_std())?,
-            Ok(None) => return Ok(()),
-            Err(SplitError::Io(e)) => return Err(DisconnectReason::Io(e.to_string())),
-            Err(e) => return Err(DisconnectReason::Framing(e.to_string())),
-        }
     }
 }
 
@@ -711,9 +554,7 @@ fn handle_command(live: &mut Live, cmd: Command) {
 /// Processes the session's events: the startup chain (schema, monitor), replies, updates.
 fn drain_events(
     live: &mut Live,
-    options: &OvsdbOptions,
-    events: &mut EventSink,
-    reached_ready: &mut bool,
+    events: &mut EventSink<OvsdbEvent>,
 ) -> Result<(), DisconnectReason> {
     while let Some(ev) = live.session.poll_event() {
         match ev {
@@ -728,7 +569,7 @@ fn drain_events(
                     live.schema = Some(schema);
                     let id = live.session.call(
                         "monitor_cond",
-                        json!([options.db, MONITOR_ID, monitor_requests()]),
+                        json!([live.db, MONITOR_ID, monitor_requests()]),
                     );
                     live.phase = Phase::AwaitMonitor { id, v1: false };
                 }
@@ -746,7 +587,7 @@ fn drain_events(
                         };
                         applied.map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
                         live.phase = Phase::Ready;
-                        *reached_ready = true;
+                        live.ready = true;
                         info!(version = %schema.version, monitor = if v1 { "monitor" } else { "monitor_cond" }, "connected to OVSDB");
                         events.send(OvsdbEvent::Connected {
                             schema_version: schema.version.clone(),
@@ -754,16 +595,15 @@ fn drain_events(
                         let snap = snapshot_of(&live.replica)
                             .map_err(|e| DisconnectReason::Monitor(e.to_string()))?;
                         // This snapshot is the truth a resync would bring.
-                        events.resync = false;
+                        events.paid();
                         events.send(OvsdbEvent::Snapshot(snap));
                         check_cfg_waiters(live);
                     }
                     Err(e) if !v1 && is_unknown_method(&e) => {
                         info!("server lacks monitor_cond; using monitor");
-                        let id = live.session.call(
-                            "monitor",
-                            json!([options.db, MONITOR_ID, monitor_requests()]),
-                        );
+                        let id = live
+                            .session
+                            .call("monitor", json!([live.db, MONITOR_ID, monitor_requests()]));
                         live.phase = Phase::AwaitMonitor { id, v1: true };
                     }
                     Err(e) => return Err(DisconnectReason::Monitor(e.to_string())),
@@ -821,7 +661,7 @@ fn interface_change(change: &RowChange) -> Option<Box<InterfaceChange>> {
     if change.table != "Interface" {
         return None;
     }
-    let typed = |row: &Option<crate::replica::Row>| {
+    let typed = |row: &Option<Row>| {
         row.as_ref()
             .and_then(|r| match InterfaceRow::from_row(change.uuid, r) {
                 Ok(i) => Some(i),

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use podport_openflow::{
-    decode, encode, ClientError, ClientEvent, ClientOptions, ConnError, DisconnectReason, Endpoint,
-    EventReceiver, FeaturesReply, FlowMod, Header, Hello, Message, OfClient, OfFramer, Version,
+    decode, encode, ConnError, FeaturesReply, FlowMod, Header, Hello, Message, OfFramer, Version,
 };
+use podport_session::openflow::{
+    ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
+};
+use podport_session::Endpoint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Decoder;
 
 const BOUND: Duration = Duration::from_secs(10);
 

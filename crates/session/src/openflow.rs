@@ -1,5 +1,6 @@
-//! A thin async client over [`Connection`]: one task owns the transport and the protocol core,
-//! reconnects with backoff, and serves requests from cloneable [`OfClient`] handles.
+//! A thin async client over the sans-IO [`Connection`] of `podport-openflow`: one task (the
+//! shared driver of this crate) owns the transport and the protocol core, reconnects with
+//! backoff, and serves requests from cloneable [`OfClient`] handles.
 //!
 //! Events ([`ClientEvent`]) go out on a bounded channel (`ClientOptions::event_capacity`), and
 //! the read loop never waits for the consumer (echo replies keep flowing whatever the consumer
@@ -14,24 +15,22 @@
 //! caller reinstalls from its own state on `Connected`.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use podport_transport::{connect, BoxStream, Endpoint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use podport_openflow::conn::{
+    ConnConfig, ConnError, Connection, Event, Reply, ReplyError, RequestError,
+};
+use podport_openflow::{
+    EncodeError, ErrorMsg, FlowDescRequest, FlowEntry, FlowMod, FrameError, OfFramer, Port,
+    PortStatus, Version,
+};
+use podport_transport::Endpoint;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
-use tokio_util::codec::Decoder;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn};
 
-use crate::conn::{ConnConfig, ConnError, Connection, Event, Reply, ReplyError, RequestError};
-use crate::flow::FlowMod;
-use crate::flow_desc::{FlowDescRequest, FlowEntry};
-use crate::framer::{FrameError, OfFramer};
-use crate::message::ErrorMsg;
-use crate::port::{Port, PortStatus};
-use crate::types::Version;
-use crate::EncodeError;
+pub use crate::driver::MAX_EVENT_BACKLOG;
+use crate::driver::{self, EventSink, Link, LinkError, SinkEvent, Timing};
 
 /// Settings of a client.
 #[derive(Clone, Debug)]
@@ -50,9 +49,6 @@ pub struct ClientOptions {
     /// few MiB.
     pub event_capacity: usize,
 }
-
-/// Connection events waiting for room in a full event channel, at most.
-pub const MAX_EVENT_BACKLOG: usize = 64;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -155,112 +151,23 @@ pub struct OfClient {
 /// The receiving end of the client's events (bounded: see the module documentation).
 pub type EventReceiver = mpsc::Receiver<ClientEvent>;
 
-/// The client's end of the bounded event channel.
-struct EventSink {
-    tx: mpsc::Sender<ClientEvent>,
-    /// Connection events that found the channel full, in order.
-    backlog: std::collections::VecDeque<ClientEvent>,
-    /// PortStatus dropped since the last resync.
-    dropped: u64,
-    /// A PORT_DESC is owed to the consumer once there is room.
-    resync: bool,
-}
-
-impl EventSink {
-    fn new(tx: mpsc::Sender<ClientEvent>) -> EventSink {
-        EventSink {
-            tx,
-            backlog: std::collections::VecDeque::new(),
-            dropped: 0,
-            resync: false,
-        }
-    }
-
-    fn send(&mut self, ev: ClientEvent) {
-        // Nothing overtakes the backlog: events stay in order.
-        if !self.backlog.is_empty() {
-            return self.hold(ev);
-        }
-        match self.tx.try_send(ev) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(ev)) => self.hold(ev),
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-
-    fn hold(&mut self, ev: ClientEvent) {
-        match ev {
-            ClientEvent::PortStatus(_) => {
-                if self.dropped == 0 {
-                    warn!("event channel full: dropping PortStatus until there is room, then taking PORT_DESC");
-                }
-                self.dropped += 1;
-                self.resync = true;
-            }
-            other => {
-                self.backlog.push_back(other);
-                if self.backlog.len() > MAX_EVENT_BACKLOG {
-                    // Each connection change supersedes the ones before it: keep the latest
-                    // and resynchronise the port list after it.
-                    let last = self.backlog.pop_back();
-                    self.backlog
-                        .retain(|e| matches!(e, ClientEvent::Disconnected { .. }));
-                    while self.backlog.len() > 1 {
-                        self.backlog.pop_front();
-                    }
-                    self.backlog.extend(last);
-                    self.resync = true;
-                }
-            }
-        }
-    }
-
-    /// True while events wait for room in the channel.
-    fn needs_room(&self) -> bool {
-        !self.backlog.is_empty() || (self.resync && self.tx.capacity() == 0)
-    }
-
-    /// Moves held events into the channel while it has room. Returns true when the owed
-    /// PORT_DESC should be asked for now.
-    fn flush(&mut self) -> bool {
-        while let Some(ev) = self.backlog.pop_front() {
-            match self.tx.try_send(ev) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(ev)) => {
-                    self.backlog.push_front(ev);
-                    return false;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.backlog.clear();
-                    return false;
-                }
-            }
-        }
-        if self.resync && self.tx.capacity() > 0 {
-            self.resync = false;
-            return true;
-        }
-        false
-    }
-}
-
-/// Resolves when the event channel has room (never, while nothing waits for it).
-async fn room(tx: &mpsc::Sender<ClientEvent>, waiting: bool) {
-    if !waiting {
-        return std::future::pending().await;
-    }
-    // The permit is released at once: this only waits for a free slot.
-    let _ = tx.reserve().await;
-}
-
 impl OfClient {
     /// Starts a client task for `endpoint` on the current tokio runtime. It connects at once
     /// and keeps reconnecting until every handle is dropped.
     pub fn start(endpoint: Endpoint, options: ClientOptions) -> (OfClient, EventReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
+        let timing = Timing {
+            backoff_initial: options.backoff_initial,
+            backoff_max: options.backoff_max,
+            write_timeout: options.write_timeout,
+        };
         let span = info_span!("openflow", endpoint = %endpoint);
-        tokio::spawn(run(endpoint, options, rx, ev_tx).instrument(span));
+        let capacity = options.event_capacity;
+        let (tx, ev_rx) = driver::start(endpoint, timing, capacity, span, move |now| OfLink {
+            conn: Connection::new(options.conn.clone(), now),
+            waiters: Waiters::default(),
+            port_desc_on_connect: options.port_desc_on_connect,
+            ready: false,
+        });
         (OfClient { tx }, ev_rx)
     }
 
@@ -357,7 +264,12 @@ struct Waiters {
 }
 
 impl Waiters {
-    fn complete(&mut self, xid: u32, result: Result<Reply, ReplyError>, events: &mut EventSink) {
+    fn complete(
+        &mut self,
+        xid: u32,
+        result: Result<Reply, ReplyError>,
+        events: &mut EventSink<ClientEvent>,
+    ) {
         let Some(waiter) = self.by_xid.remove(&xid) else {
             debug!(xid, "reply for a request nobody waits on");
             return;
@@ -453,92 +365,132 @@ impl Waiters {
     }
 }
 
-enum SessionEnd {
-    /// Every handle was dropped.
-    Stop,
-    Lost(DisconnectReason),
-}
-
-async fn run(
-    endpoint: Endpoint,
-    options: ClientOptions,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<ClientEvent>,
-) {
-    let room_tx = events.clone();
-    let mut events = EventSink::new(events);
-    let mut backoff = options.backoff_initial;
-    let mut announced_down = false;
-    loop {
-        let attempt = loop {
-            tokio::select! {
-                r = connect(&endpoint) => break r,
-                stop = refuse_while_down(&mut commands) => { let () = stop; return; }
-                _ = room(&room_tx, events.needs_room()) => { events.flush(); }
-            }
-        };
-        let reason = match attempt {
-            Ok(stream) => {
-                debug!("transport connected");
-                let mut reached_ready = false;
-                match session(
-                    stream,
-                    &options,
-                    &mut commands,
-                    &mut events,
-                    &room_tx,
-                    &mut reached_ready,
-                )
-                .await
-                {
-                    SessionEnd::Stop => return,
-                    SessionEnd::Lost(reason) => {
-                        if reached_ready {
-                            backoff = options.backoff_initial;
-                        }
-                        warn!(%reason, "OpenFlow connection ended");
-                        events.send(ClientEvent::Disconnected {
-                            reason: reason.clone(),
-                        });
-                        announced_down = true;
-                        reason
-                    }
-                }
-            }
-            Err(e) => {
-                let reason = DisconnectReason::ConnectFailed(format!("{endpoint}: {e}"));
-                // One event per outage, not one per retry.
-                if !announced_down {
-                    warn!(%reason, "cannot reach the switch; retrying with backoff");
-                    events.send(ClientEvent::Disconnected {
-                        reason: reason.clone(),
-                    });
-                    announced_down = true;
-                } else {
-                    debug!(%reason, "reconnect attempt failed");
-                }
-                reason
-            }
-        };
-        debug!(?backoff, %reason, "waiting before reconnecting");
-        let wake = tokio::time::sleep(backoff);
-        tokio::pin!(wake);
-        loop {
-            tokio::select! {
-                _ = &mut wake => break,
-                stop = refuse_while_down(&mut commands) => { let () = stop; return; }
-                // A backlog of connection events still reaches the consumer while down; the
-                // PORT_DESC it may owe comes with the next connection.
-                _ = room(&room_tx, !events.backlog.is_empty()) => { events.flush(); }
-            }
+impl From<LinkError> for DisconnectReason {
+    fn from(e: LinkError) -> Self {
+        match e {
+            LinkError::ConnectFailed(what) => DisconnectReason::ConnectFailed(what),
+            LinkError::PeerClosed => DisconnectReason::PeerClosed,
+            LinkError::Io(what) => DisconnectReason::Io(what),
+            LinkError::WriteStalled(after) => DisconnectReason::WriteStalled(after),
         }
-        backoff = (backoff * 2).min(options.backoff_max);
     }
 }
 
-/// Answers requests with `NotConnected` until the command channel closes (then returns).
-async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
-    while let Some(cmd) = commands.recv().await {
+impl SinkEvent for ClientEvent {
+    const DROPPING: &'static str = "dropping PortStatus until there is room, then taking PORT_DESC";
+
+    fn is_droppable(&self) -> bool {
+        matches!(self, ClientEvent::PortStatus(_))
+    }
+
+    fn outlives_overflow(&self) -> bool {
+        matches!(self, ClientEvent::Disconnected { .. })
+    }
+}
+
+/// One OpenFlow connection: the protocol core and who waits for which reply.
+struct OfLink {
+    conn: Connection,
+    waiters: Waiters,
+    port_desc_on_connect: bool,
+    /// The handshake finished on this connection.
+    ready: bool,
+}
+
+impl Link for OfLink {
+    type Command = Command;
+    type Event = ClientEvent;
+    type Reason = DisconnectReason;
+    const NAME: &'static str = "OpenFlow";
+
+    fn handle_input(&mut self, buf: &mut BytesMut, now: Instant) -> Result<(), DisconnectReason> {
+        loop {
+            match OfFramer.decode(buf) {
+                Ok(Some(frame)) => self.conn.handle_frame(&frame, now)?,
+                Ok(None) => return Ok(()),
+                Err(e @ FrameError::BadLength { .. }) => {
+                    return Err(DisconnectReason::Protocol(ConnError::Frame(e.to_string())))
+                }
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, events: &mut EventSink<ClientEvent>) {
+        handle_command(&mut self.conn, &mut self.waiters, cmd, events);
+    }
+
+    /// One barrier fences the whole burst of flow mods.
+    fn commands_done(&mut self) {
+        if let Err(e) = self.conn.fence() {
+            warn!(error = %e, "could not send the barrier that confirms flow mods");
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DisconnectReason> {
+        Ok(self.conn.handle_timeout(now)?)
+    }
+
+    fn poll_events(&mut self, events: &mut EventSink<ClientEvent>) -> Result<(), DisconnectReason> {
+        while let Some(ev) = self.conn.poll_event() {
+            match ev {
+                Event::Connected {
+                    version,
+                    datapath_id,
+                } => {
+                    self.ready = true;
+                    info!(%version, dpid = format_args!("{datapath_id:016x}"), "connected to switch");
+                    events.send(ClientEvent::Connected {
+                        version,
+                        datapath_id,
+                    });
+                    if self.port_desc_on_connect {
+                        // Asked now, so its reply lands in the stream right where it belongs.
+                        self.handle_command(Command::PortDescEvent, events);
+                    }
+                }
+                Event::PortStatus(ps) => events.send(ClientEvent::PortStatus(ps)),
+                Event::Reply { xid, result } => self.waiters.complete(xid, result, events),
+                Event::UnsolicitedError { xid, error } => {
+                    warn!(xid, %error, "switch reported an error for no pending request")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn resync(&mut self, events: &mut EventSink<ClientEvent>) -> Result<(), DisconnectReason> {
+        if self.conn.is_ready() {
+            warn!(
+                dropped = events.take_dropped(),
+                "event channel has room again; taking PORT_DESC for the PortStatus dropped"
+            );
+            self.handle_command(Command::PortDescEvent, events);
+        } else {
+            // The handshake's own PORT_DESC (or this, once ready) pays it.
+            events.owe();
+        }
+        Ok(())
+    }
+
+    fn poll_transmit(&mut self, out: &mut BytesMut) {
+        while let Some(frame) = self.conn.poll_transmit() {
+            out.extend_from_slice(&frame);
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.conn.poll_timeout()
+    }
+
+    fn reached_ready(&self) -> bool {
+        self.ready
+    }
+
+    fn fail_all(&mut self, reason: &DisconnectReason) {
+        self.waiters.fail_all(reason);
+    }
+
+    fn refuse(cmd: Command) {
         match cmd {
             Command::PortDesc(tx) => {
                 let _ = tx.send(Err(ClientError::NotConnected));
@@ -553,151 +505,9 @@ async fn refuse_while_down(commands: &mut mpsc::UnboundedReceiver<Command>) {
             }
         }
     }
-}
 
-async fn session(
-    stream: BoxStream,
-    options: &ClientOptions,
-    commands: &mut mpsc::UnboundedReceiver<Command>,
-    events: &mut EventSink,
-    room_tx: &mpsc::Sender<ClientEvent>,
-    reached_ready: &mut bool,
-) -> SessionEnd {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut conn = Connection::new(options.conn.clone(), Instant::now().into_std());
-    let mut waiters = Waiters::default();
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
-    let mut wbuf = BytesMut::new();
-    let mut framer = OfFramer;
-    // Frames not yet written are written while reading goes on: ovs-vswitchd stops reading a
-    // connection that has many replies queued, so a client that waited for its own write
-    // before reading again could deadlock with it under a burst of flow mods.
-    let mut write_progress = Instant::now();
-    let end = loop {
-        if wbuf.is_empty() {
-            write_progress = Instant::now();
-        }
-        // Held events go first, and a PORT_DESC owed for dropped PortStatus is asked for.
-        if events.flush() {
-            if conn.is_ready() {
-                warn!(
-                    dropped = events.dropped,
-                    "event channel has room again; taking PORT_DESC for the PortStatus dropped"
-                );
-                events.dropped = 0;
-                handle_command(&mut conn, &mut waiters, Command::PortDescEvent, events);
-            } else {
-                // Owed still: the handshake's own PORT_DESC (or this, once ready) pays it.
-                events.resync = true;
-            }
-        }
-        // Events first: handling them may make requests, whose frames the drain below takes.
-        while let Some(ev) = conn.poll_event() {
-            match ev {
-                Event::Connected {
-                    version,
-                    datapath_id,
-                } => {
-                    *reached_ready = true;
-                    info!(%version, dpid = format_args!("{datapath_id:016x}"), "connected to switch");
-                    events.send(ClientEvent::Connected {
-                        version,
-                        datapath_id,
-                    });
-                    if options.port_desc_on_connect {
-                        // Asked now, so its reply lands in the stream right where it belongs.
-                        handle_command(&mut conn, &mut waiters, Command::PortDescEvent, events);
-                    }
-                }
-                Event::PortStatus(ps) => {
-                    events.send(ClientEvent::PortStatus(ps));
-                }
-                Event::Reply { xid, result } => waiters.complete(xid, result, events),
-                Event::UnsolicitedError { xid, error } => {
-                    warn!(xid, %error, "switch reported an error for no pending request")
-                }
-            }
-        }
-        while let Some(frame) = conn.poll_transmit() {
-            wbuf.extend_from_slice(&frame);
-        }
-        let deadline = conn.poll_timeout().map(Instant::from_std);
-        tokio::select! {
-            written = wr.write(&wbuf), if !wbuf.is_empty() => {
-                match written {
-                    Ok(0) => break DisconnectReason::Io("the socket accepted no bytes".into()),
-                    Ok(n) => {
-                        let _ = wbuf.split_to(n);
-                        write_progress = Instant::now();
-                    }
-                    Err(e) => break DisconnectReason::Io(e.to_string()),
-                }
-            }
-            _ = tokio::time::sleep_until(write_progress + options.write_timeout), if !wbuf.is_empty() => {
-                break DisconnectReason::WriteStalled(options.write_timeout);
-            }
-            read = rd.read_buf(&mut rbuf) => {
-                match read {
-                    Ok(0) => break DisconnectReason::PeerClosed,
-                    Ok(_) => {}
-                    Err(e) => break DisconnectReason::Io(e.to_string()),
-                }
-                if let Err(reason) = handle_input(&mut conn, &mut framer, &mut rbuf) {
-                    // Best effort: let the switch see why (HELLO_FAILED) before we hang up.
-                    while let Some(frame) = conn.poll_transmit() {
-                        wbuf.extend_from_slice(&frame);
-                    }
-                    let _ = tokio::time::timeout(Duration::from_millis(100), wr.write_all(&wbuf)).await;
-                    break reason;
-                }
-            }
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else {
-                    waiters.fail_all(&DisconnectReason::Io("client stopped".into()));
-                    return SessionEnd::Stop;
-                };
-                handle_command(&mut conn, &mut waiters, cmd, events);
-                // Take everything already queued so one barrier fences the whole batch.
-                while let Ok(cmd) = commands.try_recv() {
-                    handle_command(&mut conn, &mut waiters, cmd, events);
-                }
-                if let Err(e) = conn.fence() {
-                    warn!(error = %e, "could not send the barrier that confirms flow mods");
-                }
-            }
-            _ = room(room_tx, events.needs_room()) => {}
-            _ = sleep_until_opt(deadline) => {
-                if let Err(e) = conn.handle_timeout(Instant::now().into_std()) {
-                    break DisconnectReason::Protocol(e);
-                }
-            }
-        }
-    };
-    waiters.fail_all(&end);
-    SessionEnd::Lost(end)
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn handle_input(
-    conn: &mut Connection,
-    framer: &mut OfFramer,
-    rbuf: &mut BytesMut,
-) -> Result<(), DisconnectReason> {
-    loop {
-        match framer.decode(rbuf) {
-            Ok(Some(frame)) => conn.handle_frame(&frame, Instant::now().into_std())?,
-            Ok(None) => return Ok(()),
-            Err(FrameError::Io(e)) => return Err(DisconnectReason::Io(e.to_string())),
-            Err(e @ FrameError::BadLength { .. }) => {
-                return Err(DisconnectReason::Protocol(ConnError::Frame(e.to_string())))
-            }
-        }
+    fn disconnected(reason: DisconnectReason) -> ClientEvent {
+        ClientEvent::Disconnected { reason }
     }
 }
 
@@ -723,13 +533,13 @@ fn handle_command(
     conn: &mut Connection,
     waiters: &mut Waiters,
     cmd: Command,
-    events: &mut EventSink,
+    events: &mut EventSink<ClientEvent>,
 ) {
     match cmd {
         Command::PortDescEvent => match conn.request_port_desc() {
             Ok(xid) => {
                 // This list is the truth a resync would bring.
-                events.resync = false;
+                events.paid();
                 waiters.by_xid.insert(xid, Waiter::PortDescEvent);
             }
             Err(e) => {

@@ -6,17 +6,16 @@
 use std::time::Duration;
 
 use bytes::BytesMut;
-use podport_ovsdb::client::{
-    DisconnectReason, OvsdbClient, OvsdbEvent, OvsdbEventReceiver, OvsdbOptions,
-};
 use podport_ovsdb::conn::SessionError;
 use podport_ovsdb::rpc;
 use podport_ovsdb::schema::SchemaError;
 use podport_ovsdb::splitter::{JsonSplitter, MAX_DEPTH};
+use podport_session::ovsdb::{
+    DisconnectReason, OvsdbClient, OvsdbEvent, OvsdbEventReceiver, OvsdbOptions,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Decoder;
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -325,14 +324,14 @@ async fn requests_fail_clearly_when_the_server_vanishes() {
     let r = tokio::time::timeout(BOUND, pending).await.unwrap().unwrap();
     assert_eq!(
         r,
-        Err(podport_ovsdb::client::OvsdbError::Disconnected(
+        Err(podport_session::ovsdb::OvsdbError::Disconnected(
             DisconnectReason::PeerClosed
         ))
     );
     assert_eq!(disconnected(&mut rx).await, DisconnectReason::PeerClosed);
     assert_eq!(
         client.echo().await,
-        Err(podport_ovsdb::client::OvsdbError::NotConnected)
+        Err(podport_session::ovsdb::OvsdbError::NotConnected)
     );
 }
 

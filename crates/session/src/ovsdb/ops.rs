@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::client::{OvsdbClient, OvsdbError};
-use crate::datum::{Datum, Uuid};
-use crate::rows::{InterfaceRow, PortRow};
+use podport_ovsdb::datum::{Datum, Uuid};
+use podport_ovsdb::replica::Row;
+use podport_ovsdb::rows::{InterfaceRow, PortRow};
+
+use super::{OvsdbClient, OvsdbError};
 
 /// `external_ids` keys podport writes on a Pod's Port and Interface (the names Antrea uses).
 pub mod keys {
@@ -289,22 +291,21 @@ impl OvsdbClient {
         let port_uuids = Datum::from_json(&bridge_row["ports"], &ty("Bridge", "ports")?)
             .map_err(|e| OvsdbError::Unexpected(e.to_string()))?
             .as_uuid_set();
-        let typed_row =
-            |table: &str, v: &Value| -> Result<(Uuid, crate::replica::Row), OvsdbError> {
-                let uuid = parse_uuid(&v["_uuid"])?;
-                let mut row = crate::replica::Row::new();
-                if let Some(obj) = v.as_object() {
-                    for (c, val) in obj {
-                        if c == "_uuid" {
-                            continue;
-                        }
-                        let d = Datum::from_json(val, &ty(table, c)?)
-                            .map_err(|e| OvsdbError::Unexpected(format!("{table}.{c}: {e}")))?;
-                        row.insert(c.clone(), d);
+        let typed_row = |table: &str, v: &Value| -> Result<(Uuid, Row), OvsdbError> {
+            let uuid = parse_uuid(&v["_uuid"])?;
+            let mut row = Row::new();
+            if let Some(obj) = v.as_object() {
+                for (c, val) in obj {
+                    if c == "_uuid" {
+                        continue;
                     }
+                    let d = Datum::from_json(val, &ty(table, c)?)
+                        .map_err(|e| OvsdbError::Unexpected(format!("{table}.{c}: {e}")))?;
+                    row.insert(c.clone(), d);
                 }
-                Ok((uuid, row))
-            };
+            }
+            Ok((uuid, row))
+        };
         let mut interfaces = BTreeMap::new();
         for v in rows(&r[2]) {
             let (u, row) = typed_row("Interface", v)?;
