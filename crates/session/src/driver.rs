@@ -18,18 +18,34 @@ use std::time::Duration;
 use bytes::BytesMut;
 use podport_transport::{connect, BoxStream, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, warn, Instrument, Span};
 
-/// Reconnect and write settings, common to both clients' options.
+/// The driver's settings, the same for both clients (`ClientOptions::driver`,
+/// `OvsdbOptions::driver`).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Timing {
+pub struct DriverOptions {
     /// First delay before reconnecting; doubles up to `backoff_max`.
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     /// A write that makes no progress for this long ends the connection.
     pub write_timeout: Duration,
+    /// The bound of the event channel (see each client's module documentation for what
+    /// happens when it is full). 65 536 events hold a burst of PortStatus for thousands of
+    /// ports at once in a few MiB.
+    pub event_capacity: usize,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            backoff_initial: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            event_capacity: 65_536,
+        }
+    }
 }
 
 /// What ends a connection below the protocol; each client's `DisconnectReason` has a
@@ -85,6 +101,38 @@ pub(crate) trait Link: Send + 'static {
     /// Answers a request made while no connection is up.
     fn refuse(cmd: Self::Command);
     fn disconnected(reason: Self::Reason) -> Self::Event;
+}
+
+/// A client's error for "the client task has stopped".
+pub(crate) trait Stopped {
+    fn stopped() -> Self;
+}
+
+/// The sending end of a client task's requests, held by every handle of the client. The
+/// task stops when the last one is dropped.
+pub(crate) struct Requests<C>(mpsc::UnboundedSender<C>);
+
+impl<C> Clone for Requests<C> {
+    fn clone(&self) -> Self {
+        Requests(self.0.clone())
+    }
+}
+
+impl<C> Requests<C> {
+    /// Hands `cmd` to the task without waiting for anything.
+    pub(crate) fn send<E: Stopped>(&self, cmd: C) -> Result<(), E> {
+        self.0.send(cmd).map_err(|_| E::stopped())
+    }
+
+    /// Sends the request that `make` builds around a reply channel, and waits for the reply.
+    pub(crate) async fn call<T, E: Stopped>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, E>>) -> C,
+    ) -> Result<T, E> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| E::stopped())?
+    }
 }
 
 /// Connection events waiting for room in a full event channel, at most.
@@ -207,18 +255,17 @@ async fn room<E>(tx: &mpsc::Sender<E>, waiting: bool) {
 
 /// Starts a client task for `endpoint` on the current tokio runtime, in `span`. It connects
 /// at once, makes a new link with `open` for every connection, and keeps reconnecting until
-/// every sender of the returned command channel is dropped.
+/// every clone of the returned [`Requests`] is dropped.
 pub(crate) fn start<L: Link>(
     endpoint: Endpoint,
-    timing: Timing,
-    event_capacity: usize,
+    options: DriverOptions,
     span: Span,
     open: impl FnMut(std::time::Instant) -> L + Send + 'static,
-) -> (mpsc::UnboundedSender<L::Command>, mpsc::Receiver<L::Event>) {
+) -> (Requests<L::Command>, mpsc::Receiver<L::Event>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = mpsc::channel(event_capacity.max(1));
-    tokio::spawn(run(endpoint, timing, open, rx, ev_tx).instrument(span));
-    (tx, ev_rx)
+    let (ev_tx, ev_rx) = mpsc::channel(options.event_capacity.max(1));
+    tokio::spawn(run(endpoint, options, open, rx, ev_tx).instrument(span));
+    (Requests(tx), ev_rx)
 }
 
 enum SessionEnd<R> {
@@ -229,7 +276,7 @@ enum SessionEnd<R> {
 
 async fn run<L: Link>(
     endpoint: Endpoint,
-    timing: Timing,
+    timing: DriverOptions,
     mut open: impl FnMut(std::time::Instant) -> L,
     mut commands: mpsc::UnboundedReceiver<L::Command>,
     events: mpsc::Sender<L::Event>,
@@ -309,7 +356,7 @@ async fn refuse_while_down<L: Link>(commands: &mut mpsc::UnboundedReceiver<L::Co
 async fn session<L: Link>(
     stream: BoxStream,
     link: &mut L,
-    timing: &Timing,
+    timing: &DriverOptions,
     commands: &mut mpsc::UnboundedReceiver<L::Command>,
     events: &mut EventSink<L::Event>,
     room_tx: &mpsc::Sender<L::Event>,

@@ -16,5 +16,5 @@ mod driver;
 pub mod openflow;
 pub mod ovsdb;
 
-pub use driver::MAX_EVENT_BACKLOG;
+pub use driver::{DriverOptions, MAX_EVENT_BACKLOG};
 pub use podport_transport::Endpoint;

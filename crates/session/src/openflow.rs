@@ -2,7 +2,7 @@
 //! shared driver of this crate) owns the transport and the protocol core, reconnects with
 //! backoff, and serves requests from cloneable [`OfClient`] handles.
 //!
-//! Events ([`ClientEvent`]) go out on a bounded channel (`ClientOptions::event_capacity`), and
+//! Events ([`ClientEvent`]) go out on a bounded channel (`DriverOptions::event_capacity`), and
 //! the read loop never waits for the consumer (echo replies keep flowing whatever the consumer
 //! does). When the channel is full, a PortStatus is dropped and counted, and as soon as there
 //! is room again the client takes a PORT_DESC, delivered in stream order: the consumer gets the
@@ -29,38 +29,20 @@ use podport_transport::Endpoint;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn};
 
+pub use crate::driver::DriverOptions;
 pub use crate::driver::MAX_EVENT_BACKLOG;
-use crate::driver::{self, EventSink, Link, LinkError, SinkEvent, Timing};
+use crate::driver::{self, EventSink, Link, LinkError, Requests, SinkEvent, Stopped};
 
 /// Settings of a client.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ClientOptions {
     pub conn: ConnConfig,
-    /// First delay before reconnecting; doubles up to `backoff_max`.
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    /// A write that makes no progress for this long ends the connection.
-    pub write_timeout: Duration,
+    /// Reconnect, write timeout, and the bound of the event channel (see the module
+    /// documentation for what happens when it is full).
+    pub driver: DriverOptions,
     /// Take PORT_DESC right after every handshake and deliver it as
     /// [`ClientEvent::PortDesc`], ordered with the PortStatus events around it.
     pub port_desc_on_connect: bool,
-    /// The bound of the event channel (see the module documentation for what happens when it
-    /// is full). 65 536 events hold a burst of PortStatus for thousands of ports at once in a
-    /// few MiB.
-    pub event_capacity: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            conn: ConnConfig::default(),
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(30),
-            port_desc_on_connect: false,
-            event_capacity: 65_536,
-        }
-    }
 }
 
 impl ClientOptions {
@@ -145,7 +127,7 @@ enum Command {
 /// A handle to the client task. Cloneable; the task stops when every handle is dropped.
 #[derive(Clone)]
 pub struct OfClient {
-    tx: mpsc::UnboundedSender<Command>,
+    requests: Requests<Command>,
 }
 
 /// The receiving end of the client's events (bounded: see the module documentation).
@@ -155,34 +137,26 @@ impl OfClient {
     /// Starts a client task for `endpoint` on the current tokio runtime. It connects at once
     /// and keeps reconnecting until every handle is dropped.
     pub fn start(endpoint: Endpoint, options: ClientOptions) -> (OfClient, EventReceiver) {
-        let timing = Timing {
-            backoff_initial: options.backoff_initial,
-            backoff_max: options.backoff_max,
-            write_timeout: options.write_timeout,
-        };
         let span = info_span!("openflow", endpoint = %endpoint);
-        let capacity = options.event_capacity;
-        let (tx, ev_rx) = driver::start(endpoint, timing, capacity, span, move |now| OfLink {
+        let (requests, ev_rx) = driver::start(endpoint, options.driver, span, move |now| OfLink {
             conn: Connection::new(options.conn.clone(), now),
             waiters: Waiters::default(),
             port_desc_on_connect: options.port_desc_on_connect,
             ready: false,
         });
-        (OfClient { tx }, ev_rx)
+        (OfClient { requests }, ev_rx)
     }
 
     /// Every port of the switch (PORT_DESC, all parts assembled).
     pub async fn port_desc(&self) -> Result<Vec<Port>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::PortDesc(tx))?;
-        rx.await.map_err(|_| ClientError::Stopped)?
+        self.requests.call(Command::PortDesc).await
     }
 
     /// Asks for PORT_DESC; the reply arrives as [`ClientEvent::PortDesc`] in the event stream,
     /// in order with PortStatus (a list taken with [`OfClient::port_desc`] cannot be ordered
     /// against the events received around it).
     pub fn request_port_desc_event(&self) -> Result<(), ClientError> {
-        self.send(Command::PortDescEvent)
+        self.requests.send(Command::PortDescEvent)
     }
 
     /// Sends one flow mod and waits until a barrier confirms it (or its ERROR arrives).
@@ -199,9 +173,9 @@ impl OfClient {
         if flow_mods.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::FlowMods(flow_mods, tx))?;
-        rx.await.map_err(|_| ClientError::Stopped)?
+        self.requests
+            .call(|tx| Command::FlowMods(flow_mods, tx))
+            .await
     }
 
     /// Applies `flow_mods` all at once or not at all.
@@ -215,28 +189,22 @@ impl OfClient {
         if flow_mods.is_empty() {
             return Ok(());
         }
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::FlowModsAtomic(flow_mods, tx))?;
-        rx.await.map_err(|_| ClientError::Stopped)?
+        self.requests
+            .call(|tx| Command::FlowModsAtomic(flow_mods, tx))
+            .await
     }
 
     /// The installed flows that pass `request`'s filter (flow statistics in 1.3, flow
     /// descriptions in 1.5; all parts assembled, in the switch's order).
     pub async fn flow_desc(&self, request: FlowDescRequest) -> Result<Vec<FlowEntry>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::FlowDesc(request, tx))?;
-        rx.await.map_err(|_| ClientError::Stopped)?
+        self.requests
+            .call(|tx| Command::FlowDesc(request, tx))
+            .await
     }
 
     /// Sends a barrier and waits for its reply.
     pub async fn barrier(&self) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Barrier(tx))?;
-        rx.await.map_err(|_| ClientError::Stopped)?
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), ClientError> {
-        self.tx.send(cmd).map_err(|_| ClientError::Stopped)
+        self.requests.call(Command::Barrier).await
     }
 }
 
@@ -373,6 +341,12 @@ impl From<LinkError> for DisconnectReason {
             LinkError::Io(what) => DisconnectReason::Io(what),
             LinkError::WriteStalled(after) => DisconnectReason::WriteStalled(after),
         }
+    }
+}
+
+impl Stopped for ClientError {
+    fn stopped() -> Self {
+        ClientError::Stopped
     }
 }
 

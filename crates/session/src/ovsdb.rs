@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn};
 
+pub use crate::driver::DriverOptions;
 pub use crate::driver::MAX_EVENT_BACKLOG;
-use crate::driver::{self, EventSink, Link, LinkError, SinkEvent, Timing};
+use crate::driver::{self, EventSink, Link, LinkError, Requests, SinkEvent, Stopped};
 
 pub mod ops;
 
@@ -37,18 +38,13 @@ pub struct OvsdbOptions {
     /// The database: `Open_vSwitch`.
     pub db: String,
     pub session: SessionConfig,
-    /// First reconnect delay; doubles up to `backoff_max`.
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
     /// The largest JSON message accepted from the server.
     pub max_message_len: usize,
-    /// A write that makes no progress for this long ends the connection.
-    pub write_timeout: Duration,
-    /// The bound of the event channel. When it is full an `InterfaceChanged` is dropped,
-    /// and once there is room a whole `Snapshot` from the replica replaces what was dropped;
-    /// `Connected`/`Disconnected` wait in a backlog of at most [`MAX_EVENT_BACKLOG`] (past
-    /// it only the latest connection change is kept).
-    pub event_capacity: usize,
+    /// Reconnect, write timeout, and the bound of the event channel. When the channel is
+    /// full an `InterfaceChanged` is dropped, and once there is room a whole `Snapshot` from
+    /// the replica replaces what was dropped; `Connected`/`Disconnected` wait in a backlog of
+    /// at most [`MAX_EVENT_BACKLOG`] (past it only the latest connection change is kept).
+    pub driver: DriverOptions,
 }
 
 impl Default for OvsdbOptions {
@@ -56,11 +52,8 @@ impl Default for OvsdbOptions {
         OvsdbOptions {
             db: "Open_vSwitch".into(),
             session: SessionConfig::default(),
-            backoff_initial: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(5),
             max_message_len: JsonSplitter::DEFAULT_MAX_LEN,
-            write_timeout: Duration::from_secs(30),
-            event_capacity: 65_536,
+            driver: DriverOptions::default(),
         }
     }
 }
@@ -203,39 +196,33 @@ enum Command {
 /// A handle to the client task. Cloneable; the task stops when every handle is dropped.
 #[derive(Clone)]
 pub struct OvsdbClient {
-    tx: mpsc::UnboundedSender<Command>,
+    requests: Requests<Command>,
     pub(crate) db: String,
 }
 
-/// The receiving end of the client's events (bounded: see [`OvsdbOptions::event_capacity`]).
+/// The receiving end of the client's events (bounded: see [`OvsdbOptions::driver`]).
 pub type OvsdbEventReceiver = mpsc::Receiver<OvsdbEvent>;
 
 impl OvsdbClient {
     /// Starts a client task for `endpoint` on the current tokio runtime.
     pub fn start(endpoint: Endpoint, options: OvsdbOptions) -> (OvsdbClient, OvsdbEventReceiver) {
-        let timing = Timing {
-            backoff_initial: options.backoff_initial,
-            backoff_max: options.backoff_max,
-            write_timeout: options.write_timeout,
-        };
         let db = options.db.clone();
         let span = info_span!("ovsdb", endpoint = %endpoint);
-        let capacity = options.event_capacity;
-        let (tx, ev_rx) = driver::start(endpoint, timing, capacity, span, move |now| {
+        let (requests, ev_rx) = driver::start(endpoint, options.driver, span, move |now| {
             Live::new(&options, now)
         });
-        (OvsdbClient { tx, db }, ev_rx)
+        (OvsdbClient { requests, db }, ev_rx)
     }
 
     /// Sends a raw JSON-RPC request and returns its result.
     pub async fn call(&self, method: &'static str, params: Value) -> Result<Value, OvsdbError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::Call {
-            method,
-            params,
-            reply,
-        })?;
-        rx.await.map_err(|_| OvsdbError::Stopped)?
+        self.requests
+            .call(|reply| Command::Call {
+                method,
+                params,
+                reply,
+            })
+            .await
     }
 
     /// `echo`: a round trip to the server.
@@ -267,28 +254,20 @@ impl OvsdbClient {
 
     /// The monitored rows as the client's replica holds them now.
     pub async fn snapshot(&self) -> Result<Snapshot, OvsdbError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::Snapshot(tx))?;
-        rx.await.map_err(|_| OvsdbError::Stopped)?
+        self.requests.call(Command::Snapshot).await
     }
 
     /// Waits until the monitor shows `Open_vSwitch.cur_cfg >= target`; returns `cur_cfg`.
     /// No timeout of its own: wrap it in one.
     pub async fn wait_cfg(&self, target: i64) -> Result<i64, OvsdbError> {
-        let (reply, rx) = oneshot::channel();
-        self.send(Command::WaitCfg { target, reply })?;
-        rx.await.map_err(|_| OvsdbError::Stopped)?
+        self.requests
+            .call(|reply| Command::WaitCfg { target, reply })
+            .await
     }
 
     /// `monitor_cancel` of podport's monitor: no more updates until the next reconnect.
     pub async fn monitor_cancel(&self) -> Result<(), OvsdbError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Command::CancelMonitor(tx))?;
-        rx.await.map_err(|_| OvsdbError::Stopped)?
-    }
-
-    fn send(&self, cmd: Command) -> Result<(), OvsdbError> {
-        self.tx.send(cmd).map_err(|_| OvsdbError::Stopped)
+        self.requests.call(Command::CancelMonitor).await
     }
 }
 
@@ -406,6 +385,12 @@ impl From<LinkError> for DisconnectReason {
             LinkError::Io(what) => DisconnectReason::Io(what),
             LinkError::WriteStalled(after) => DisconnectReason::WriteStalled(after),
         }
+    }
+}
+
+impl Stopped for OvsdbError {
+    fn stopped() -> Self {
+        OvsdbError::Stopped
     }
 }
 

@@ -11,7 +11,7 @@ use podport_openflow::{
 use podport_session::openflow::{
     ClientError, ClientEvent, ClientOptions, DisconnectReason, EventReceiver, OfClient,
 };
-use podport_session::Endpoint;
+use podport_session::{DriverOptions, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -98,8 +98,11 @@ fn listener(_name: &str) -> (TcpListener, Endpoint) {
 
 fn fast_options() -> ClientOptions {
     ClientOptions {
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
+        driver: DriverOptions {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            ..DriverOptions::default()
+        },
         ..ClientOptions::default()
     }
 }
@@ -319,7 +322,7 @@ async fn a_full_event_channel_drops_port_status_then_owes_and_delivers_a_port_li
     use podport_openflow::{MultipartReply, MultipartReplyBody, Port, PortReason, PortStatus};
     let (l, ep) = listener("full");
     let mut opts = fast_options();
-    opts.event_capacity = 4;
+    opts.driver.event_capacity = 4;
     let (_client, mut rx) = OfClient::start(ep, opts);
     let mut sw = FakeSwitch::accept(&l).await;
     sw.handshake(Version::Of15).await;

@@ -13,6 +13,7 @@ use podport_ovsdb::splitter::{JsonSplitter, MAX_DEPTH};
 use podport_session::ovsdb::{
     DisconnectReason, OvsdbClient, OvsdbEvent, OvsdbEventReceiver, OvsdbOptions,
 };
+use podport_session::DriverOptions;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -147,8 +148,11 @@ fn listener() -> (TcpListener, podport_transport::Endpoint) {
 
 fn options() -> OvsdbOptions {
     OvsdbOptions {
-        backoff_initial: Duration::from_millis(10),
-        backoff_max: Duration::from_millis(50),
+        driver: DriverOptions {
+            backoff_initial: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(50),
+            ..DriverOptions::default()
+        },
         max_message_len: 4096,
         ..OvsdbOptions::default()
     }
@@ -339,7 +343,7 @@ async fn requests_fail_clearly_when_the_server_vanishes() {
 async fn a_full_event_channel_drops_changes_then_sends_a_snapshot_with_every_row() {
     let (l, ep) = listener();
     let mut opts = options();
-    opts.event_capacity = 3;
+    opts.driver.event_capacity = 3;
     opts.max_message_len = 1 << 20;
     let (_client, mut rx) = OvsdbClient::start(ep, opts);
     let mut srv = FakeServer::accept(&l).await;
