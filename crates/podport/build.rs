@@ -13,9 +13,7 @@ fn emit_prometheus_cfg() {
         println!("cargo::rustc-cfg=no_prometheus");
         return;
     }
-    let ci = std::env::var("CI")
-        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
-        .unwrap_or(false);
+    let ci = in_ci();
     let dirs: Vec<_> =
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).collect();
     for program in PROMETHEUS_PROGRAMS {

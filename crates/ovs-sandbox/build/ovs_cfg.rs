@@ -4,6 +4,9 @@
 // tests carry `#[cfg_attr(no_ovs, ignore = "...")]`, so libtest reports them ignored, never
 // passed. With `CI` set the cfg is never set: a missing OVS fails the tests instead.
 
+// `in_ci()`: the sandbox library reads `CI` the same way.
+include!("ci.rs");
+
 /// What the sandbox starts or runs; the schema is checked apart.
 const OVS_PROGRAMS: [&str; 6] = [
     "ovsdb-tool",
@@ -24,12 +27,9 @@ fn emit_ovs_cfg() {
         println!("cargo::rustc-cfg=no_ovs");
         return;
     }
-    let ci = std::env::var("CI")
-        .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
-        .unwrap_or(false);
     match missing_ovs_part() {
         None => {}
-        Some(missing) if ci => {
+        Some(missing) if in_ci() => {
             println!("cargo::warning={missing}: the tests that need Open vSwitch will fail (CI is set)");
         }
         Some(missing) => {

@@ -67,6 +67,12 @@ pub use tcp::LoopbackEndpoints;
 
 use process::{send_signal, socket_accepts, Daemon, Sig, POLL_INTERVAL};
 
+/// An Interface type OVS cannot open: a port created with it gets no OpenFlow number
+/// (`ofport` -1) until its type is changed to one OVS can open. Tests and the demo create Pod
+/// ports with it to emulate a Windows node, where the Pod's vNIC appears only after the port
+/// was added.
+pub const PENDING_TYPE: &str = "podport-pending";
+
 /// How long a daemon may take to become ready after it was started.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -561,7 +567,31 @@ impl Sandbox {
     /// The bridge's OpenFlow endpoint, `unix:<dir>/<bridge>.mgmt`: a
     /// "service" connection that needs no `set-controller`.
     pub fn openflow_endpoint(&self) -> String {
-        format!("unix:{}", self.openflow_socket().display())
+        self.openflow_endpoint_of(&self.ctx.bridge)
+    }
+
+    /// The OpenFlow endpoint of any bridge of the sandbox (one added with
+    /// [`Sandbox::add_bridge`], say), `unix:<dir>/<bridge>.mgmt`.
+    pub fn openflow_endpoint_of(&self, bridge: &str) -> String {
+        format!(
+            "unix:{}",
+            self.ctx.path(&format!("{bridge}.mgmt")).display()
+        )
+    }
+
+    /// Adds another bridge with `datapath_type=dummy`, as the sandbox's own;
+    /// returns once `ovs-vswitchd` created it.
+    pub fn add_bridge(&self, bridge: &str) -> Result<(), SandboxError> {
+        self.vsctl(&[
+            "add-br",
+            bridge,
+            "--",
+            "set",
+            "bridge",
+            bridge,
+            "datapath_type=dummy",
+        ])
+        .map(drop)
     }
 
     /// The path of the bridge's OpenFlow management unix socket.
@@ -835,16 +865,8 @@ fn parse_ofport(out: &str) -> Option<Option<i64>> {
     }
 }
 
-/// Whether the environment variable `CI` says this is a CI run: set to
-/// anything but empty, `0` or `false`.
-fn in_ci() -> bool {
-    match std::env::var("CI") {
-        Ok(v) => !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"),
-        Err(std::env::VarError::NotPresent) => false,
-        // Set but not unicode: someone set it, so take it as true.
-        Err(std::env::VarError::NotUnicode(_)) => true,
-    }
-}
+// `in_ci()`, shared with the build scripts.
+include!("../build/ci.rs");
 
 /// [`sandbox_for_test_with`] with default options.
 #[track_caller]

@@ -1,22 +1,8 @@
 //! `podport`: the command-line front of the podport engine.
 
 mod agent;
-#[cfg(unix)]
-mod bench;
-mod cpu;
-/// The bench starts a private Open vSwitch and reads `/proc`: Linux only.
-#[cfg(not(unix))]
-mod bench {
-    #[derive(clap::Args, Debug)]
-    pub struct Args {}
-
-    pub async fn run(_: Args) -> anyhow::Result<()> {
-        anyhow::bail!("podport bench runs on Linux: it starts a private Open vSwitch")
-    }
-}
 mod client;
 mod control;
-mod demo;
 mod health;
 mod http;
 mod ofwatch;
@@ -51,25 +37,14 @@ enum Command {
     /// The running agent's connections and every Pod port it tracks (--health: its
     /// connections only, exit 2 when one is down).
     Status(client::StatusArgs),
-    /// Start a private OVS, run the engine, add Pods (optionally stalling the switch), and
-    /// report time to ready.
-    Demo(demo::Args),
-    /// The end-to-end benchmark; writes its table to docs/benchmarks.md.
-    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    // The demo and the bench count the engine's per-Pod reports ("not ready yet", "step
-    // failed") and print a summary; logged too, they would bury it. RUST_LOG still wins.
-    let default_filter = match cli.command {
-        Command::Demo(_) | Command::Bench(_) => "warn,podport_engine=error",
-        _ => "info",
-    };
     // Logs go to stderr so stdout stays machine-readable (--json).
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -84,8 +59,6 @@ fn main() -> Result<()> {
             Command::Agent(args) => agent::run(args).await,
             Command::Cni { cmd } => client::run_cni(cmd).await,
             Command::Status(args) => client::run_status(args).await,
-            Command::Demo(args) => demo::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
         }
     });
     // `podport status --health` on an unhealthy agent: its own exit status, not 1.

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
 
-use crate::demo::{add_bridge, openflow_endpoint, pod_spec, RunPlan, StrategyKind};
-use podport_control::Request;
+use podport_control::{Client, Endpoint, Request};
+use podport_engine::PodSpec;
 use podport_ovs_sandbox::Sandbox;
+
+use crate::podport_bin::podport_bin;
+use crate::scenario::{add_bridge, pod_spec, RunPlan, StrategyKind};
 
 /// Control connections used at once (CNI calls run in parallel on a node).
 const CONNECTIONS: u32 = 8;
@@ -32,29 +32,17 @@ fn status_kib(pid: u32, key: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-struct Conn {
-    rd: BufReader<tokio::net::unix::OwnedReadHalf>,
-    wr: tokio::net::unix::OwnedWriteHalf,
-}
+/// How long one control connection of the bench may take for all its requests.
+const CONTROL_WITHIN: Duration = Duration::from_secs(120);
 
-impl Conn {
-    async fn open(path: &Path) -> Result<Conn> {
-        let (rd, wr) = UnixStream::connect(path).await?.into_split();
-        Ok(Conn {
-            rd: BufReader::new(rd),
-            wr,
-        })
-    }
-
-    async fn call(&mut self, r: &Request) -> Result<Value> {
-        self.wr.write_all(r.to_line().as_bytes()).await?;
-        let mut line = String::new();
-        self.rd.read_line(&mut line).await?;
-        let v: Value = serde_json::from_str(&line).with_context(|| format!("answer {line:?}"))?;
-        if v.get("ok") != Some(&Value::Bool(true)) {
-            bail!("the agent refused {}: {line}", r.op());
-        }
-        Ok(v)
+fn add(s: &PodSpec) -> Request {
+    Request::Add {
+        namespace: s.namespace.clone(),
+        name: s.name.clone(),
+        container_id: s.container_id.clone(),
+        ifname: s.ifname.clone(),
+        ips: s.ips.clone(),
+        mac: s.mac.to_string(),
     }
 }
 
@@ -63,13 +51,13 @@ pub(crate) async fn run(sb: &Sandbox, work: &Path, pods: u32) -> Result<AgentRss
     tokio::task::block_in_place(|| add_bridge(sb, bridge))?;
     std::fs::create_dir_all(work)?;
     let ctl = work.join("control.sock");
-    let exe = std::env::current_exe().context("locating the podport binary")?;
+    let exe = podport_bin()?;
     let mut child = std::process::Command::new(&exe)
         .arg("agent")
         .arg("--ovsdb")
         .arg(sb.ovsdb_endpoint())
         .arg("--openflow")
-        .arg(openflow_endpoint(sb, bridge))
+        .arg(sb.openflow_endpoint_of(bridge))
         .arg("--bridge")
         .arg(bridge)
         .arg("--journal")
@@ -102,10 +90,11 @@ pub(crate) async fn run(sb: &Sandbox, work: &Path, pods: u32) -> Result<AgentRss
 }
 
 async fn drive(ctl: &Path, pid: u32, pods: u32) -> Result<AgentRss> {
+    let ep = Endpoint::Unix(ctl.to_path_buf());
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut first = loop {
-        if let Ok(mut c) = Conn::open(ctl).await {
-            if c.call(&Request::Health).await.is_ok() {
+        if let Ok(mut c) = Client::connect(&ep, CONTROL_WITHIN).await {
+            if c.health().await.is_ok() {
                 break c;
             }
         }
@@ -126,26 +115,15 @@ async fn drive(ctl: &Path, pid: u32, pods: u32) -> Result<AgentRss> {
     };
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..CONNECTIONS {
-        let mut conn = Conn::open(ctl).await?;
+        let mut conn = Client::connect(&ep, CONTROL_WITHIN).await?;
         let specs: Vec<_> = (1..=pods)
             .filter(|i| i % CONNECTIONS == c)
             .map(|i| pod_spec(&plan, i))
             .collect::<Result<_>>()?;
         tasks.spawn(async move {
             for s in specs {
-                conn.call(&Request::Add {
-                    namespace: s.namespace.clone(),
-                    name: s.name.clone(),
-                    container_id: s.container_id.clone(),
-                    ifname: s.ifname.clone(),
-                    ips: s.ips.clone(),
-                    mac: s.mac.to_string(),
-                })
-                .await?;
-                conn.call(&Request::Attach {
-                    ifname: s.ifname.clone(),
-                })
-                .await?;
+                conn.call(&add(&s)).await?;
+                conn.call(&Request::Attach { ifname: s.ifname }).await?;
             }
             anyhow::Ok(())
         });
@@ -155,12 +133,8 @@ async fn drive(ctl: &Path, pid: u32, pods: u32) -> Result<AgentRss> {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let v = first.call(&Request::Status).await?;
-        let ready = v.get("ports").and_then(Value::as_array).map_or(0, |a| {
-            a.iter()
-                .filter(|p| p.get("ready") == Some(&Value::Bool(true)))
-                .count()
-        });
+        let (ports, _) = first.status().await?;
+        let ready = ports.iter().filter(|p| p.ready).count();
         if ready >= pods as usize {
             break;
         }

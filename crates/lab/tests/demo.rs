@@ -1,5 +1,6 @@
-//! `podport demo` and `podport bench --quick` as a user runs them: the real binary, which
-//! starts its own private OVS.
+//! `podport-lab demo` and `podport-lab bench --quick` as a user runs them: the real binary,
+//! which starts its own private OVS. The bench also starts a `podport agent`, found next to
+//! `podport-lab`: build `podport` too (`cargo test -p podport -p podport-lab` does).
 #![cfg(unix)]
 
 use std::path::Path;
@@ -7,17 +8,17 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn podport() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_podport"));
+fn lab() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_podport-lab"));
     c.stdin(Stdio::null());
     c
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run podport");
+    let out = cmd.output().expect("run podport-lab");
     assert!(
         out.status.success(),
-        "podport failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        "podport-lab failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -32,7 +33,7 @@ fn run(cmd: &mut Command) -> Output {
 )]
 fn demo_compare_reports_both_strategies_and_keeps_a_valid_journal() {
     let keep = tempfile::tempdir().unwrap();
-    let out = run(podport()
+    let out = run(lab()
         .args([
             "demo",
             "--pods",
@@ -102,7 +103,7 @@ fn demo_refuses_a_keep_directory_that_already_holds_a_journal() {
     let keep = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(keep.path().join("portstatus")).unwrap();
     std::fs::write(keep.path().join("portstatus").join("conf"), "x").unwrap();
-    let out = podport()
+    let out = lab()
         .args(["demo", "--pods", "1", "--keep"])
         .arg(keep.path())
         .output()
@@ -121,7 +122,7 @@ fn demo_rejects_bad_arguments() {
         &["demo", "--strategy", "polling"],
         &["demo", "--compare", "--strategy", "ovsdb-wait"],
     ] {
-        let out = podport().args(args).output().unwrap();
+        let out = lab().args(args).output().unwrap();
         assert_eq!(
             out.status.code(),
             Some(2),
@@ -148,7 +149,7 @@ fn bench_quick_writes_the_marked_section_and_keeps_the_rest() {
     let out_file = dir.path().join("benchmarks.md");
     let before = "# Benchmarks\n\nsomething measured earlier\n\n<!-- bench:e2e:start -->\nold table\n<!-- bench:e2e:end -->\n\n## Later\n\nmore\n";
     std::fs::write(&out_file, before).unwrap();
-    let out = run(podport().args(["bench", "--quick", "--out"]).arg(&out_file));
+    let out = run(lab().args(["bench", "--quick", "--out"]).arg(&out_file));
     let written = std::fs::read_to_string(&out_file).unwrap();
     assert!(
         written.starts_with("# Benchmarks\n\nsomething measured earlier\n\n"),
@@ -192,7 +193,7 @@ fn bench_quick_writes_the_marked_section_and_keeps_the_rest() {
 
     // A missing file is created with the section alone.
     let fresh = dir.path().join("new").join("b.md");
-    run(podport().args(["bench", "--quick", "--out"]).arg(&fresh));
+    run(lab().args(["bench", "--quick", "--out"]).arg(&fresh));
     let text = std::fs::read_to_string(&fresh).unwrap();
     assert!(text.starts_with("<!-- bench:e2e:start -->"), "{text}");
     assert_section_rows(&fresh);

@@ -1,4 +1,4 @@
-//! `podport bench`: the end-to-end benchmark, on one private OVS and in one run. Every figure
+//! `podport-lab bench`: the end-to-end benchmark, on one private OVS and in one run. Every figure
 //! is set against a baseline measured in the same run.
 //!
 //! 1. Single Pod on an idle switch, one at a time: PortStatus LIVE (stamped by a passive
@@ -42,11 +42,10 @@ use podport_ovs_sandbox::Sandbox;
 use podport_session::openflow::{ClientEvent, ClientOptions, OfClient};
 use serde_json::json;
 
-use crate::cpu::CpuSample;
-use crate::demo::{
-    add_bridge, engine_config, ensure_ovs, fmt_ms, ifname, ms, openflow_endpoint, percentiles,
-    pod_spec, run_scenario, start_sandbox, stop_engine, stop_sandbox, wait_ofport_known, InFlight,
-    Pct, Progress, RunPlan, Scenario, ScenarioData, StrategyKind, INTERRUPTED, PENDING_TYPE,
+use crate::scenario::{
+    add_bridge, engine_config, ensure_ovs, fmt_ms, ifname, ms, percentiles, pod_spec, run_scenario,
+    start_sandbox, stop_engine, stop_sandbox, wait_ofport_known, CpuSample, InFlight, Pct,
+    Progress, RunPlan, Scenario, ScenarioData, StrategyKind, INTERRUPTED, PENDING_TYPE,
 };
 
 pub(crate) const START_MARKER: &str = "<!-- bench:e2e:start -->";
@@ -132,7 +131,7 @@ pub async fn run(args: Args) -> Result<()> {
     if cfg!(debug_assertions) && !args.quick {
         eprintln!(
             "warning: this is a debug build; record the figures of a release build \
-             (cargo run --release -p podport -- bench)"
+             (scripts/bench)"
         );
     }
     let started = Instant::now();
@@ -308,7 +307,7 @@ struct SingleResult {
 async fn single(sb: &Sandbox, plan: RunPlan, pods: u32) -> Result<SingleResult> {
     let bridge = plan.bridge.clone();
     tokio::task::block_in_place(|| add_bridge(sb, &bridge))?;
-    let endpoint = openflow_endpoint(sb, &bridge);
+    let endpoint = sb.openflow_endpoint_of(&bridge);
     let monitor = tokio::task::block_in_place(|| Monitor::start(&endpoint))?;
     let sock = PathBuf::from(endpoint.trim_start_matches("unix:"));
     let mut raw = tokio::task::block_in_place(|| wire::RawClient::connect(&sock))?;
@@ -439,7 +438,7 @@ async fn stall(
     tokio::task::block_in_place(|| add_bridge(sb, "br-stall"))?;
     tokio::task::block_in_place(|| add_bridge(sb, "br-legacy"))?;
     let monitor =
-        tokio::task::block_in_place(|| Monitor::start(&openflow_endpoint(sb, "br-stall")))?;
+        tokio::task::block_in_place(|| Monitor::start(&sb.openflow_endpoint_of("br-stall")))?;
     let sc = Scenario {
         pods: sizes.stall_pods,
         stall: sizes.stall,
@@ -471,7 +470,7 @@ async fn burst(
 ) -> Result<Burst> {
     let bridge = plan.bridge.clone();
     tokio::task::block_in_place(|| add_bridge(sb, &bridge))?;
-    let endpoint = openflow_endpoint(sb, &bridge);
+    let endpoint = sb.openflow_endpoint_of(&bridge);
     let monitor = tokio::task::block_in_place(|| Monitor::start(&endpoint))?;
     let sc = Scenario {
         pods,
@@ -970,7 +969,7 @@ struct MemoryResult {
 fn measure_memory(dir: &Path, ports: u32) -> Result<MemoryResult> {
     tokio::task::block_in_place(|| write_journal(dir, ports))
         .with_context(|| format!("writing a journal of {ports} ports"))?;
-    let exe = std::env::current_exe().context("locating the podport binary")?;
+    let exe = std::env::current_exe().context("locating the podport-lab binary")?;
     let out = tokio::task::block_in_place(|| {
         std::process::Command::new(&exe)
             .arg("bench")
@@ -1102,25 +1101,11 @@ fn ovs_version(sb: &Sandbox) -> String {
 
 /// Today's date (UTC), `YYYY-MM-DD`, from the system clock.
 fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+    date_text(time::OffsetDateTime::now_utc().date())
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+fn date_text(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// Milliseconds with the precision a sub-millisecond figure needs.
@@ -1355,9 +1340,9 @@ fn render(
         .collect::<Vec<_>>()
         .join(", ");
     let command = if args.quick {
-        "cargo run --release -p podport -- bench --quick"
+        "scripts/bench --quick"
     } else {
-        "cargo run --release -p podport -- bench"
+        "scripts/bench"
     };
     let legacy_error = stall
         .first_error
@@ -1386,7 +1371,7 @@ fn render(
         .join("; ");
     format!(
         "{START_MARKER}\n\
-## End to end (`podport bench`)\n\
+## End to end (`podport-lab bench`)\n\
 \n\
 Command: `{command}` (writes this section and the two charts below; `--quick` scales every \
 part down). Machine: {cores} cores ({cpu}), {memory}, {ovs} (private userspace daemons, dummy \
@@ -1433,7 +1418,7 @@ threads), and this bench's driver, event threads and monitor (\"the rest\"). Per
 - Row 6: `podport agent` started by the bench on its own bridge, Pods added and attached over \
 its control socket on 8 connections; VmRSS once it answers and 0.5 s after all are ready. \
 Row 6b: a journal of {ports} ready ports (7 records each) opened, `Core::restore`d and \
-started in a fresh `podport` process; VmRSS after minus before, which includes the journal's \
+started in a fresh `podport-lab` process; VmRSS after minus before, which includes the journal's \
 page cache (at most `--journal-cache`, default 4 MiB).\n\
 - Row 7: a batch of N appends queued, then every ticket awaited; the file writes the same \
 kind of record (length, CRC, sequence, time, rkyv payload). Both end every batch with \
@@ -1525,10 +1510,10 @@ mod tests {
     }
 
     #[test]
-    fn dates_come_from_days_since_the_epoch() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(20_419), (2025, 11, 27));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn dates_are_written_year_month_day_with_zeros() {
+        let d = |y, m, d| time::Date::from_calendar_date(y, m, d).unwrap();
+        assert_eq!(date_text(d(2000, time::Month::February, 29)), "2000-02-29");
+        assert_eq!(date_text(d(2025, time::Month::November, 7)), "2025-11-07");
+        assert_eq!(today().len(), "YYYY-MM-DD".len());
     }
 }

@@ -1,23 +1,17 @@
-//! `podport demo`: a private OVS, the engine in-process, N Pods, an optional switch stall, and
-//! a summary of time to ready.
+//! The one scenario of the demo and the bench: a private OVS, its bridges and endpoints,
+//! the Pods of a run, the engine's configuration per strategy, the runner that adds N Pods,
+//! optionally freezes the switch right before attaching them all and waits for readiness,
+//! its progress display, the figures (percentiles) and the CPU sampling.
 //!
 //! The sandbox emulates a Windows node: every Pod port is created with a type OVS cannot open
-//! (`podport-pending`), so it has no OpenFlow port until the attach switches it to `internal`,
-//! as when the Pod's vNIC does not exist yet. With `--stall` ovs-vswitchd is frozen (SIGSTOP)
-//! right *before* the attaches are issued: every type change is committed to OVSDB at once,
-//! but no port can be allocated before the thaw. That is the mission's failure in its purest
-//! form: each attach of the legacy strategy starts its 5 s OVSDB `wait` on a switch that will
-//! not answer in time, so with a stall over 5 s every one of them fails
-//! (`"wait" timed out after 5012 ms`) and waits 5 s more for its retry, while `portstatus`
-//! keeps waiting and is ready as soon as the switch announces the port. (Freezing right after
-//! the attaches instead would let a racy, machine-dependent share of the ports be allocated
-//! before the freeze, which blurs the comparison.)
-//!
-//! The scenario runner here is shared with `podport bench` (stall survival and the bursts).
+//! ([`PENDING_TYPE`]), so it has no OpenFlow port until the attach switches it to `internal`,
+//! as when the Pod's vNIC does not exist yet.
+
+mod cpu;
 
 use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,67 +20,19 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podport_engine::core::{CoreConfig, Strategy};
 use podport_engine::Phase;
 use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
+pub(crate) use podport_ovs_sandbox::PENDING_TYPE;
 use podport_ovs_sandbox::{find_ovs, Sandbox, SandboxError, SandboxOptions};
-use serde_json::json;
 
-/// The Interface type Pod ports are created with: OVS cannot open it, so the port has no
-/// number until the attach (the Windows node's "no vNIC yet").
-pub(crate) const PENDING_TYPE: &str = "podport-pending";
+pub(crate) use cpu::{cpu_sample, CpuSample};
 
 /// The legacy strategy's OVSDB `wait` and its retry interval, as in the original agent.
 pub(crate) const LEGACY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the demo keeps waiting for readiness after the stall.
-const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The error of a run stopped by Ctrl-C (no OVS logs are shown for it).
 pub(crate) const INTERRUPTED: &str = "interrupted";
 
 /// Most Pods per run: interface names, addresses and MACs are derived from the index.
-const MAX_PODS: u32 = 10_000;
-
-// Every option may be repeated, the last one winning, so `scripts/demo --pods 100` can
-// override the script's own `--pods 20`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Pods to add and attach (per strategy).
-    #[arg(long, default_value_t = 20, overrides_with = "pods", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PODS)))]
-    pods: u32,
-    /// Freeze ovs-vswitchd (SIGSTOP) for SECS seconds, from right before the attaches, so
-    /// every port is allocated only after the thaw (0: no stall).
-    #[arg(long, value_name = "SECS", default_value = "0", overrides_with = "stall", value_parser = parse_secs)]
-    stall: Duration,
-    /// How the engine learns the port number: PortStatus messages, or the legacy 5 s OVSDB
-    /// wait retried every 5 s.
-    #[arg(
-        long,
-        value_enum,
-        default_value = "portstatus",
-        conflicts_with = "compare"
-    )]
-    strategy: StrategyKind,
-    /// Run both strategies at once on the same sandbox (two bridges, same Pods and stall)
-    /// and show them side by side.
-    #[arg(long, overrides_with = "compare")]
-    compare: bool,
-    /// Print one JSON object on stdout; the human summary goes to stderr.
-    #[arg(long, overrides_with = "json")]
-    json: bool,
-    /// Keep the journal(s) in DIR/portstatus and DIR/ovsdb-wait, for podport-journal.
-    #[arg(long, value_name = "DIR")]
-    keep: Option<PathBuf>,
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || !(0.0..=3600.0).contains(&v) {
-        return Err(format!("{s} is outside 0..=3600 seconds"));
-    }
-    Ok(Duration::from_secs_f64(v))
-}
+pub(crate) const MAX_PODS: u32 = 10_000;
 
 /// Which strategy a run uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -243,16 +189,12 @@ impl RunData {
     }
 
     /// The last Ready.
-    // Read by the bench, which is Linux-only.
-    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn last_ready(&self) -> Option<Instant> {
         self.ready_at.iter().flatten().max().copied()
     }
 }
 
 /// What a scenario measured.
-// Partly read by the bench only, which is Linux-only.
-#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct ScenarioData {
     pub runs: Vec<RunData>,
     pub adds_started: Instant,
@@ -260,8 +202,8 @@ pub(crate) struct ScenarioData {
     pub frozen_at: Option<Instant>,
     pub thawed_at: Option<Instant>,
     /// CPU of this process when the first Pod was added and when the last one was ready.
-    pub cpu_at_start: crate::cpu::CpuSample,
-    pub cpu_at_ready: Option<crate::cpu::CpuSample>,
+    pub cpu_at_start: CpuSample,
+    pub cpu_at_ready: Option<CpuSample>,
 }
 
 /// The interface name of Pod `i` of a run.
@@ -290,18 +232,13 @@ pub(crate) fn pod_spec(plan: &RunPlan, i: u32) -> Result<PodSpec> {
     })
 }
 
-/// The OpenFlow endpoint of a sandbox bridge (its `.mgmt` service socket).
-pub(crate) fn openflow_endpoint(sb: &Sandbox, bridge: &str) -> String {
-    format!("unix:{}/{bridge}.mgmt", sb.dir().display())
-}
-
 /// The engine's configuration for a run: the Windows emulation, the run's strategy.
 pub(crate) fn engine_config(sb: &Sandbox, plan: &RunPlan, sc: &Scenario) -> Result<EngineConfig> {
     let mut c = EngineConfig::new(
         sb.ovsdb_endpoint()
             .parse()
             .map_err(|e| anyhow!("OVSDB endpoint: {e}"))?,
-        openflow_endpoint(sb, &plan.bridge)
+        sb.openflow_endpoint_of(&plan.bridge)
             .parse()
             .map_err(|e| anyhow!("OpenFlow endpoint: {e}"))?,
         &plan.bridge,
@@ -339,17 +276,8 @@ pub(crate) async fn start_sandbox() -> Result<Arc<Sandbox>> {
 
 /// Adds a bridge (returns once ovs-vswitchd created it).
 pub(crate) fn add_bridge(sb: &Sandbox, bridge: &str) -> Result<()> {
-    sb.vsctl(&[
-        "add-br",
-        bridge,
-        "--",
-        "set",
-        "bridge",
-        bridge,
-        "datapath_type=dummy",
-    ])
-    .map_err(|e| anyhow!("adding bridge {bridge}: {e}"))?;
-    Ok(())
+    sb.add_bridge(bridge)
+        .map_err(|e| anyhow!("adding bridge {bridge}: {e}"))
 }
 
 /// Stops a sandbox on a blocking thread (it waits for the daemons to exit).
@@ -436,7 +364,7 @@ async fn drive(
         "adding {} Pods per strategy (each its own OVSDB transaction, type {PENDING_TYPE}: no vNIC yet)",
         sc.pods
     ));
-    let cpu_at_start = crate::cpu::cpu_sample();
+    let cpu_at_start = cpu_sample();
     let adds_started = Instant::now();
     let mut in_flight = InFlight::new(sc.concurrency);
     for i in 1..=sc.pods {
@@ -565,7 +493,7 @@ async fn drive(
         };
         progress.update(&runs, &status);
         if frozen.is_none() && runs.iter().all(RunData::all_ready) {
-            cpu_at_ready = Some(crate::cpu::cpu_sample());
+            cpu_at_ready = Some(cpu_sample());
             break;
         }
         if now >= deadline || engines_gone {
@@ -849,284 +777,8 @@ pub(crate) fn fmt_ms(v: f64) -> String {
     }
 }
 
-fn secs(d: Duration) -> String {
+pub(crate) fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
-}
-
-/// Rounded to 0.1 ms for JSON.
-fn round_ms(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
-/// The journal directories: under `keep` (which must not hold a journal of the same
-/// strategy already, or the engine would restore its old Pods), else in a temporary
-/// directory removed at the end.
-fn journal_dirs(
-    keep: Option<&Path>,
-    kinds: &[StrategyKind],
-) -> Result<(Option<tempfile::TempDir>, Vec<PathBuf>)> {
-    let (tmp, base) = match keep {
-        Some(dir) => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating --keep directory {}", dir.display()))?;
-            (None, dir.to_path_buf())
-        }
-        None => {
-            let t = tempfile::Builder::new()
-                .prefix("podport-demo-")
-                .tempdir()
-                .context("creating a temporary journal directory")?;
-            let p = t.path().to_path_buf();
-            (Some(t), p)
-        }
-    };
-    let mut dirs = Vec::new();
-    for k in kinds {
-        let d = base.join(k.name());
-        let used = std::fs::read_dir(&d).is_ok_and(|mut it| it.next().is_some());
-        if used {
-            bail!(
-                "{} already holds a journal; give --keep an empty or new directory \
-                 (the engine would restore the old Pods)",
-                d.display()
-            );
-        }
-        dirs.push(d);
-    }
-    Ok((tmp, dirs))
-}
-
-pub async fn run(args: Args) -> Result<()> {
-    let kinds = if args.compare {
-        vec![StrategyKind::PortStatus, StrategyKind::OvsdbWait]
-    } else {
-        vec![args.strategy]
-    };
-    let (_tmp, dirs) = journal_dirs(args.keep.as_deref(), &kinds)?;
-    ensure_ovs()?;
-    let mut progress = Progress::new(Duration::from_secs(1));
-    progress.say("starting a private Open vSwitch (userspace, dummy datapath)");
-    let sb = start_sandbox().await?;
-    let plans: Vec<RunPlan> = kinds
-        .iter()
-        .zip(dirs)
-        .enumerate()
-        .map(|(i, (&kind, journal_dir))| RunPlan {
-            kind,
-            // With --compare the legacy engine gets a bridge of its own, so the two never
-            // share flows.
-            bridge: if i == 0 { "br-int" } else { "br-legacy" }.into(),
-            journal_dir,
-            prefix: match kind {
-                StrategyKind::PortStatus => "ps-",
-                StrategyKind::OvsdbWait => "ow-",
-            }
-            .into(),
-            net: 10 + i as u8,
-        })
-        .collect();
-    for p in plans.iter().filter(|p| p.bridge != sb.bridge()) {
-        tokio::task::block_in_place(|| add_bridge(&sb, &p.bridge))?;
-    }
-    progress.say(&format!(
-        "sandbox in {}; engines: {}",
-        sb.dir().display(),
-        plans
-            .iter()
-            .map(|p| format!("{} on {}", p.kind.label(), p.bridge))
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    let scenario = Scenario {
-        pods: args.pods,
-        stall: args.stall,
-        patience: PATIENCE,
-        // Short, so the demo shows the engine reporting "not ready yet" while it waits.
-        not_ready_every: Duration::from_secs(1),
-        concurrency: 1,
-    };
-    let data = tokio::select! {
-        d = run_scenario(&sb, &scenario, &plans, &mut progress) => d,
-        // Dropping the scenario thaws the switch and stops the engines; the sandbox is then
-        // stopped below. Without this, Ctrl-C would leave a frozen ovs-vswitchd behind.
-        _ = tokio::signal::ctrl_c() => Err(anyhow!(INTERRUPTED)),
-    };
-    let data = match data {
-        Ok(d) => d,
-        Err(e) => {
-            if e.to_string() != INTERRUPTED {
-                eprintln!("OVS log tail:\n{}", sb.log_tail(15));
-            }
-            stop_sandbox(sb).await;
-            return Err(e);
-        }
-    };
-
-    let summary = summary_text(&scenario, &data);
-    if args.json {
-        eprint!("{summary}");
-        println!("{}", json_report(&scenario, &data));
-    } else {
-        print!("{summary}");
-    }
-    if args.keep.is_some() {
-        let mut err = std::io::stderr();
-        let _ = writeln!(err, "\njournals kept in:");
-        for p in &plans {
-            let _ = writeln!(err, "  {}", p.journal_dir.display());
-        }
-        let _ = writeln!(
-            err,
-            "look at them with (from the repository: cargo run -q -p podport-journal -- ...):\n  \
-             podport-journal timeline {} --svg stall.svg\n  \
-             podport-journal state {}",
-            plans[0].journal_dir.display(),
-            plans[0].journal_dir.display()
-        );
-    }
-    let not_ready: Vec<String> = data
-        .runs
-        .iter()
-        .filter(|r| r.kind == StrategyKind::PortStatus && !r.all_ready())
-        .map(|r| {
-            let missing: Vec<&str> = r
-                .names
-                .iter()
-                .zip(&r.ready_at)
-                .filter(|(_, t)| t.is_none())
-                .map(|(n, _)| n.as_str())
-                .take(5)
-                .collect();
-            format!(
-                "{} of {} portstatus Pods not ready (e.g. {})",
-                r.names.len() - r.ready,
-                r.names.len(),
-                missing.join(", ")
-            )
-        })
-        .collect();
-    if !not_ready.is_empty() {
-        eprintln!("OVS log tail:\n{}", sb.log_tail(15));
-    }
-    stop_sandbox(sb).await;
-    if !not_ready.is_empty() {
-        bail!(
-            "{} within {} after the stall",
-            not_ready.join("; "),
-            secs(PATIENCE)
-        );
-    }
-    Ok(())
-}
-
-/// The side-by-side summary.
-fn summary_text(sc: &Scenario, data: &ScenarioData) -> String {
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let mut row = |label: &str, f: &dyn Fn(&RunData) -> String| {
-        rows.push((label.to_string(), data.runs.iter().map(f).collect()));
-    };
-    row("", &|r| r.kind.label().to_string());
-    row("Pods ready", &|r| format!("{}/{}", r.ready, r.names.len()));
-    row("Pods whose attach failed", &|r| r.failed_pods().to_string());
-    row("failed attaches (events)", &|r| r.failed_events.to_string());
-    row("not-ready events", &|r| r.not_ready_events.to_string());
-    let pcts: Vec<Option<Pct>> = data
-        .runs
-        .iter()
-        .map(|r| percentiles(r.time_to_ready_ms()))
-        .collect();
-    let pct_row = |label: &str, f: fn(&Pct) -> f64| -> (String, Vec<String>) {
-        (
-            label.to_string(),
-            pcts.iter()
-                .map(|p| p.as_ref().map_or("-".into(), |p| fmt_ms(f(p))))
-                .collect(),
-        )
-    };
-    rows.push((
-        "time to ready, from the attach:".into(),
-        vec![String::new(); data.runs.len()],
-    ));
-    rows.push(pct_row("  p50", |p| p.p50));
-    rows.push(pct_row("  p90", |p| p.p90));
-    rows.push(pct_row("  p99", |p| p.p99));
-    rows.push(pct_row("  max", |p| p.max));
-    if let Some(thaw) = data.thawed_at {
-        rows.push((
-            "p99 after the thaw".into(),
-            data.runs
-                .iter()
-                .map(|r| percentiles(r.ready_after_ms(thaw)).map_or("-".into(), |p| fmt_ms(p.p99)))
-                .collect(),
-        ));
-    }
-    let label_w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
-    let col_w = rows
-        .iter()
-        .flat_map(|(_, c)| c.iter().map(String::len))
-        .max()
-        .unwrap_or(0)
-        .max(12);
-    let stall = if sc.stall.is_zero() {
-        "no stall".to_string()
-    } else {
-        format!(
-            "ovs-vswitchd frozen {} from right before the attaches",
-            secs(sc.stall)
-        )
-    };
-    let mut out = format!(
-        "\npodport demo: {} Pods per strategy, {stall}; ports open only after the attach \
-         (Windows emulation)\n\n",
-        sc.pods
-    );
-    for (label, cells) in &rows {
-        out.push_str(&format!("{label:<label_w$}"));
-        for c in cells {
-            out.push_str(&format!("  {c:>col_w$}"));
-        }
-        // A label row has empty cells: no trailing blanks.
-        let trimmed = out.trim_end_matches(' ').len();
-        out.truncate(trimmed);
-        out.push('\n');
-    }
-    for r in &data.runs {
-        if let Some(e) = &r.first_error {
-            out.push_str(&format!("\nfirst failure ({}): {e}", r.kind.name()));
-        }
-    }
-    if data.runs.iter().any(|r| r.first_error.is_some()) {
-        out.push('\n');
-    }
-    out
-}
-
-/// `{"runs":[{"strategy":..,"pods":..,"ready":..,"failed":..,"not_ready_events":..,
-/// "p50_ms":..,"p90_ms":..,"p99_ms":..,"max_ms":..}, ...]}` (`null` times when no Pod was
-/// ready), plus the stall and each run's failure count and first error.
-fn json_report(sc: &Scenario, data: &ScenarioData) -> serde_json::Value {
-    let runs: Vec<serde_json::Value> = data
-        .runs
-        .iter()
-        .map(|r| {
-            let p = percentiles(r.time_to_ready_ms());
-            let f = |g: fn(&Pct) -> f64| p.as_ref().map(|p| round_ms(g(p)));
-            json!({
-                "strategy": r.kind.name(),
-                "pods": r.names.len(),
-                "ready": r.ready,
-                "failed": r.failed_pods(),
-                "failed_events": r.failed_events,
-                "not_ready_events": r.not_ready_events,
-                "p50_ms": f(|p| p.p50),
-                "p90_ms": f(|p| p.p90),
-                "p99_ms": f(|p| p.p99),
-                "max_ms": f(|p| p.max),
-                "first_error": r.first_error,
-            })
-        })
-        .collect();
-    json!({ "stall_s": sc.stall.as_secs_f64(), "runs": runs })
 }
 
 #[cfg(test)]
@@ -1141,15 +793,6 @@ mod tests {
         let p = percentiles(vec![7.0]).unwrap();
         assert_eq!((p.p50, p.p99, p.max), (7.0, 7.0, 7.0));
         assert!(percentiles(Vec::new()).is_none());
-    }
-
-    #[test]
-    fn stall_seconds_are_checked() {
-        assert_eq!(parse_secs("8").unwrap(), Duration::from_secs(8));
-        assert_eq!(parse_secs("0.5").unwrap(), Duration::from_millis(500));
-        for bad in ["-1", "nan", "inf", "x", "4000"] {
-            assert!(parse_secs(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

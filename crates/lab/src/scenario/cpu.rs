@@ -1,6 +1,4 @@
 //! CPU time of this process and of its threads, for the demo's and the bench's figures.
-// The bench, which reads most of it, is Linux-only.
-#![cfg_attr(not(unix), allow(dead_code))]
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,7 +43,6 @@ pub(crate) fn cpu_sample() -> CpuSample {
     }
 }
 
-#[cfg(unix)]
 fn process_cpu() -> Option<Duration> {
     use nix::sys::resource::{getrusage, UsageWho};
     let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
@@ -54,11 +51,6 @@ fn process_cpu() -> Option<Duration> {
             + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
     };
     Some(d(u.user_time()) + d(u.system_time()))
-}
-
-#[cfg(not(unix))]
-fn process_cpu() -> Option<Duration> {
-    None
 }
 
 #[cfg(target_os = "linux")]
