@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use podport_engine::core::{Command, Core, CoreConfig, Input, PodEvent, Strategy};
 use podport_engine::spec::{AddPodError, PodSpec};
 use podport_journal::{Event, Failure, Finding, Phase, PortDesc, PortReason, Readiness};
+use podport_ovs_sandbox::PENDING_TYPE;
 
 const STATE_LINK_DOWN: u32 = podport_openflow::PortState::LINK_DOWN.bits();
 const STATE_LIVE: u32 = podport_openflow::PortState::LIVE.bits();
@@ -962,7 +963,7 @@ fn failed_ovsdb_steps_are_asked_again() {
 #[test]
 fn only_the_attached_type_failing_is_reported() {
     let mut h = Harness::new(CoreConfig {
-        initial_type: "podport-pending".into(),
+        initial_type: PENDING_TYPE.into(),
         ..CoreConfig::default()
     });
     h.connect(vec![]);
@@ -977,7 +978,7 @@ fn only_the_attached_type_failing_is_reported() {
         error: Some(error.into()),
     };
     // The pre-attach state, even when its update arrives after the attach: expected.
-    let c = h.feed(update("podport-pending", "Address family not supported"));
+    let c = h.feed(update(PENDING_TYPE, "Address family not supported"));
     assert!(emitted(&c).is_empty(), "{c:?}");
     // Our own type change, the old -1 repeated: not a failure yet.
     let c = h.feed(update("internal", "Address family not supported"));
@@ -1145,7 +1146,7 @@ fn a_new_journal_hands_out_cookies_of_its_own_generation() {
 /// says so only over OpenFlow.
 fn ready_on_5() -> Harness {
     let mut h = Harness::new(CoreConfig {
-        initial_type: "podport-pending".into(),
+        initial_type: PENDING_TYPE.into(),
         ..CoreConfig::default()
     });
     h.connect(vec![]);

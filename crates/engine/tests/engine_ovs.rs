@@ -7,69 +7,18 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use podport_engine::core::{CoreConfig, Strategy};
 use podport_engine::Phase;
-use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
+use podport_engine::{Engine, EngineConfig, PodEvent};
 use podport_journal::{Event, Finding};
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 
-const BOUND: Duration = Duration::from_secs(30);
-
-fn spec(i: u32) -> PodSpec {
-    PodSpec {
-        namespace: "default".into(),
-        name: format!("pod-{i}"),
-        container_id: format!("ctr-{i}"),
-        ifname: format!("vnic-{i}"),
-        ips: vec![format!("10.1.{}.{}/16", i / 250, i % 250 + 1)],
-        mac: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
-            .parse()
-            .unwrap(),
-    }
-}
-
-fn ip(i: u32) -> String {
-    format!("10.1.{}.{}", i / 250, i % 250 + 1)
-}
-
-fn mac(i: u32) -> String {
-    format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
-}
-
-/// Tests emulate a Windows node: the port cannot be opened until its vNIC exists.
-fn core_config() -> CoreConfig {
-    CoreConfig {
-        initial_type: "podport-pending".into(),
-        not_ready_every: Duration::from_secs(1),
-        ..CoreConfig::default()
-    }
-}
+mod support;
+use support::{core_config, ip, mac, spec, wait_ready, BOUND};
 
 fn config(sb: &Sandbox, journal: &std::path::Path, core: CoreConfig) -> EngineConfig {
-    let mut c = EngineConfig::new(
-        sb.ovsdb_endpoint().parse().unwrap(),
-        sb.openflow_endpoint().parse().unwrap(),
-        sb.bridge(),
-        journal.to_path_buf(),
-    );
-    c.core = core;
+    let mut c = support::config(sb, journal, core);
     // No cookie generation: the flows below are checked with their literal cookies.
     c.cookie_generation = Some(0);
     c
-}
-
-/// Waits for Ready of `ifname`, returning its port; panics with everything seen otherwise.
-fn wait_ready(events: &Receiver<PodEvent>, ifname: &str) -> u32 {
-    let deadline = Instant::now() + BOUND;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match events.recv_timeout(left) {
-            Ok(PodEvent::Ready {
-                ifname: n, port_no, ..
-            }) if n == ifname => return port_no,
-            Ok(e) => seen.push(e),
-            Err(_) => panic!("{ifname} not ready within {BOUND:?}; events: {seen:#?}"),
-        }
-    }
 }
 
 /// Waits until every name in `names` was Ready (in any order).
@@ -203,16 +152,7 @@ fn two_pods_reach_each_other_and_spoofing_is_dropped() {
 fn a_stalled_switch_gives_not_ready_then_ready_while_the_legacy_wait_fails() {
     let sb = sandbox_for_test();
     // A second bridge for the legacy engine, so the two do not share flows.
-    sb.vsctl(&[
-        "add-br",
-        "br-legacy",
-        "--",
-        "set",
-        "bridge",
-        "br-legacy",
-        "datapath_type=dummy",
-    ])
-    .unwrap();
+    sb.add_bridge("br-legacy").unwrap();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let engine = Engine::start(config(&sb, d1.path(), core_config())).unwrap();
     let mut legacy_cfg = config(
@@ -227,9 +167,7 @@ fn a_stalled_switch_gives_not_ready_then_ready_while_the_legacy_wait_fails() {
         },
     );
     legacy_cfg.bridge = "br-legacy".into();
-    legacy_cfg.openflow = format!("unix:{}/br-legacy.mgmt", sb.dir().display())
-        .parse()
-        .unwrap();
+    legacy_cfg.openflow = sb.openflow_endpoint_of("br-legacy").parse().unwrap();
     let legacy = Engine::start(legacy_cfg).unwrap();
     let (ev, lev) = (engine.subscribe(), legacy.subscribe());
     engine.blocking().add_pod(spec(1)).unwrap();

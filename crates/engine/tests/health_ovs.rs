@@ -5,52 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use podport_engine::core::CoreConfig;
-use podport_engine::{Engine, EngineConfig, EngineError, Health, PodEvent, PodSpec};
-use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+use podport_engine::{Engine, EngineError, Health, PodEvent};
+use podport_ovs_sandbox::sandbox_for_test;
 
-const BOUND: Duration = Duration::from_secs(30);
-
-fn spec(i: u32) -> PodSpec {
-    PodSpec {
-        namespace: "default".into(),
-        name: format!("pod-{i}"),
-        container_id: format!("ctr-{i}"),
-        ifname: format!("vnic-{i}"),
-        ips: vec![format!("10.1.{}.{}/16", i / 250, i % 250 + 1)],
-        mac: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
-            .parse()
-            .unwrap(),
-    }
-}
-
-fn core_config() -> CoreConfig {
-    CoreConfig {
-        initial_type: "podport-pending".into(),
-        not_ready_every: Duration::from_secs(1),
-        ..CoreConfig::default()
-    }
-}
-
-fn config(ovsdb: &str, openflow: &str, bridge: &str, journal: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(
-        ovsdb.parse().unwrap(),
-        openflow.parse().unwrap(),
-        bridge,
-        journal.to_path_buf(),
-    );
-    c.core = core_config();
-    c
-}
-
-fn sandbox_config(sb: &Sandbox, journal: &std::path::Path) -> EngineConfig {
-    config(
-        &sb.ovsdb_endpoint(),
-        &sb.openflow_endpoint(),
-        sb.bridge(),
-        journal,
-    )
-}
+mod support;
+use support::{config, config_at, core_config, spec, BOUND};
 
 /// Polls the health until `done` holds; panics with the last one after [`BOUND`].
 fn wait_health(engine: &Engine, what: &str, done: impl Fn(&Health) -> bool) -> Health {
@@ -78,11 +37,12 @@ fn links_that_never_connected_are_down_since_the_start_with_the_reason() {
     let before = SystemTime::now();
     let db = dir.path().join("no-db.sock");
     let of = dir.path().join("no-br.mgmt");
-    let engine = Engine::start(config(
+    let engine = Engine::start(config_at(
         &format!("unix:{}", db.display()),
         &format!("unix:{}", of.display()),
         "br-int",
         &dir.path().join("journal"),
+        core_config(),
     ))
     .unwrap();
     let h = wait_health(&engine, "both connect attempts failed", |h| {
@@ -121,7 +81,7 @@ fn links_that_never_connected_are_down_since_the_start_with_the_reason() {
 fn both_links_up_then_a_switch_restart_is_counted_and_remembered() {
     let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(sandbox_config(&sb, dir.path())).unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let h = wait_health(&engine, "both links up", Health::ready);
     assert!(h.problems().is_empty(), "{h:#?}");
     assert!(
@@ -153,11 +113,12 @@ fn both_links_up_then_a_switch_restart_is_counted_and_remembered() {
 )]
 fn a_panicked_engine_answers_stopped() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(config(
+    let engine = Engine::start(config_at(
         &format!("unix:{}", dir.path().join("db.sock").display()),
         &format!("unix:{}", dir.path().join("br.mgmt").display()),
         "br-int",
         &dir.path().join("journal"),
+        core_config(),
     ))
     .unwrap();
     assert!(engine.blocking().health().unwrap().engine_running);
@@ -195,7 +156,7 @@ fn a_panicked_engine_answers_stopped() {
 fn no_failed_event_for_a_state_the_next_update_fixes() {
     let sb = sandbox_for_test();
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::start(sandbox_config(&sb, dir.path())).unwrap();
+    let engine = Engine::start(config(&sb, dir.path(), core_config())).unwrap();
     let events = engine.subscribe();
     std::thread::scope(|s| {
         for t in 0..4u32 {

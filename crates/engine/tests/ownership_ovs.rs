@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use podport_engine::core::CoreConfig;
-use podport_engine::{AddPodError, Engine, EngineConfig, EngineError, Phase, PodEvent, PodSpec};
+use podport_engine::{AddPodError, Engine, EngineError, Phase, PodEvent, PodSpec};
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 
-const BOUND: Duration = Duration::from_secs(30);
+mod support;
+use support::{config, core_config, wait_ready, BOUND};
 
 fn spec(ifname: &str, container: &str) -> PodSpec {
     PodSpec {
@@ -18,36 +18,6 @@ fn spec(ifname: &str, container: &str) -> PodSpec {
         ifname: ifname.into(),
         ips: vec!["10.1.0.7/16".into()],
         mac: "02:00:00:00:00:07".parse().unwrap(),
-    }
-}
-
-/// A Windows node: the port cannot be opened until its vNIC exists.
-fn config(sb: &Sandbox, journal: &std::path::Path) -> EngineConfig {
-    let mut c = EngineConfig::new(
-        sb.ovsdb_endpoint().parse().unwrap(),
-        sb.openflow_endpoint().parse().unwrap(),
-        sb.bridge(),
-        journal.to_path_buf(),
-    );
-    c.core = CoreConfig {
-        initial_type: "podport-pending".into(),
-        not_ready_every: Duration::from_secs(1),
-        ..CoreConfig::default()
-    };
-    c
-}
-
-fn wait_ready(events: &Receiver<PodEvent>, ifname: &str) -> u32 {
-    let deadline = Instant::now() + BOUND;
-    let mut seen = Vec::new();
-    loop {
-        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(PodEvent::Ready {
-                ifname: n, port_no, ..
-            }) if n == ifname => return port_no,
-            Ok(e) => seen.push(e),
-            Err(_) => panic!("{ifname} not ready within {BOUND:?}; events: {seen:#?}"),
-        }
     }
 }
 
@@ -69,7 +39,7 @@ fn engine_with_a_ready_pod(
     sb: &Sandbox,
     journal: &std::path::Path,
 ) -> (Engine, Receiver<PodEvent>) {
-    let (engine, events) = Engine::start_subscribed(config(sb, journal)).unwrap();
+    let (engine, events) = Engine::start_subscribed(config(sb, journal, core_config())).unwrap();
     engine.blocking().add_pod(spec("vnic-1", "ctr-1")).unwrap();
     engine.blocking().host_interface_created("vnic-1").unwrap();
     wait_ready(&events, "vnic-1");
@@ -165,7 +135,8 @@ fn a_pod_whose_port_podport_made_already_is_adopted_and_becomes_ready() {
     engine.shutdown().unwrap();
     // The journal is lost; the agent starts on a new one and the runtime adds the Pod again.
     let second = tempfile::tempdir().unwrap();
-    let (engine, events) = Engine::start_subscribed(config(&sb, second.path())).unwrap();
+    let (engine, events) =
+        Engine::start_subscribed(config(&sb, second.path(), core_config())).unwrap();
     // The switch's port list is taken before the add: it listed the port while it was not
     // tracked, and no PortStatus will announce it again.
     let records = engine.journal().subscribe(1).unwrap();
@@ -214,7 +185,8 @@ fn a_new_journal_never_reuses_a_cookie_of_the_lost_one() {
     // adopts it from OVSDB (its flows are taken over in place) and hands the newcomers
     // cookies of its own generation: none is the lost journal's.
     let second = tempfile::tempdir().unwrap();
-    let (engine, events) = Engine::start_subscribed(config(&sb, second.path())).unwrap();
+    let (engine, events) =
+        Engine::start_subscribed(config(&sb, second.path(), core_config())).unwrap();
     for i in 2..=4 {
         let mut s = spec(&format!("vnic-{i}"), &format!("ctr-{i}"));
         s.ips = vec![format!("10.1.0.{}/16", 10 + i)];
@@ -281,7 +253,7 @@ fn a_journal_that_cannot_be_read_is_moved_aside_and_pods_are_rebuilt_from_ovs() 
     // records were written, so replay reports them missing.
     std::fs::File::create(dir.join("db")).unwrap();
 
-    let (engine, events) = Engine::start_subscribed(config(&sb, &dir)).unwrap();
+    let (engine, events) = Engine::start_subscribed(config(&sb, &dir, core_config())).unwrap();
     let aside: Vec<_> = std::fs::read_dir(parent.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

@@ -9,55 +9,19 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use podport_engine::core::CoreConfig;
-use podport_engine::{Engine, EngineConfig, Phase, PodEvent, PodSpec};
+use podport_engine::{Engine, Phase, PodEvent};
 use podport_journal::{Event, Finding, Outcome, PortReason, Record};
-use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox, PENDING_TYPE};
 
-const BOUND: Duration = Duration::from_secs(30);
+mod support;
+use support::{config, core_config, mac, spec, BOUND};
 
 /// `ofp_port_state` LIVE and `ofp_port_config` PORT_DOWN.
 const LIVE: u32 = podport_openflow::PortState::LIVE.bits();
 const PORT_DOWN: u32 = 1;
 
-fn spec(i: u32) -> PodSpec {
-    PodSpec {
-        namespace: "default".into(),
-        name: format!("pod-{i}"),
-        container_id: format!("ctr-{i}"),
-        ifname: format!("vnic-{i}"),
-        ips: vec![format!("10.1.{}.{}/16", i / 250, i % 250 + 1)],
-        mac: format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
-            .parse()
-            .unwrap(),
-    }
-}
-
 fn name(i: u32) -> String {
     format!("vnic-{i}")
-}
-
-fn mac(i: u32) -> String {
-    format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256)
-}
-
-/// Tests emulate a Windows node: the port cannot be opened until its vNIC exists.
-fn core_config() -> CoreConfig {
-    CoreConfig {
-        initial_type: "podport-pending".into(),
-        not_ready_every: Duration::from_secs(1),
-        ..CoreConfig::default()
-    }
-}
-
-fn config(sb: &Sandbox, journal: &std::path::Path, core: CoreConfig) -> EngineConfig {
-    let mut c = EngineConfig::new(
-        sb.ovsdb_endpoint().parse().unwrap(),
-        sb.openflow_endpoint().parse().unwrap(),
-        sb.bridge(),
-        journal.to_path_buf(),
-    );
-    c.core = core;
-    c
 }
 
 /// An engine and a subscriber that hears every Pod event from the start.
@@ -432,7 +396,7 @@ fn a_restart_resumes_every_phase_where_it_was() {
     for i in [2, 4] {
         rec1.wait("PodPortCreated", is("PodPortCreated", &name(i)));
     }
-    assert_eq!(iface_type(&sb, "vnic-2"), "podport-pending");
+    assert_eq!(iface_type(&sb, "vnic-2"), PENDING_TYPE);
     assert_eq!(
         sb.ofport("vnic-2").unwrap(),
         Some(-1),
@@ -564,7 +528,7 @@ fn a_restart_resumes_every_phase_where_it_was() {
         t0_end.duration_since(t0)
     );
     // waiting-interface: not switched to `internal` by the restart.
-    assert_eq!(iface_type(&sb, "vnic-2"), "podport-pending");
+    assert_eq!(iface_type(&sb, "vnic-2"), PENDING_TYPE);
     assert!(
         rec2.all(|r| r.event.ifname() == Some("vnic-2")
             && matches!(

@@ -13,57 +13,41 @@ mod podport_bin;
 #[cfg(unix)]
 mod scenario;
 
+/// podport's demo and bench, on a private Open vSwitch.
 #[cfg(unix)]
-fn main() -> anyhow::Result<()> {
-    use clap::{Parser, Subcommand};
-    use tracing_subscriber::EnvFilter;
+#[derive(clap::Parser)]
+#[command(name = "podport-lab", version)]
+enum Lab {
+    /// Start a private OVS, run the engine, add Pods (optionally stalling the switch), and
+    /// report time to ready.
+    Demo(demo::Args),
+    /// The end-to-end benchmark; writes its table to docs/benchmarks.md.
+    Bench(bench::Args),
+    /// Start a private OVS and run `podport ofwatch` on its bridge while ports are added,
+    /// retyped and deleted.
+    OfwatchSandbox(ofwatch::Args),
+}
 
-    #[derive(Parser)]
-    #[command(
-        name = "podport-lab",
-        version,
-        about = "podport's demo and bench, on a private Open vSwitch"
-    )]
-    struct Cli {
-        #[command(subcommand)]
-        command: Command,
-    }
-
-    #[derive(Subcommand)]
-    enum Command {
-        /// Start a private OVS, run the engine, add Pods (optionally stalling the switch), and
-        /// report time to ready.
-        Demo(demo::Args),
-        /// The end-to-end benchmark; writes its table to docs/benchmarks.md.
-        Bench(bench::Args),
-        /// Start a private OVS and run `podport ofwatch` on its bridge while ports are added,
-        /// retyped and deleted.
-        OfwatchSandbox(ofwatch::Args),
-    }
-
-    let cli = Cli::parse();
+#[cfg(unix)]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let lab = <Lab as clap::Parser>::parse();
     // The demo and the bench count the engine's per-Pod reports ("not ready yet", "step
-    // failed") and print a summary; logged too, they would bury it. RUST_LOG still wins.
-    // Logs go to stderr so stdout stays machine-readable (--json).
+    // failed") and print a summary; logged too, they would bury it. RUST_LOG still wins. Logs
+    // go to stderr so stdout stays machine-readable (--json).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "warn,podport_engine=error".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("warn,podport_engine=error")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => demo::run(args).await,
-            Command::Bench(args) => bench::run(args).await,
-            Command::OfwatchSandbox(args) => ofwatch::run(args).await,
-        }
-    })
+    match lab {
+        Lab::Demo(args) => demo::run(args).await,
+        Lab::Bench(args) => bench::run(args).await,
+        Lab::OfwatchSandbox(args) => ofwatch::run(args).await,
+    }
 }
 
 /// Everything here starts a private Open vSwitch, which runs on Linux only.

@@ -97,8 +97,8 @@ fn run_blocking(args: &Args) -> Result<()> {
 /// A running `podport ofwatch`; killed on drop.
 struct Watch {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    json: bool,
+    /// The kind of each line `ofwatch` printed, once it is on our stdout.
+    kinds: mpsc::Receiver<String>,
 }
 
 impl Watch {
@@ -109,61 +109,51 @@ impl Watch {
             .stderr(Stdio::inherit())
             .spawn()?;
         let stdout = child.stdout.take().context("ofwatch's stdout")?;
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Watch { child, lines, json })
+        let (tx, kinds) = mpsc::channel();
+        std::thread::spawn(move || forward(BufReader::new(stdout), json, &tx));
+        Ok(Watch { child, kinds })
     }
 
-    /// Passes lines through until one of `kind`.
+    /// Waits until `ofwatch` has printed a line of `kind`.
     fn until(&mut self, what: &str, kind: &str) -> Result<()> {
         let deadline = Instant::now() + BOUND;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.lines.recv_timeout(left) {
-                Ok(line) => line,
+            match self.kinds.recv_timeout(left) {
+                Ok(k) if k == kind => return Ok(()),
+                Ok(_) => {}
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     bail!("podport ofwatch printed no {what} within {BOUND:?}")
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    bail!(
-                        "podport ofwatch ended ({}) before printing {what}",
-                        self.child
-                            .wait()
-                            .map_or_else(|e| e.to_string(), |s| s.to_string())
-                    )
+                    let status = self.child.wait();
+                    bail!("podport ofwatch ended ({status:?}) before printing {what}")
                 }
-            };
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")?;
-            out.flush()?;
-            if self.kind(&line) == kind {
-                return Ok(());
             }
         }
     }
+}
 
-    /// `kind` is the JSON field, or the first word of a text line (`port_desc ...`,
-    /// `port_status ADD ...`, `connected: ...`).
-    fn kind(&self, line: &str) -> String {
-        if self.json {
-            serde_json::from_str::<serde_json::Value>(line)
+/// Passes `ofwatch`'s lines through to our stdout, then tells `kinds` what each was: the JSON
+/// `kind` field, or the first word of a text line (`port_desc ...`, `port_status ADD ...`).
+fn forward(out: impl BufRead, json: bool, kinds: &mpsc::Sender<String>) -> std::io::Result<()> {
+    for line in out.lines() {
+        let line = line?;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{line}")?;
+        stdout.flush()?;
+        let kind = if json {
+            serde_json::from_str::<serde_json::Value>(&line)
                 .ok()
                 .and_then(|v| v["kind"].as_str().map(str::to_string))
-                .unwrap_or_default()
         } else {
-            line.split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string()
+            line.split_whitespace().next().map(str::to_string)
+        };
+        if kinds.send(kind.unwrap_or_default()).is_err() {
+            break;
         }
     }
+    Ok(())
 }
 
 impl Drop for Watch {

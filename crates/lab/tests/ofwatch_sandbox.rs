@@ -7,10 +7,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn is(v: &Value, kind: &str, name: &str) -> bool {
-    v["kind"] == kind && v["name"] == name
-}
-
 #[test]
 #[cfg_attr(
     no_ovs,
@@ -36,7 +32,10 @@ fn ofwatch_prints_the_port_list_then_every_port_status_of_the_script_as_json() {
             assert!(v.get(key).is_some(), "{key} missing in {v}");
         }
     }
-    assert!(is(&lines[0], "port_desc", "br-int"), "{}", lines[0]);
+    assert_eq!(
+        (&lines[0]["kind"], &lines[0]["name"]),
+        (&Value::from("port_desc"), &Value::from("br-int")),
+    );
     assert_eq!(lines[0]["port_no"], 0xffff_fffe_u32);
     let summary: Vec<(String, String, Vec<String>)> = lines[1..]
         .iter()

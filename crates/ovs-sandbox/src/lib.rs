@@ -174,6 +174,25 @@ impl Ctx {
         self.run(&self.bins.ovs_vsctl, &full)
     }
 
+    /// Adds a bridge on the dummy datapath, with its OpenFlow `protocols` when given. Without
+    /// --no-wait this returns once ovs-vswitchd created the bridge.
+    fn add_bridge(&self, bridge: &str, protocols: Option<&str>) -> Result<(), SandboxError> {
+        let mut args = vec![
+            "add-br",
+            bridge,
+            "--",
+            "set",
+            "bridge",
+            bridge,
+            "datapath_type=dummy",
+        ];
+        let protocols = protocols.map(|p| format!("protocols={p}"));
+        if let Some(p) = &protocols {
+            args.push(p);
+        }
+        self.vsctl(&args).map(drop)
+    }
+
     fn ofctl(&self, args: &[&str]) -> Result<String, SandboxError> {
         let mut full = vec![OsString::from(TOOL_TIMEOUT)];
         full.extend(args.iter().map(OsString::from));
@@ -380,21 +399,7 @@ impl Starting {
         let vswitchd = self.vswitchd.insert(ctx.spawn_vswitchd()?);
         ctx.wait_socket(vswitchd, &format!("{OVS_VSWITCHD}.ctl"))?;
         let bridge = opts.bridge.as_str();
-        let mut args = vec![
-            "add-br",
-            bridge,
-            "--",
-            "set",
-            "bridge",
-            bridge,
-            "datapath_type=dummy",
-        ];
-        let protocols = opts.protocols.as_ref().map(|p| format!("protocols={p}"));
-        if let Some(p) = &protocols {
-            args.push(p);
-        }
-        // Without --no-wait this returns once ovs-vswitchd created the bridge.
-        ctx.vsctl(&args)?;
+        ctx.add_bridge(bridge, opts.protocols.as_deref())?;
         ctx.wait_socket(vswitchd, &format!("{bridge}.mgmt"))
     }
 }
@@ -582,16 +587,7 @@ impl Sandbox {
     /// Adds another bridge with `datapath_type=dummy`, as the sandbox's own;
     /// returns once `ovs-vswitchd` created it.
     pub fn add_bridge(&self, bridge: &str) -> Result<(), SandboxError> {
-        self.vsctl(&[
-            "add-br",
-            bridge,
-            "--",
-            "set",
-            "bridge",
-            bridge,
-            "datapath_type=dummy",
-        ])
-        .map(drop)
+        self.ctx.add_bridge(bridge, None)
     }
 
     /// The path of the bridge's OpenFlow management unix socket.
