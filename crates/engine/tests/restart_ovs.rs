@@ -255,27 +255,8 @@ fn flows_of(sb: &Sandbox, cookie: u64) -> BTreeSet<String> {
 
 /// The youngest `duration=` of the flows under `cookie` (with stats), in seconds.
 fn min_duration(sb: &Sandbox, cookie: u64) -> f64 {
-    let out = sb
-        .ofctl(&[
-            "-O",
-            "OpenFlow15",
-            "dump-flows",
-            sb.bridge(),
-            &format!("cookie={}/-1", hex(cookie)),
-        ])
-        .unwrap();
-    let durations: Vec<f64> = out
-        .lines()
-        .filter_map(|l| {
-            let rest = &l[l.find("duration=")? + "duration=".len()..];
-            rest[..rest.find('s')?].parse().ok()
-        })
-        .collect();
-    assert!(
-        !durations.is_empty(),
-        "no flow under {}: {out}",
-        hex(cookie)
-    );
+    let durations = sb.flow_durations(&format!("{}/-1", hex(cookie))).unwrap();
+    assert!(!durations.is_empty(), "no flow under {}", hex(cookie));
     durations.into_iter().fold(f64::INFINITY, f64::min)
 }
 

@@ -623,6 +623,26 @@ impl Sandbox {
         Ok(flow_lines(&out))
     }
 
+    /// How long ago each flow of the bridge under `cookie` (`VALUE/MASK`, as
+    /// `ovs-ofctl` reads it) was installed, in seconds: the `duration=` of
+    /// `ovs-ofctl -O OpenFlow15 dump-flows`.
+    pub fn flow_durations(&self, cookie: &str) -> Result<Vec<f64>, SandboxError> {
+        let out = self.ofctl(&[
+            "-O",
+            "OpenFlow15",
+            "dump-flows",
+            self.bridge(),
+            &format!("cookie={cookie}"),
+        ])?;
+        Ok(out
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("duration=")? + "duration=".len()..];
+                rest[..rest.find('s')?].parse().ok()
+            })
+            .collect())
+    }
+
     /// `ovs-appctl ofproto/trace <bridge> <flow>`: what the installed flows
     /// do with such a packet.
     pub fn trace(&self, flow: &str) -> Result<String, SandboxError> {

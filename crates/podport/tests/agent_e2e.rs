@@ -15,9 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -25,11 +23,12 @@ use nix::unistd::Pid;
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 use serde_json::Value;
 
-const BOUND: Duration = Duration::from_secs(30);
-
-fn podport_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_podport"))
-}
+mod support;
+use support::{
+    agent_args, agent_command, assert_flows, free_loopback_port, podport, podport_bin,
+    podport_fails, podport_ok, run_bounded, status_json, tempdir, text, wait_exit,
+    youngest_pod_flow, Logged, BOUND,
+};
 
 fn journal_tool() -> PathBuf {
     let path = podport_bin().with_file_name("podport-journal");
@@ -43,95 +42,15 @@ fn journal_tool() -> PathBuf {
     path
 }
 
-/// Runs a command to its end within [`BOUND`], killing it past that.
-fn run_bounded(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_exit(&mut child, BOUND).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {BOUND:?}")
-    });
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-/// The child's exit status, or `None` if it is still running after `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs `podport ARGS`, expecting success; returns stdout.
-fn podport_ok(args: &[&str]) -> String {
-    let out = run_bounded(Command::new(podport_bin()).args(args));
-    assert!(
-        out.status.success(),
-        "podport {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Runs `podport ARGS`, expecting failure; returns stderr.
-fn podport_fails(args: &[&str]) -> String {
-    let out = run_bounded(
-        Command::new(podport_bin())
-            .args(args)
-            .env("RUST_BACKTRACE", "0"),
-    );
-    assert!(
-        !out.status.success(),
-        "podport {args:?} should fail; stdout:\n{}",
-        text(&out.stdout)
-    );
-    text(&out.stderr)
-}
-
 fn journal_tool_run(args: &[&str]) -> Output {
-    run_bounded(Command::new(journal_tool()).args(args))
+    run_bounded(Command::new(journal_tool()).args(args), b"")
 }
 
 /// A running `podport agent`; killed on drop, its log printed if the test failed.
 struct Agent {
-    child: Child,
+    proc: Logged,
     control: String,
     journal: PathBuf,
-    log: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::Receiver<String>,
 }
 
 impl Agent {
@@ -154,46 +73,17 @@ impl Agent {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Agent {
-        let control = control.to_string();
         let journal = dir.join("journal");
-        let mut cmd = Command::new(podport_bin());
-        cmd.args(["agent", "--ovsdb", &sb.ovsdb_endpoint()])
-            .args(["--openflow", &sb.openflow_endpoint()])
-            .args(["--bridge", sb.bridge()])
-            .arg("--journal")
-            .arg(&journal)
-            .args(["--control", &control])
-            .args([
-                "--initial-type",
-                "podport-pending",
-                "--not-ready-every",
-                "1s",
-            ])
-            .args(extra)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn podport agent");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
+        let proc = Logged::spawn(
+            agent_command(sb, &journal, control)
+                .args(["--not-ready-every", "1s"])
+                .args(extra)
+                .envs(env.iter().copied()),
+        );
         let mut agent = Agent {
-            child,
-            control,
+            proc,
+            control: control.to_string(),
             journal,
-            log,
-            lines,
         };
         agent.wait_up();
         agent
@@ -204,7 +94,7 @@ impl Agent {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.proc.log_text()
     }
 
     /// Polls the control socket until a status request is answered.
@@ -215,9 +105,7 @@ impl Agent {
         }
         let deadline = Instant::now() + BOUND;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the agent exited early ({status}):\n{}", self.log_text());
-            }
+            self.assert_running();
             if let Ok(mut c) = Raw::connect(&self.socket()) {
                 if c.request(r#"{"op":"status"}"#)["ok"] == true {
                     return;
@@ -234,33 +122,17 @@ impl Agent {
 
     /// Waits for a log line containing `needle` (from now on or already logged).
     fn wait_log(&self, needle: &str) {
-        if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-            return;
-        }
-        let deadline = Instant::now() + BOUND;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) if l.contains(needle) => return,
-                Ok(_) => {}
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {BOUND:?}:\n{}",
-                    self.log_text()
-                ),
-            }
-        }
+        self.proc.wait_log(&[needle]);
     }
 
     fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the agent");
+        kill(Pid::from_raw(self.proc.child.id() as i32), sig).expect("signal the agent");
     }
 
     /// Sends `sig` and waits for the agent to exit.
     fn stop(&mut self, sig: Signal) -> ExitStatus {
         self.signal(sig);
-        wait_exit(&mut self.child, BOUND).unwrap_or_else(|| {
+        wait_exit(&mut self.proc.child, BOUND).unwrap_or_else(|| {
             panic!(
                 "the agent did not exit within {BOUND:?} of {sig}:\n{}",
                 self.log_text()
@@ -269,22 +141,7 @@ impl Agent {
     }
 
     fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("the agent died ({status}):\n{}", self.log_text());
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- agent log ----\n{}\n-------------------",
-                self.log_text()
-            );
-        }
+        self.proc.assert_running();
     }
 }
 
@@ -368,57 +225,6 @@ fn add_and_attach(control: &str, i: u32) {
     ]);
 }
 
-/// Flow counts by cookie.
-fn flows_by_cookie(sb: &Sandbox) -> BTreeMap<String, usize> {
-    let mut by = BTreeMap::new();
-    for f in sb.dump_flows("OpenFlow15").unwrap() {
-        let cookie = f
-            .split(',')
-            .next()
-            .and_then(|c| c.strip_prefix("cookie="))
-            .unwrap_or("none")
-            .to_string();
-        *by.entry(cookie).or_default() += 1;
-    }
-    by
-}
-
-/// Five flows per Pod cookie (0xa0...) and the two bridge defaults (0xb0...), nothing else.
-/// The age in seconds of the youngest Pod flow (cookie 0xa0...), as `ovs-ofctl` reports it.
-fn youngest_pod_flow(sb: &Sandbox) -> f64 {
-    let out = sb
-        .ofctl(&[
-            "-O",
-            "OpenFlow15",
-            "dump-flows",
-            sb.bridge(),
-            "cookie=0xa000000000000000/0xff00000000000000",
-        ])
-        .expect("dump-flows");
-    out.lines()
-        .filter_map(|l| {
-            let d = l.split("duration=").nth(1)?;
-            d.split('s').next()?.parse::<f64>().ok()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
-fn assert_flows(sb: &Sandbox, pods: usize) {
-    let by = flows_by_cookie(sb);
-    let pod_cookies: Vec<_> = by.iter().filter(|(c, _)| c.starts_with("0xa0")).collect();
-    assert_eq!(pod_cookies.len(), pods, "{by:?}");
-    for (cookie, n) in &pod_cookies {
-        assert_eq!(**n, 5, "cookie {cookie}: {by:?}");
-    }
-    let bridge: usize = by
-        .iter()
-        .filter(|(c, _)| c.starts_with("0xb0"))
-        .map(|(_, n)| n)
-        .sum();
-    assert_eq!(bridge, 2, "{by:?}");
-    assert_eq!(by.values().sum::<usize>(), pods * 5 + 2, "{by:?}");
-}
-
 /// Every stage of an attach (a JSON object: its keys have no order).
 const STAGES: [&str; 9] = [
     "added",
@@ -432,12 +238,6 @@ const STAGES: [&str; 9] = [
     "ready",
 ];
 
-fn status_json(control: &str) -> Vec<Value> {
-    let out = podport_ok(&["status", "--control", control, "--json"]);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"));
-    v.as_array().expect("a JSON list").clone()
-}
-
 /// The agent's journal through its control socket, as `podport-journal dump --json` prints it.
 fn journal_records(control: &str) -> Vec<Value> {
     let out = journal_tool_run(&["dump", "--control", control, "--json"]);
@@ -446,16 +246,6 @@ fn journal_records(control: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
-}
-
-fn tempdir() -> tempfile::TempDir {
-    // Short: a unix socket path has at most 107 bytes.
-    tempfile::Builder::new().prefix("pa-").tempdir().unwrap()
-}
-
-fn free_loopback_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -991,11 +781,7 @@ fn health(control: &str, json: bool) -> (Option<i32>, String, String) {
     if json {
         args.push("--json");
     }
-    let out = run_bounded(
-        Command::new(podport_bin())
-            .args(&args)
-            .env("RUST_BACKTRACE", "0"),
-    );
+    let out = podport(&args);
     (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
@@ -1141,7 +927,7 @@ fn an_agent_whose_engine_dies_exits_non_zero() {
         &[],
         &[("PODPORT_TEST_PANIC_ENGINE_AFTER", "1s")],
     );
-    let status = wait_exit(&mut agent.child, BOUND)
+    let status = wait_exit(&mut agent.proc.child, BOUND)
         .unwrap_or_else(|| panic!("the agent outlived its engine:\n{}", agent.log_text()));
     assert_eq!(status.code(), Some(1), "{status}:\n{}", agent.log_text());
     agent.wait_log("the engine is not running: shutting down with an error");
@@ -1526,19 +1312,8 @@ fn the_socket_file_is_private_from_the_start() {
     // socket stays.
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let err = podport_fails(&[
-        "agent",
-        "--ovsdb",
-        &sb.ovsdb_endpoint(),
-        "--openflow",
-        &sb.openflow_endpoint(),
-        "--bridge",
-        sb.bridge(),
-        "--journal",
-        other.join("journal").to_str().unwrap(),
-        "--control",
-        &agent.control,
-    ]);
+    let args = agent_args(&sb, &other.join("journal"), &agent.control);
+    let err = podport_fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains("in use by a running process"), "{err}");
     agent.assert_running();
     podport_ok(&["status", "--control", &agent.control]);
@@ -1658,7 +1433,7 @@ fn an_acknowledged_request_survives_a_sigkill_right_after_it() {
             let answer = c.request(&line);
             agent.signal(Signal::SIGKILL);
             assert_eq!(answer["ok"], true, "{kind} vnic-{i}: {answer}");
-            let _ = wait_exit(&mut agent.child, BOUND);
+            let _ = wait_exit(&mut agent.proc.child, BOUND);
             agent = Agent::start(&sb, dir.path(), &[]);
             let ctl = agent.control.clone();
             let name = format!("vnic-{i}");

@@ -46,18 +46,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox, PENDING_TYPE};
 use serde_json::{json, Value};
 
-/// The bound of every wait that has no tighter one of its own.
-const BOUND: Duration = Duration::from_secs(30);
+mod support;
+use support::{agent_args, podport_bin, wait_exit, BOUND};
 
 /// How long one control request may take before it counts as unanswered.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,10 +74,6 @@ const POLL: Duration = Duration::from_millis(50);
 /// A Pod's default flows: table 0 IP and ARP, table 1 IP, ARP and eth_dst.
 const FLOWS_PER_POD: usize = 5;
 
-/// The interface type the agent gives a Pod's port until its attach (OVS cannot open it, so
-/// the port has no OpenFlow number: a Windows node before the vNIC exists).
-const PENDING_TYPE: &str = "podport-pending";
-
 fn full() -> bool {
     std::env::var("PODPORT_FAULTS").is_ok_and(|v| v.trim().eq_ignore_ascii_case("full"))
 }
@@ -89,10 +85,6 @@ fn size<T>(scaled: T, full_size: T) -> T {
     } else {
         scaled
     }
-}
-
-fn podport_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_podport"))
 }
 
 /// A test's directory (journal, control socket), kept with the agent's whole log in
@@ -116,10 +108,7 @@ impl Drop for TestDir {
 }
 
 fn tempdir() -> TestDir {
-    // Short: a unix socket path has at most 107 bytes.
-    TestDir(Some(
-        tempfile::Builder::new().prefix("pf-").tempdir().unwrap(),
-    ))
+    TestDir(Some(support::tempdir()))
 }
 
 fn ms(d: Duration) -> u128 {
@@ -209,23 +198,8 @@ impl Agent {
     fn start(sb: &Sandbox, dir: &Path, bound: Duration) -> Agent {
         let sock = dir.join("ctl.sock");
         let journal = dir.join("journal");
-        let args: Vec<String> = vec![
-            "agent".into(),
-            "--ovsdb".into(),
-            sb.ovsdb_endpoint(),
-            "--openflow".into(),
-            sb.openflow_endpoint(),
-            "--bridge".into(),
-            sb.bridge().into(),
-            "--journal".into(),
-            journal.display().to_string(),
-            "--control".into(),
-            format!("unix:{}", sock.display()),
-            "--initial-type".into(),
-            PENDING_TYPE.into(),
-            "--not-ready-every".into(),
-            "5s".into(),
-        ];
+        let mut args = agent_args(sb, &journal, &format!("unix:{}", sock.display()));
+        args.extend(["--not-ready-every".into(), "5s".into()]);
         let log: Log = Arc::new(Mutex::new(Vec::new()));
         let child = Agent::spawn(&args, &log, 1);
         let mut agent = Agent {
@@ -340,20 +314,6 @@ impl Drop for Agent {
                 let _ = std::fs::write(dir.join("agent.log"), self.log.lock().unwrap().join("\n"));
             }
         }
-    }
-}
-
-/// The child's exit status, or `None` if it is still running after `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

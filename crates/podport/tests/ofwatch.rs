@@ -4,15 +4,16 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use podport_ovs_sandbox::sandbox_for_test;
 use serde_json::Value;
 
-const BOUND: Duration = Duration::from_secs(30);
+mod support;
+use support::BOUND;
 
 fn podport() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_podport"))
+    Command::new(support::podport_bin())
 }
 
 /// Kills the child on drop so a failing test leaves no process behind.

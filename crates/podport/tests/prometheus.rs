@@ -7,39 +7,23 @@
 //! unset (`cfg(no_prometheus)`, set by build.rs); with `CI` set they fail, saying so.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
 use serde_json::Value;
 
-const BOUND: Duration = Duration::from_secs(30);
+mod support;
+use support::{
+    agent_command, free_loopback_port, podport_ok, run_bounded, tempdir, text, Logged, BOUND,
+};
 
 /// What Prometheus 2.x sends when it scrapes.
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
     application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-fn podport_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_podport"))
-}
-
-fn tempdir() -> tempfile::TempDir {
-    // Short: a unix socket path has at most 107 bytes.
-    tempfile::Builder::new().prefix("pm-").tempdir().unwrap()
-}
-
-fn free_loopback_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The path of a program from Debian's `prometheus` package, or a panic that says what to do.
 fn prometheus_program(name: &str) -> PathBuf {
@@ -53,69 +37,6 @@ fn prometheus_program(name: &str) -> PathBuf {
              rebuild to have this test ignored"
         )
     })
-}
-
-/// The child's exit status, or `None` if it is still running after `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Runs a command with `input` on its stdin, to its end within [`BOUND`].
-fn run_bounded(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_exit(&mut child, BOUND).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {BOUND:?}")
-    });
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-fn podport_ok(args: &[&str]) -> String {
-    let out = run_bounded(Command::new(podport_bin()).args(args), b"");
-    assert!(
-        out.status.success(),
-        "podport {args:?}: {}\n{}",
-        out.status,
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// `promtool check metrics` on `body`: its exit code and what it said.
@@ -202,10 +123,9 @@ fn url_encode(s: &str) -> String {
 /// A running `podport agent` with `--metrics`; killed and reaped on drop, its log printed if
 /// the test failed.
 struct Agent {
-    child: Child,
+    proc: Logged,
     control: String,
     metrics: String,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Agent {
@@ -213,36 +133,13 @@ impl Agent {
     fn start(sb: &Sandbox, dir: &Path) -> Agent {
         let control = format!("unix:{}", dir.join("ctl.sock").display());
         let metrics = format!("127.0.0.1:{}", free_loopback_port());
-        let mut child = Command::new(podport_bin())
-            .args(["agent", "--ovsdb", &sb.ovsdb_endpoint()])
-            .args(["--openflow", &sb.openflow_endpoint()])
-            .args(["--bridge", sb.bridge()])
-            .arg("--journal")
-            .arg(dir.join("journal"))
-            .args(["--control", &control])
-            .args(["--initial-type", "podport-pending"])
-            .args(["--metrics", &metrics])
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn podport agent");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l.lock().unwrap().push(line);
-            }
-        });
+        let proc = Logged::spawn(
+            agent_command(sb, &dir.join("journal"), &control).args(["--metrics", &metrics]),
+        );
         let mut agent = Agent {
-            child,
+            proc,
             control,
             metrics,
-            log,
         };
         let deadline = Instant::now() + BOUND;
         loop {
@@ -262,35 +159,19 @@ impl Agent {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.proc.log_text()
     }
 
     fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("the agent exited ({status}):\n{}", self.log_text());
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- agent log ----\n{}\n-------------------",
-                self.log_text()
-            );
-        }
+        self.proc.assert_running();
     }
 }
 
 /// A Prometheus server on loopback, its storage and configuration in `dir`, scraping
 /// `target` every 250 ms; killed and reaped on drop, its log printed if the test failed.
 struct Prometheus {
-    child: Child,
+    proc: Logged,
     addr: String,
-    log: PathBuf,
 }
 
 impl Prometheus {
@@ -307,27 +188,21 @@ impl Prometheus {
         )
         .unwrap();
         let addr = format!("127.0.0.1:{}", free_loopback_port());
-        let log = dir.join("prometheus.log");
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .arg("--log.level=warn")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn prometheus");
-        let mut p = Prometheus { child, addr, log };
+        let proc = Logged::spawn(
+            Command::new(bin)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn")
+                .current_dir(dir),
+        );
+        let mut p = Prometheus { proc, addr };
         let deadline = Instant::now() + BOUND;
         loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!("prometheus exited at start ({status}):\n{}", p.log_text());
-            }
+            p.proc.assert_running();
             if TcpStream::connect(&p.addr).is_ok()
                 && http(&p.addr, "GET", "/-/ready", None).status == 200
             {
@@ -336,14 +211,10 @@ impl Prometheus {
             assert!(
                 Instant::now() < deadline,
                 "prometheus was not ready within {BOUND:?}:\n{}",
-                p.log_text()
+                p.proc.log_text()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// `GET path` of the HTTP API, as JSON whose `status` is `success`.
@@ -390,19 +261,6 @@ impl Prometheus {
                 self.api("/api/v1/targets")
             );
             std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- prometheus log ----\n{}\n------------------------",
-                self.log_text()
-            );
         }
     }
 }

@@ -37,8 +37,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use podport_ovs_sandbox::{sandbox_for_test, Sandbox};
+use podport_ovs_sandbox::{sandbox_for_test, Sandbox, PENDING_TYPE};
 use serde_json::Value;
+
+mod support;
+use support::{assert_flows, wait_exit, youngest_pod_flow};
 
 /// The bound of every wait, and of every client command.
 const BOUND: Duration = Duration::from_secs(60);
@@ -232,20 +235,6 @@ fn mac(i: u32) -> String {
     format!("02:00:00:00:00:{i:02x}")
 }
 
-/// The child's exit status, or `None` if it is still running after `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Polls `check` until it returns `Some`, failing with `what` and `context()` after [`BOUND`].
 fn poll<T>(what: &str, context: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + BOUND;
@@ -352,45 +341,6 @@ impl Drop for PrefixDir {
     }
 }
 
-/// Five flows per Pod cookie (0xa0...) and the two bridge defaults (0xb0...), nothing else.
-fn assert_flows(sb: &Sandbox, pods: usize) {
-    let mut by: BTreeMap<String, usize> = BTreeMap::new();
-    for f in sb.dump_flows("OpenFlow15").expect("dump-flows") {
-        let cookie = f
-            .split(',')
-            .next()
-            .and_then(|c| c.strip_prefix("cookie="))
-            .unwrap_or("none")
-            .to_string();
-        *by.entry(cookie).or_default() += 1;
-    }
-    let pod_cookies: Vec<_> = by.iter().filter(|(c, _)| c.starts_with("0xa0")).collect();
-    assert_eq!(pod_cookies.len(), pods, "{by:?}");
-    for (cookie, n) in &pod_cookies {
-        assert_eq!(**n, 5, "cookie {cookie}: {by:?}");
-    }
-    assert_eq!(by.values().sum::<usize>(), pods * 5 + 2, "{by:?}");
-}
-
-/// The age in seconds of the youngest Pod flow, as `ovs-ofctl` reports it.
-fn youngest_pod_flow(sb: &Sandbox) -> f64 {
-    let out = sb
-        .ofctl(&[
-            "-O",
-            "OpenFlow15",
-            "dump-flows",
-            sb.bridge(),
-            "cookie=0xa000000000000000/0xff00000000000000",
-        ])
-        .expect("dump-flows");
-    out.lines()
-        .filter_map(|l| {
-            let d = l.split("duration=").nth(1)?;
-            d.split('s').next()?.parse::<f64>().ok()
-        })
-        .fold(f64::INFINITY, f64::min)
-}
-
 /// Traffic between the Pods goes where the agent's flows say, and spoofed traffic is dropped.
 fn assert_dataplane(sb: &Sandbox, ports: &BTreeMap<u32, i64>) {
     for (from, to) in [(1, 2), (3, 1), (2, 3)] {
@@ -484,7 +434,7 @@ fn the_windows_agent_attaches_pods_and_comes_back_after_a_hard_kill() {
         "--control",
         &cli.control,
         "--initial-type",
-        "podport-pending",
+        PENDING_TYPE,
         "--not-ready-every",
         "1s",
         // What Windows nodes run with (ovs-issues#351: working internal ports reported as

@@ -8,94 +8,15 @@
 //! only (Wine 8 does not check the pipe's DACL, see podport-transport's npipe tests).
 #![cfg(windows)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use serde_json::Value;
-
-/// Every wait ends within this, or the test fails saying what it waited for. Generous:
-/// starting a process under Wine takes a good part of a second.
-const BOUND: Duration = Duration::from_secs(60);
-
-fn podport_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_podport"))
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// The child's exit status, or `None` if it is still running after `bound`.
-fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `podport ARGS` to its end within [`BOUND`], killing it past that.
-fn podport(args: &[&str]) -> Output {
-    let mut child = Command::new(podport_bin())
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn podport {args:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = out.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = err.read_to_end(&mut v);
-        v
-    });
-    let status = wait_exit(&mut child, BOUND).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("podport {args:?} did not finish within {BOUND:?}")
-    });
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
-}
-
-/// Runs `podport ARGS`, expecting success; returns stdout.
-fn podport_ok(args: &[&str]) -> String {
-    let out = podport(args);
-    assert!(
-        out.status.success(),
-        "podport {args:?}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+mod support;
+use support::{free_loopback_port, podport_bin, podport_ok, status_json, wait_exit, Logged, BOUND};
 
 /// A loopback TCP endpoint nobody listens on: a port the OS gave out, then closed.
 fn closed_endpoint() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("tcp:127.0.0.1:{port}")
+    format!("tcp:127.0.0.1:{}", free_loopback_port())
 }
 
 /// A pipe name no other test (nor an earlier run) uses.
@@ -111,38 +32,22 @@ fn unique_pipe() -> String {
 
 /// `podport agent` with its log (stderr) collected line by line.
 struct Agent {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    lines: mpsc::Receiver<String>,
+    proc: Logged,
 }
 
 impl Agent {
     fn spawn(control: &str, journal: &Path, switch: &str) -> Agent {
-        let mut child = Command::new(podport_bin())
-            .args(["agent", "--ovsdb", switch, "--openflow", switch])
-            .args(["--bridge", "br-int", "--control", control])
-            .arg("--journal")
-            .arg(journal)
-            .args(["--not-ready-every", "500ms"])
-            .env("RUST_LOG", "info")
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn podport agent");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, lines) = mpsc::channel();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                l.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        Agent { child, log, lines }
+        let proc = Logged::spawn(
+            Command::new(podport_bin())
+                .args(["agent", "--ovsdb", switch, "--openflow", switch])
+                .args(["--bridge", "br-int", "--control", control])
+                .arg("--journal")
+                .arg(journal)
+                .args(["--not-ready-every", "500ms"])
+                .env("RUST_LOG", "info")
+                .env("RUST_BACKTRACE", "0"),
+        );
+        Agent { proc }
     }
 
     /// Starts the agent and waits until it listens on `control`.
@@ -152,57 +57,17 @@ impl Agent {
         agent
     }
 
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
     /// Waits for a log line containing every one of `needles` (already logged or to come).
     fn wait_log(&self, needles: &[&str]) {
-        let hit = |l: &str| needles.iter().all(|n| l.contains(n));
-        if self.log.lock().unwrap().iter().any(|l| hit(l)) {
-            return;
-        }
-        let deadline = Instant::now() + BOUND;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(l) if hit(&l) => return,
-                Ok(_) => {}
-                // Timed out, or the agent exited (its stderr closed).
-                Err(_) => panic!(
-                    "no log line with {needles:?} within {BOUND:?}:\n{}",
-                    self.log_text()
-                ),
-            }
-        }
+        self.proc.wait_log(needles);
     }
 
     /// Ends the agent hard (TerminateProcess) and waits for it to be gone.
     fn kill(&mut self) {
-        self.child.kill().expect("terminate the agent");
-        wait_exit(&mut self.child, BOUND)
+        self.proc.child.kill().expect("terminate the agent");
+        wait_exit(&mut self.proc.child, BOUND)
             .unwrap_or_else(|| panic!("the agent was still running {BOUND:?} after its kill"));
     }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "---- agent log ----\n{}\n-------------------",
-                self.log_text()
-            );
-        }
-    }
-}
-
-fn status_json(control: &str) -> Vec<Value> {
-    let out = podport_ok(&["status", "--json", "--control", control]);
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("status --json: {e}: {out}"))
 }
 
 #[test]
@@ -261,10 +126,10 @@ fn status_and_cni_are_served_over_the_control_pipe() {
 
     // A second agent (another journal) cannot take the pipe: a clear error naming it.
     let mut second = Agent::spawn(&control, &dir.path().join("journal-2"), &switch);
-    let code = wait_exit(&mut second.child, BOUND)
+    let code = wait_exit(&mut second.proc.child, BOUND)
         .unwrap_or_else(|| panic!("a second agent on {control} kept running"));
     assert!(!code.success(), "{code}");
-    let log = second.log_text();
+    let log = second.proc.log_text();
     assert!(
         log.contains(&format!("{control} is already in use")),
         "the second agent's log:\n{log}"
@@ -273,10 +138,10 @@ fn status_and_cni_are_served_over_the_control_pipe() {
     // A second agent on the same journal (another pipe) is refused by the journal's lock
     // (LockFileEx), with the clear "locked" error.
     let mut third = Agent::spawn(&unique_pipe(), &journal, &switch);
-    let code = wait_exit(&mut third.child, BOUND)
+    let code = wait_exit(&mut third.proc.child, BOUND)
         .unwrap_or_else(|| panic!("a second agent on the same journal kept running"));
     assert!(!code.success(), "{code}");
-    let log = third.log_text();
+    let log = third.proc.log_text();
     assert!(
         log.contains("is locked by another process"),
         "the second agent's log:\n{log}"
