@@ -1,5 +1,5 @@
 //! The workload both durable-append benchmarks measure (the criterion bench in
-//! `journal/benches/journal.rs` and `podport bench`'s journal part), so the two figures are of
+//! `journal/benches/journal.rs` and `podport-lab bench`'s journal part), so the two figures are of
 //! the same records and the same plain-file baseline.
 
 use crate::event::{Event, Phase, PortDesc, PortReason};

@@ -250,7 +250,7 @@ pub(crate) fn engine_config(sb: &Sandbox, plan: &RunPlan, sc: &Scenario) -> Resu
         strategy: plan.kind.strategy(),
         ..CoreConfig::default()
     };
-    c.config_digest = format!("podport demo: strategy {}", plan.kind.name());
+    c.config_digest = format!("podport-lab: strategy {}", plan.kind.name());
     Ok(c)
 }
 

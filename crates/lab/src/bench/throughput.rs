@@ -172,7 +172,7 @@ pub(crate) async fn run(sb: &Sandbox, work: &Path, messages: u64) -> Result<Thro
         "br-tput",
         work.join("journal"),
     );
-    cfg.config_digest = "podport bench: throughput".into();
+    cfg.config_digest = "podport-lab bench: throughput".into();
     let engine = tokio::task::spawn_blocking(move || Engine::start(cfg))
         .await?
         .context("starting the engine for the throughput run")?;
