@@ -1,5 +1,5 @@
 //! The bodies of the journal's fuzz targets (`journal/fuzz`), here so that the corpus replay
-//! test (`tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
+//! test (the workspace's `tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
 
 use crate::codec::{decode_record, decode_state, encode_record, encode_state, envelope};
 use crate::dump::record_from_json_line;

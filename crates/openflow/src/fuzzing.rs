@@ -1,5 +1,5 @@
 //! The body of the fuzz target in `crates/openflow/fuzz`, here so that the corpus replay test
-//! (`tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
+//! (the workspace's `tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
 
 use std::time::{Duration, Instant};
 

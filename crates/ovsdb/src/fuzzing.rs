@@ -1,5 +1,5 @@
 //! The bodies of the fuzz targets in `crates/ovsdb/fuzz`, here so that the corpus replay test
-//! (`tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
+//! (the workspace's `tests/fuzz_corpus.rs`) runs the same code on stable. Not an API.
 
 use bytes::BytesMut;
 

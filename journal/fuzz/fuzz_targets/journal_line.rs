@@ -1,7 +1,7 @@
 //! Fuzzes one line of the journal stream that the agent's control socket sends (`journal`
 //! request; `podport-journal dump --json` prints the same form). The body is
 //! `podport_journal::fuzzing::fuzz_json_line`, so the corpus replay test in
-//! `journal/tests/fuzz_corpus.rs` runs the same code on stable.
+//! `tests/fuzz_corpus.rs` runs the same code on stable.
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Fuzzes the journal's stored-value decoder (envelope, CRC, rkyv validation) for records and
 //! snapshots. The body is `podport_journal::fuzzing::fuzz_decode` (input layout there), so the
-//! corpus replay test in `journal/tests/fuzz_corpus.rs` runs the same code on stable.
+//! corpus replay test in `tests/fuzz_corpus.rs` runs the same code on stable.
 
 #![no_main]
 

@@ -1,6 +1,6 @@
 //! Fuzzes the OVSDB input path: a byte stream split by `JsonSplitter`, every value parsed with
 //! `rpc::parse`. The body is `podport_ovsdb::fuzzing::rpc_stream` (input layout there), so the
-//! corpus replay test in `crates/ovsdb/tests/fuzz_corpus.rs` runs the same code on stable.
+//! corpus replay test in `tests/fuzz_corpus.rs` runs the same code on stable.
 
 #![no_main]
 

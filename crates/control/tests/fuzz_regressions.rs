@@ -1,31 +1,10 @@
-//! Replays the fuzz seeds kept in `crates/control/fuzz/seeds/` (plus any input that once
-//! crashed) through the same function the fuzz target calls, so the main test suite checks
-//! them on stable without libFuzzer. See `crates/control/fuzz/README.md`.
+//! What the `control_request` fuzz corpus must hold, and the regressions it found. The replay
+//! of every kept seed through the target's body is `tests/fuzz_corpus.rs` of the workspace's
+//! `tests` crate, with the other targets'. See `crates/control/fuzz/README.md`.
 
 use std::path::Path;
 
 use podport_control::{parse_request, read_line, LineRead};
-
-fn replay(target: &str, body: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds")
-        .join(target);
-    let mut n = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.expect("corpus entry").path();
-        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        eprintln!("{}", path.display());
-        body(&data);
-        n += 1;
-    }
-    n
-}
-
-#[test]
-fn control_request_corpus() {
-    let n = replay("control_request", podport_control::fuzzing::control_request);
-    assert!(n >= 20, "only {n} seeds");
-}
 
 /// The seeds hold a valid request of every op, so the round trip is exercised for each.
 #[test]
