@@ -1,7 +1,11 @@
 // Sets `cfg(no_ovs)` when the tests that need Open vSwitch cannot run (see the included file).
 include!("build/ovs_cfg.rs");
+// Sets `cfg(no_netns)` when the dataplane tests cannot run (see the included file).
+include!("build/netns_cfg.rs");
 
 fn main() {
     emit_ovs_cfg();
+    emit_netns_cfg();
     println!("cargo::rerun-if-changed=build/ovs_cfg.rs");
+    println!("cargo::rerun-if-changed=build/netns_cfg.rs");
 }

@@ -1,5 +1,7 @@
 // Sets `cfg(no_ovs)` when the tests that need Open vSwitch cannot run (see the included file).
 include!("../ovs-sandbox/build/ovs_cfg.rs");
+// Sets `cfg(no_netns)` when the dataplane tests cannot run (see the included file).
+include!("../ovs-sandbox/build/netns_cfg.rs");
 
 /// What tests/prometheus.rs runs, from Debian's `prometheus` package.
 const PROMETHEUS_PROGRAMS: [&str; 2] = ["prometheus", "promtool"];
@@ -36,6 +38,8 @@ fn emit_prometheus_cfg() {
 
 fn main() {
     emit_ovs_cfg();
+    emit_netns_cfg();
     emit_prometheus_cfg();
     println!("cargo::rerun-if-changed=../ovs-sandbox/build/ovs_cfg.rs");
+    println!("cargo::rerun-if-changed=../ovs-sandbox/build/netns_cfg.rs");
 }

@@ -51,6 +51,8 @@
 
 mod error;
 mod find;
+#[cfg(target_os = "linux")]
+mod netns;
 mod process;
 mod tcp;
 
@@ -63,6 +65,8 @@ use std::time::{Duration, Instant};
 
 pub use error::SandboxError;
 pub use find::{find_ovs, OvsBinaries, DEFAULT_SCHEMA};
+#[cfg(target_os = "linux")]
+pub use netns::{host_ip, link_exists, wait_for_link, Netns, PingReport, PingRun, Reply, Veth};
 pub use tcp::LoopbackEndpoints;
 
 use process::{send_signal, socket_accepts, Daemon, Sig, POLL_INTERVAL};
@@ -93,6 +97,32 @@ const FAILURE_LOG_LINES: usize = 30;
 const OVSDB_SERVER: &str = "ovsdb-server";
 const OVS_VSWITCHD: &str = "ovs-vswitchd";
 
+/// Which datapath the sandbox's `ovs-vswitchd` and bridges use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Datapath {
+    /// `--enable-dummy=override` and `datapath_type=dummy`: every port is a userspace dummy
+    /// device, no kernel device, no privilege; packets only through `ofproto/trace`.
+    #[default]
+    Dummy,
+    /// No dummy override and `datapath_type=netdev`, OVS's userspace datapath: real packets.
+    /// An `internal` port is a TAP device on the host (which `Netns::adopt` can move into
+    /// a Pod's network namespace), a `system` port opens an existing device (a veth end, say).
+    /// Needs root on Linux. The bridge itself is a TAP device named after it, so a bridge
+    /// name must be unique on the host: [`SandboxOptions::dataplane`] picks one. Dropping
+    /// the sandbox deletes its bridges first, so OVS removes the TAP devices it created.
+    Netdev,
+}
+
+impl Datapath {
+    /// The bridges' `datapath_type`.
+    pub fn bridge_type(self) -> &'static str {
+        match self {
+            Datapath::Dummy => "dummy",
+            Datapath::Netdev => "netdev",
+        }
+    }
+}
+
 /// How to start a [`Sandbox`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxOptions {
@@ -104,6 +134,8 @@ pub struct SandboxOptions {
     /// Keep the directory (logs, database) after the sandbox is dropped, to
     /// look at it by hand. The daemons are stopped either way.
     pub keep_dir: bool,
+    /// The datapath; default [`Datapath::Dummy`].
+    pub datapath: Datapath,
 }
 
 impl Default for SandboxOptions {
@@ -112,8 +144,40 @@ impl Default for SandboxOptions {
             bridge: "br-int".to_owned(),
             protocols: None,
             keep_dir: false,
+            datapath: Datapath::Dummy,
         }
     }
+}
+
+impl SandboxOptions {
+    /// The real-datapath mode: [`Datapath::Netdev`] and a bridge name unique on this host
+    /// (see [`unique_name`]), as the bridge is a host TAP device.
+    pub fn dataplane() -> Self {
+        SandboxOptions {
+            bridge: unique_name("ppbr"),
+            datapath: Datapath::Netdev,
+            ..SandboxOptions::default()
+        }
+    }
+}
+
+/// A name no other sandbox, test or test process on this host uses at the same time:
+/// `prefix`, this process id and a per-process counter, in hex, at most 15 bytes (the
+/// longest Linux interface name), e.g. `ppbr1a2bx3`. For bridges, Pod interfaces and
+/// network namespaces of the dataplane mode, whose devices live in the host's kernel.
+///
+/// # Panics
+/// When `prefix` is longer than 5 bytes (the result could exceed 15).
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    assert!(
+        prefix.len() <= 5,
+        "unique_name prefix {prefix:?} is longer than 5 bytes"
+    );
+    // pid_max is at most 2^22 (6 hex digits); 3 hex digits of counter leave room for 4096
+    // names per process before the counter wraps, far beyond what a test run uses.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 0x1000;
+    format!("{prefix}{:x}x{n:x}", std::process::id())
 }
 
 /// What every OVS command of one sandbox needs: where the binaries are, the
@@ -124,6 +188,7 @@ struct Ctx {
     bins: OvsBinaries,
     env: Vec<(&'static str, OsString)>,
     bridge: String,
+    datapath: Datapath,
 }
 
 impl Ctx {
@@ -174,9 +239,10 @@ impl Ctx {
         self.run(&self.bins.ovs_vsctl, &full)
     }
 
-    /// Adds a bridge on the dummy datapath, with its OpenFlow `protocols` when given. Without
-    /// --no-wait this returns once ovs-vswitchd created the bridge.
+    /// Adds a bridge on the sandbox's datapath, with its OpenFlow `protocols` when given.
+    /// Without --no-wait this returns once ovs-vswitchd created the bridge.
     fn add_bridge(&self, bridge: &str, protocols: Option<&str>) -> Result<(), SandboxError> {
+        let datapath_type = format!("datapath_type={}", self.datapath.bridge_type());
         let mut args = vec![
             "add-br",
             bridge,
@@ -184,7 +250,7 @@ impl Ctx {
             "set",
             "bridge",
             bridge,
-            "datapath_type=dummy",
+            &datapath_type,
         ];
         let protocols = protocols.map(|p| format!("protocols={p}"));
         if let Some(p) = &protocols {
@@ -207,6 +273,25 @@ impl Ctx {
         ];
         full.extend(args.iter().map(OsString::from));
         self.run(&self.bins.ovs_appctl, &full)
+    }
+
+    /// Deletes every bridge, so that `ovs-vswitchd` removes the host TAP devices it created
+    /// for them and their internal ports (it makes them persistent: they would outlive it).
+    /// Failures are logged: this runs on drop. SIGCONT first, in case the switch is frozen.
+    fn delete_bridges(&self) {
+        let result = self.vsctl(&["--timeout=5", "list-br"]).and_then(|out| {
+            let mut args = vec!["--timeout=5"];
+            for bridge in out.lines().map(str::trim).filter(|b| !b.is_empty()) {
+                args.extend(["--", "--if-exists", "del-br", bridge]);
+            }
+            if args.len() > 1 {
+                self.vsctl(&args)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "deleting the sandbox's bridges failed");
+        }
     }
 
     /// The last `lines` lines of every log and console file of the sandbox.
@@ -312,18 +397,20 @@ impl Ctx {
     }
 
     fn spawn_vswitchd(&self) -> Result<Daemon, SandboxError> {
-        let args = vec![
+        let mut args = vec![
             OsString::from("--no-chdir"),
             self.path_arg("--pidfile=", &format!("{OVS_VSWITCHD}.pid")),
             self.path_arg("--log-file=", &format!("{OVS_VSWITCHD}.log")),
             self.path_arg("--unixctl=", &format!("{OVS_VSWITCHD}.ctl")),
             OsString::from("-vconsole:off"),
             OsString::from("-vsyslog:off"),
+        ];
+        if self.datapath == Datapath::Dummy {
             // Every netdev type becomes a userspace dummy: ports get numbers
             // without kernel devices or privileges.
-            OsString::from("--enable-dummy=override"),
-            self.path_arg("unix:", "db.sock"),
-        ];
+            args.push(OsString::from("--enable-dummy=override"));
+        }
+        args.push(self.path_arg("unix:", "db.sock"));
         Daemon::spawn(
             OVS_VSWITCHD,
             self.bins.ovs_vswitchd.clone(),
@@ -406,6 +493,11 @@ impl Starting {
 
 impl Drop for Starting {
     fn drop(&mut self) {
+        if self.ctx.datapath == Datapath::Netdev
+            && matches!(self.vswitchd.as_mut().map(|d| d.exited()), Some(Ok(None)))
+        {
+            self.ctx.delete_bridges();
+        }
         stop_quietly(self.vswitchd.as_mut());
         stop_quietly(self.ovsdb_server.as_mut());
         remove_dir(self.tempdir.take(), self.keep_dir);
@@ -493,6 +585,7 @@ impl Sandbox {
             bins,
             env,
             bridge: opts.bridge.clone(),
+            datapath: opts.datapath,
         };
         tracing::debug!(dir = %dir.display(), ?opts, "starting OVS sandbox");
 
@@ -549,6 +642,11 @@ impl Sandbox {
         &self.ctx.bridge
     }
 
+    /// The sandbox's datapath.
+    pub fn datapath(&self) -> Datapath {
+        self.ctx.datapath
+    }
+
     /// The options the sandbox was started with.
     pub fn options(&self) -> &SandboxOptions {
         &self.opts
@@ -584,7 +682,7 @@ impl Sandbox {
         )
     }
 
-    /// Adds another bridge with `datapath_type=dummy`, as the sandbox's own;
+    /// Adds another bridge on the sandbox's datapath, as the sandbox's own;
     /// returns once `ovs-vswitchd` created it.
     pub fn add_bridge(&self, bridge: &str) -> Result<(), SandboxError> {
         self.ctx.add_bridge(bridge, None)
@@ -791,6 +889,11 @@ impl Drop for Sandbox {
             .vswitchd
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.ctx.datapath == Datapath::Netdev && matches!(vswitchd.exited(), Ok(None)) {
+            // A leaked `Frozen` guard must not make the deletion wait for its timeout.
+            let _ = send_signal(OVS_VSWITCHD, vswitchd.pid(), Sig::Cont);
+            self.ctx.delete_bridges();
+        }
         stop_quietly(Some(vswitchd));
         let ovsdb = self
             .ovsdb_server
@@ -883,6 +986,18 @@ fn parse_ofport(out: &str) -> Option<Option<i64>> {
 
 // `in_ci()`, shared with the build scripts.
 include!("../build/ci.rs");
+
+/// [`sandbox_for_test_with`] with [`SandboxOptions::dataplane`]: the real datapath, for
+/// tests that send packets between network namespaces (`Netns`, Linux only).
+///
+/// A test that calls this must carry
+/// `#[cfg_attr(any(no_ovs, no_netns), ignore = "...")]`: `build/netns_cfg.rs` sets
+/// `no_netns` where network namespaces cannot be used (not Linux, not root, `ip` or `ping`
+/// missing) and `CI` is unset.
+#[track_caller]
+pub fn dataplane_sandbox_for_test() -> Sandbox {
+    sandbox_for_test_with(SandboxOptions::dataplane())
+}
 
 /// [`sandbox_for_test_with`] with default options.
 #[track_caller]

@@ -145,6 +145,7 @@ fn protocols_and_bridge_name_options() {
         bridge: "br-pp".to_owned(),
         protocols: Some("OpenFlow10,OpenFlow15".to_owned()),
         keep_dir: false,
+        datapath: podport_ovs_sandbox::Datapath::Dummy,
     };
     let sb = sandbox_for_test_with(opts);
     assert_eq!(sb.bridge(), "br-pp");
