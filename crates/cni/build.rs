@@ -1,5 +1,7 @@
 // Sets `cfg(no_ovs)` when the tests that need Open vSwitch cannot run (see the included file).
 include!("../ovs-sandbox/build/ovs_cfg.rs");
+// Sets `cfg(no_netns)` when network namespaces cannot be used (not Linux, not root, no `ip`).
+include!("../ovs-sandbox/build/netns_cfg.rs");
 
 /// Where Debian's `containernetworking-plugins` puts the reference plugins.
 const CNI_PLUGIN_DIR: &str = "/usr/lib/cni";
@@ -39,6 +41,7 @@ fn go_path() -> String {
 
 fn main() {
     emit_ovs_cfg();
+    emit_netns_cfg();
     emit_missing_cfg(
         "no_cni_plugins",
         "the reference CNI plugins (host-local)",
@@ -53,4 +56,5 @@ fn main() {
         ],
     );
     println!("cargo::rerun-if-changed=../ovs-sandbox/build/ovs_cfg.rs");
+    println!("cargo::rerun-if-changed=../ovs-sandbox/build/netns_cfg.rs");
 }
