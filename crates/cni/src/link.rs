@@ -172,10 +172,19 @@ pub fn show(netns: &Path, ifname: &str) -> Result<(String, Vec<String>), CniErro
     Ok((first.address, addrs))
 }
 
-/// Deletes the interface `ifname` in `netns` when both are there.
+/// Deletes the interface `ifname` in `netns` when both are there. A namespace that cannot
+/// be entered any more (the runtime unmounted it and left the file) holds nothing to delete.
 pub fn delete(netns: &Path, ifname: &str) -> Result<(), CniError> {
-    if !netns.exists() || !exists(Some(netns), ifname)? {
+    if !netns.exists() {
         return Ok(());
+    }
+    match exists(Some(netns), ifname) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            eprintln!("podport-cni: taking {} as gone: {e}", netns.display());
+            return Ok(());
+        }
     }
     match ip(Some(netns), &["link", "del", "dev", ifname]) {
         // OVS may have destroyed it meanwhile (the agent removed its port).

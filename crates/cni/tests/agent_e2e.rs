@@ -174,5 +174,20 @@ fn add_check_del_with_a_real_agent_and_datapath() {
     );
     assert_eq!(gone.ok(), "");
     assert_eq!(leases(&data), Vec::<String>::new());
+    // A namespace file the runtime unmounted but left: nothing to enter, DEL succeeds.
+    let stale = dir.path().join("stale-netns");
+    std::fs::write(&stale, "").unwrap();
+    let stale = stale.display().to_string();
+    let again = run_plugin(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", &id),
+            ("CNI_NETNS", &stale),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", CNI_PLUGIN_DIR),
+        ],
+        &conf.to_string(),
+    );
+    assert_eq!(again.ok(), "");
     assert_eq!(agent.ports(), Vec::<Value>::new());
 }
