@@ -9,6 +9,13 @@
 //! retry, while `portstatus` keeps waiting and is ready as soon as the switch announces the
 //! port. (Freezing right after the attaches instead would let a racy, machine-dependent share
 //! of the ports be allocated before the freeze, which blurs the comparison.)
+//!
+//! The switch runs OVS's userspace `netdev` datapath when it can (root, network namespaces:
+//! see `neighbours::unavailable`), else the dummy one, saying why. On the real datapath,
+//! once the Pods are ready, each is moved into a network namespace of its own and pings its
+//! neighbour through podport's flows (the bridges have no NORMAL flow): `N/N Pods reach their
+//! neighbour`. Its engines count LINK_DOWN as ready (`live-or-link-down`), since OVS reports
+//! a TAP moved into a namespace that way.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,9 +24,13 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::json;
 
+use podport_engine::Readiness;
+use podport_ovs_sandbox::{Datapath, Sandbox};
+
 use crate::scenario::{
-    add_bridge, ensure_ovs, fmt_ms, percentiles, run_scenario, secs, start_sandbox, stop_sandbox,
-    Pct, Progress, RunData, RunPlan, Scenario, ScenarioData, StrategyKind, INTERRUPTED, MAX_PODS,
+    add_bridge, ensure_ovs, fmt_ms, percentiles, run_scenario_then, secs, start_sandbox,
+    stop_sandbox, Pct, Progress, RunData, RunPlan, Scenario, ScenarioData, StrategyKind,
+    INTERRUPTED, MAX_PODS,
 };
 
 /// How long the demo keeps waiting for readiness after the stall.
@@ -55,6 +66,145 @@ pub struct Args {
     /// Keep the journal(s) in DIR/portstatus and DIR/ovsdb-wait, for podport-journal.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// The switch's datapath: the real one (netdev: Pods in network namespaces ping their
+    /// neighbour) when root and network namespaces are available, else the dummy one.
+    #[arg(long, value_enum, default_value = "auto", overrides_with = "datapath")]
+    datapath: DatapathChoice,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DatapathChoice {
+    /// netdev when possible, else dummy (saying why).
+    Auto,
+    /// netdev, or fail saying why not.
+    Netdev,
+    /// dummy: no packets, no ping check.
+    Dummy,
+}
+
+/// What one run's neighbour check found.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Reach {
+    /// `reached` of the run's `pods` Pods got a reply from their neighbour.
+    Pinged {
+        reached: usize,
+        pods: usize,
+        /// Why the first Pod that did not reach its neighbour failed.
+        first_failure: Option<String>,
+    },
+    /// Not checked, and why.
+    Unchecked(String),
+}
+
+impl Reach {
+    /// `N/N`, or `-`.
+    fn cell(&self) -> String {
+        match self {
+            Reach::Pinged { reached, pods, .. } => format!("{reached}/{pods}"),
+            Reach::Unchecked(_) => "-".into(),
+        }
+    }
+}
+
+/// Why the real datapath cannot be used here; `None` when it can.
+#[cfg(target_os = "linux")]
+fn netns_unavailable() -> Option<String> {
+    crate::neighbours::unavailable()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn netns_unavailable() -> Option<String> {
+    Some("network namespaces are Linux's".into())
+}
+
+#[cfg(target_os = "linux")]
+async fn neighbour_check(plans: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
+    crate::neighbours::check(plans, runs).await
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn neighbour_check(_: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
+    vec![Reach::Unchecked("network namespaces are Linux's".into()); runs.len()]
+}
+
+/// Interface-name prefix of a run on the real datapath, where every Pod's port is a host
+/// device: `p<pid in hex><tag>`, so demos running at once (the tests) never collide. `tag`
+/// is not a hex digit, so no two (pid, tag, Pod) give the same name; at most 8 bytes, which
+/// leaves 5 digits for the Pod within Linux's 15.
+fn host_prefix(tag: char) -> String {
+    debug_assert!(!tag.is_ascii_hexdigit());
+    format!("p{:x}{tag}", std::process::id())
+}
+
+/// A bridge name unique on the host, for a second bridge on the real datapath.
+fn host_bridge() -> String {
+    podport_ovs_sandbox::unique_name("ppbr")
+}
+
+/// Deletes the bridge's flows (the default NORMAL one), so only podport's flows move packets.
+fn only_podport_flows(sb: &Sandbox, bridge: &str) -> Result<()> {
+    sb.ofctl(&["del-flows", bridge])
+        .map(drop)
+        .map_err(|e| anyhow!("deleting the default flow of {bridge}: {e}"))
+}
+
+/// The datapath the demo runs on, and why not the real one.
+struct DatapathUse {
+    datapath: Datapath,
+    /// Why the dummy datapath (`None` on the real one).
+    why_dummy: Option<String>,
+}
+
+impl DatapathUse {
+    fn choose(choice: DatapathChoice) -> Result<DatapathUse> {
+        let why_dummy = match choice {
+            DatapathChoice::Dummy => Some("--datapath dummy".to_string()),
+            DatapathChoice::Auto => netns_unavailable(),
+            DatapathChoice::Netdev => match netns_unavailable() {
+                None => None,
+                Some(why) => bail!("the real datapath cannot be used: {why}"),
+            },
+        };
+        let datapath = match why_dummy {
+            None => Datapath::Netdev,
+            Some(_) => Datapath::Dummy,
+        };
+        Ok(DatapathUse {
+            datapath,
+            why_dummy,
+        })
+    }
+
+    fn readiness(&self) -> Readiness {
+        match self.datapath {
+            Datapath::Netdev => Readiness::LiveOrLinkDown,
+            Datapath::Dummy => Readiness::Live,
+        }
+    }
+
+    /// The line that says which datapath, and why when it is the dummy one.
+    fn announcement(&self) -> String {
+        match &self.why_dummy {
+            None => {
+                "starting a private Open vSwitch (userspace, netdev datapath: real packets)".into()
+            }
+            Some(why) => format!(
+                "dummy datapath ({why}): no packets cross it, so no ping check; starting a \
+                 private Open vSwitch (userspace, dummy datapath)"
+            ),
+        }
+    }
+
+    /// The legend line of the summary.
+    fn legend(&self) -> String {
+        match &self.why_dummy {
+            None => "datapath netdev (real packets through podport's flows only: no NORMAL \
+                     flow); readiness live-or-link-down (OVS reports a TAP moved into a Pod's \
+                     namespace LINK_DOWN)"
+                .into(),
+            Some(why) => format!("datapath dummy ({why}); readiness live"),
+        }
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -119,9 +269,11 @@ pub async fn run(args: Args) -> Result<()> {
     };
     let (_tmp, dirs) = journal_dirs(args.keep.as_deref(), &kinds)?;
     ensure_ovs()?;
+    let dp = DatapathUse::choose(args.datapath)?;
     let mut progress = Progress::new(Duration::from_secs(1));
-    progress.say("starting a private Open vSwitch (userspace, dummy datapath)");
-    let sb = start_sandbox().await?;
+    progress.say(&dp.announcement());
+    let sb = start_sandbox(dp.datapath).await?;
+    let real = dp.datapath == Datapath::Netdev;
     let plans: Vec<RunPlan> = kinds
         .iter()
         .zip(dirs)
@@ -129,19 +281,30 @@ pub async fn run(args: Args) -> Result<()> {
         .map(|(i, (&kind, journal_dir))| RunPlan {
             kind,
             // With --compare the legacy engine gets a bridge of its own, so the two never
-            // share flows.
-            bridge: if i == 0 { "br-int" } else { "br-legacy" }.into(),
+            // share flows. On the real datapath bridges and ports are host devices, whose
+            // names must not collide with another demo's.
+            bridge: match (i, real) {
+                (0, _) => sb.bridge().into(),
+                (_, false) => "br-legacy".into(),
+                (_, true) => host_bridge(),
+            },
             journal_dir,
-            prefix: match kind {
-                StrategyKind::PortStatus => "ps-",
-                StrategyKind::OvsdbWait => "ow-",
-            }
-            .into(),
+            prefix: match (kind, real) {
+                (StrategyKind::PortStatus, false) => "ps-".into(),
+                (StrategyKind::OvsdbWait, false) => "ow-".into(),
+                (StrategyKind::PortStatus, true) => host_prefix('s'),
+                (StrategyKind::OvsdbWait, true) => host_prefix('w'),
+            },
             net: 10 + i as u8,
         })
         .collect();
     for p in plans.iter().filter(|p| p.bridge != sb.bridge()) {
         tokio::task::block_in_place(|| add_bridge(&sb, &p.bridge))?;
+    }
+    if real {
+        for p in &plans {
+            tokio::task::block_in_place(|| only_podport_flows(&sb, &p.bridge))?;
+        }
     }
     progress.say(&format!(
         "sandbox in {}; engines: {}",
@@ -159,14 +322,27 @@ pub async fn run(args: Args) -> Result<()> {
         // Short, so the demo shows the engine reporting "not ready yet" while it waits.
         not_ready_every: Duration::from_secs(1),
         concurrency: 1,
+        readiness: dp.readiness(),
+    };
+    let check = async |data: &ScenarioData, progress: &mut Progress| -> Vec<Reach> {
+        match &dp.why_dummy {
+            Some(why) => vec![Reach::Unchecked(format!("dummy datapath ({why})")); plans.len()],
+            None => {
+                progress.say(
+                    "each ready Pod's TAP moves into a network namespace of its own (MAC and \
+                     address from its PodSpec); each Pod pings its neighbour (i -> i+1)",
+                );
+                neighbour_check(&plans, &data.runs).await
+            }
+        }
     };
     let data = tokio::select! {
-        d = run_scenario(&sb, &scenario, &plans, &mut progress) => d,
+        d = run_scenario_then(&sb, &scenario, &plans, &mut progress, check) => d,
         // Dropping the scenario thaws the switch and stops the engines; the sandbox is then
         // stopped below. Without this, Ctrl-C would leave a frozen ovs-vswitchd behind.
         _ = tokio::signal::ctrl_c() => Err(anyhow!(INTERRUPTED)),
     };
-    let data = match data {
+    let (data, reach) = match data {
         Ok(d) => d,
         Err(e) => {
             if e.to_string() != INTERRUPTED {
@@ -177,10 +353,10 @@ pub async fn run(args: Args) -> Result<()> {
         }
     };
 
-    let summary = summary_text(&scenario, &data);
+    let summary = summary_text(&scenario, &data, &dp, &reach);
     if args.json {
         eprint!("{summary}");
-        println!("{}", json_report(&scenario, &data));
+        println!("{}", json_report(&scenario, &data, &dp, &reach));
     } else {
         print!("{summary}");
     }
@@ -231,11 +407,26 @@ pub async fn run(args: Args) -> Result<()> {
             secs(PATIENCE)
         );
     }
+    // The ready portstatus Pods must reach their neighbours; the legacy run's figure is
+    // shown, not judged.
+    for (r, reach) in data.runs.iter().zip(&reach) {
+        if let (
+            StrategyKind::PortStatus,
+            Reach::Pinged {
+                reached,
+                pods,
+                first_failure: Some(why),
+            },
+        ) = (r.kind, reach)
+        {
+            bail!("only {reached}/{pods} portstatus Pods reach their neighbour (first: {why})");
+        }
+    }
     Ok(())
 }
 
 /// The side-by-side summary.
-fn summary_text(sc: &Scenario, data: &ScenarioData) -> String {
+fn summary_text(sc: &Scenario, data: &ScenarioData, dp: &DatapathUse, reach: &[Reach]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
     let mut row = |label: &str, f: &dyn Fn(&RunData) -> String| {
         rows.push((label.to_string(), data.runs.iter().map(f).collect()));
@@ -275,6 +466,10 @@ fn summary_text(sc: &Scenario, data: &ScenarioData) -> String {
                 .collect(),
         ));
     }
+    rows.push((
+        "Pods reach their neighbour".into(),
+        reach.iter().map(Reach::cell).collect(),
+    ));
     let label_w = rows.iter().map(|(l, _)| l.len()).max().unwrap_or(0);
     let col_w = rows
         .iter()
@@ -292,8 +487,9 @@ fn summary_text(sc: &Scenario, data: &ScenarioData) -> String {
     };
     let mut out = format!(
         "\npodport-lab demo: {} Pods per strategy, {stall}; ports open only after the attach \
-         (Windows emulation)\n\n",
-        sc.pods
+         (Windows emulation)\n{}\n\n",
+        sc.pods,
+        dp.legend()
     );
     for (label, cells) in &rows {
         out.push_str(&format!("{label:<label_w$}"));
@@ -313,17 +509,52 @@ fn summary_text(sc: &Scenario, data: &ScenarioData) -> String {
     if data.runs.iter().any(|r| r.first_error.is_some()) {
         out.push('\n');
     }
+    out.push('\n');
+    for (r, reach) in data.runs.iter().zip(reach) {
+        match reach {
+            Reach::Pinged {
+                reached,
+                pods,
+                first_failure,
+            } => {
+                out.push_str(&format!(
+                    "{reached}/{pods} Pods reach their neighbour ({}: Pod i pings Pod i+1)\n",
+                    r.kind.name()
+                ));
+                if let Some(why) = first_failure {
+                    out.push_str(&format!("  first that did not: {why}\n"));
+                }
+            }
+            Reach::Unchecked(why) => {
+                out.push_str(&format!("{}: no ping figure: {why}\n", r.kind.name()))
+            }
+        }
+    }
     out
 }
 
 /// `{"runs":[{"strategy":..,"pods":..,"ready":..,"failed":..,"not_ready_events":..,
 /// "p50_ms":..,"p90_ms":..,"p99_ms":..,"max_ms":..}, ...]}` (`null` times when no Pod was
 /// ready), plus the stall and each run's failure count and first error.
-fn json_report(sc: &Scenario, data: &ScenarioData) -> serde_json::Value {
+fn json_report(
+    sc: &Scenario,
+    data: &ScenarioData,
+    dp: &DatapathUse,
+    reach: &[Reach],
+) -> serde_json::Value {
     let runs: Vec<serde_json::Value> = data
         .runs
         .iter()
-        .map(|r| {
+        .zip(reach)
+        .map(|(r, reach)| {
+            let (reached, note) = match reach {
+                Reach::Pinged {
+                    reached,
+                    first_failure,
+                    ..
+                } => (Some(*reached), first_failure.clone()),
+                Reach::Unchecked(why) => (None, Some(why.clone())),
+            };
             let p = percentiles(r.time_to_ready_ms());
             let f = |g: fn(&Pct) -> f64| p.as_ref().map(|p| round_ms(g(p)));
             json!({
@@ -338,10 +569,21 @@ fn json_report(sc: &Scenario, data: &ScenarioData) -> serde_json::Value {
                 "p99_ms": f(|p| p.p99),
                 "max_ms": f(|p| p.max),
                 "first_error": r.first_error,
+                "reach_neighbour": reached,
+                "reach_neighbour_note": note,
             })
         })
         .collect();
-    json!({ "stall_s": sc.stall.as_secs_f64(), "runs": runs })
+    json!({
+        "stall_s": sc.stall.as_secs_f64(),
+        "datapath": dp.datapath.bridge_type(),
+        "dummy_reason": dp.why_dummy,
+        "readiness": match dp.readiness() {
+            Readiness::LiveOrLinkDown => "live-or-link-down",
+            _ => "live",
+        },
+        "runs": runs,
+    })
 }
 
 #[cfg(test)]

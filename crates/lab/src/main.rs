@@ -6,6 +6,8 @@
 mod bench;
 #[cfg(unix)]
 mod demo;
+#[cfg(target_os = "linux")]
+mod neighbours;
 #[cfg(unix)]
 mod ofwatch;
 #[cfg(unix)]

@@ -19,9 +19,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use podport_engine::core::{CoreConfig, Strategy};
 use podport_engine::Phase;
-use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec};
+use podport_engine::{Engine, EngineConfig, PodEvent, PodSpec, Readiness};
 pub(crate) use podport_ovs_sandbox::PENDING_TYPE;
-use podport_ovs_sandbox::{find_ovs, Sandbox, SandboxError, SandboxOptions};
+use podport_ovs_sandbox::{find_ovs, Datapath, Sandbox, SandboxError, SandboxOptions};
 
 pub(crate) use cpu::{cpu_sample, CpuSample};
 
@@ -95,6 +95,9 @@ pub(crate) struct Scenario {
     /// are: 1 sends them one after another. Each request returns once its record is durable,
     /// so concurrent ones share the journal's flushes.
     pub concurrency: usize,
+    /// When the engines count a port as ready: `live`, except on the real datapath, where
+    /// a Pod's TAP moved into its namespace is reported LINK_DOWN (`live-or-link-down`).
+    pub readiness: Readiness,
 }
 
 /// What one run saw, per Pod (index `i` is interface `<prefix><i+1>`).
@@ -248,6 +251,7 @@ pub(crate) fn engine_config(sb: &Sandbox, plan: &RunPlan, sc: &Scenario) -> Resu
         initial_type: PENDING_TYPE.into(),
         not_ready_every: sc.not_ready_every,
         strategy: plan.kind.strategy(),
+        readiness: sc.readiness,
         ..CoreConfig::default()
     };
     c.config_digest = format!("podport-lab: strategy {}", plan.kind.name());
@@ -266,9 +270,14 @@ pub(crate) fn ensure_ovs() -> Result<()> {
     }
 }
 
-/// Starts a private OVS (on a blocking thread: it waits for the daemons).
-pub(crate) async fn start_sandbox() -> Result<Arc<Sandbox>> {
-    let sb = tokio::task::spawn_blocking(|| Sandbox::start_with(SandboxOptions::default()))
+/// Starts a private OVS (on a blocking thread: it waits for the daemons) on `datapath`;
+/// on [`Datapath::Netdev`] its bridge has a name unique on the host (it is a host device).
+pub(crate) async fn start_sandbox(datapath: Datapath) -> Result<Arc<Sandbox>> {
+    let opts = match datapath {
+        Datapath::Dummy => SandboxOptions::default(),
+        Datapath::Netdev => SandboxOptions::dataplane(),
+    };
+    let sb = tokio::task::spawn_blocking(move || Sandbox::start_with(opts))
         .await?
         .map_err(|e: SandboxError| anyhow!("starting the OVS sandbox: {e}"))?;
     Ok(Arc::new(sb))
@@ -307,6 +316,20 @@ pub(crate) async fn run_scenario(
     plans: &[RunPlan],
     progress: &mut Progress,
 ) -> Result<ScenarioData> {
+    run_scenario_then(sb, sc, plans, progress, async |_, _| ())
+        .await
+        .map(|(data, ())| data)
+}
+
+/// [`run_scenario`], then `then` on what it measured while the engines still run (their
+/// flows in place), before they are stopped.
+pub(crate) async fn run_scenario_then<T>(
+    sb: &Sandbox,
+    sc: &Scenario,
+    plans: &[RunPlan],
+    progress: &mut Progress,
+    then: impl AsyncFnOnce(&ScenarioData, &mut Progress) -> T,
+) -> Result<(ScenarioData, T)> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, PodEvent)>();
     let mut engines: Vec<Arc<Engine>> = Vec::new();
     let result = async {
@@ -332,7 +355,9 @@ pub(crate) async fn run_scenario(
                 .context("starting an event thread")?;
             engines.push(engine);
         }
-        drive(sb, sc, plans, &engines, &mut rx, progress).await
+        let data = drive(sb, sc, plans, &engines, &mut rx, progress).await?;
+        let after = then(&data, progress).await;
+        Ok((data, after))
     }
     .await;
     drop(tx);

@@ -1,8 +1,13 @@
 //! `podport-lab demo` and `podport-lab bench --quick` as a user runs them: the real binary,
 //! which starts its own private OVS. The bench also starts a `podport agent`, found next to
 //! `podport-lab`: build `podport` too (`cargo test -p podport -p podport-lab` does).
+//!
+//! The demo runs on the real datapath where network namespaces can be used (the build sets
+//! `cfg(no_netns)` where they cannot: see crates/ovs-sandbox/build/netns_cfg.rs), else on the
+//! dummy one.
 #![cfg(unix)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
@@ -15,7 +20,18 @@ fn lab() -> Command {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run podport-lab");
+    run_pid(cmd).0
+}
+
+/// [`run`], and the process id it had.
+fn run_pid(cmd: &mut Command) -> (Output, u32) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run podport-lab");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("run podport-lab");
     assert!(
         out.status.success(),
         "podport-lab failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -23,7 +39,7 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
+    (out, pid)
 }
 
 #[test]
@@ -33,18 +49,20 @@ fn run(cmd: &mut Command) -> Output {
 )]
 fn demo_compare_reports_both_strategies_and_keeps_a_valid_journal() {
     let keep = tempfile::tempdir().unwrap();
-    let out = run(lab()
-        .args([
-            "demo",
-            "--pods",
-            "5",
-            "--stall",
-            "2",
-            "--compare",
-            "--json",
-            "--keep",
-        ])
-        .arg(keep.path()));
+    let (out, pid) = run_pid(
+        lab()
+            .args([
+                "demo",
+                "--pods",
+                "5",
+                "--stall",
+                "2",
+                "--compare",
+                "--json",
+                "--keep",
+            ])
+            .arg(keep.path()),
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let report: Value =
         serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
@@ -77,6 +95,32 @@ fn demo_compare_reports_both_strategies_and_keeps_a_valid_journal() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Pods ready"), "{stderr}");
     assert!(stderr.contains("podport-journal timeline"), "{stderr}");
+    // Where namespaces can be used, every Pod of both runs, moved into a namespace of its own,
+    // pings its neighbour through podport's flows; elsewhere the demo says why not.
+    if cfg!(no_netns) {
+        assert_eq!(report["datapath"], "dummy", "{report}");
+        assert!(report["dummy_reason"].is_string(), "{report}");
+        for r in runs {
+            assert!(r["reach_neighbour"].is_null(), "{report}");
+        }
+        assert!(
+            stderr.contains("portstatus: no ping figure: dummy datapath ("),
+            "{stderr}"
+        );
+    } else {
+        assert_eq!(report["datapath"], "netdev", "{report}");
+        assert_eq!(report["readiness"], "live-or-link-down", "{report}");
+        for r in runs {
+            assert_eq!(r["reach_neighbour"], 5, "{report}");
+            assert!(r["reach_neighbour_note"].is_null(), "{report}");
+        }
+        for strategy in ["portstatus", "ovsdb-wait"] {
+            let line = format!("5/5 Pods reach their neighbour ({strategy}: Pod i pings Pod i+1)");
+            assert!(stderr.contains(&line), "{line}:\n{stderr}");
+        }
+        assert!(stderr.contains("readiness live-or-link-down"), "{stderr}");
+        assert_eq!(leftovers(pid), Vec::<String>::new());
+    }
 
     for strategy in ["portstatus", "ovsdb-wait"] {
         let dir = keep.path().join(strategy);
@@ -95,6 +139,92 @@ fn demo_compare_reports_both_strategies_and_keeps_a_valid_journal() {
         "{:#?}",
         ps_state.ports
     );
+}
+
+#[test]
+#[cfg_attr(
+    no_ovs,
+    ignore = "needs Open vSwitch, which this target or machine lacks"
+)]
+fn demo_on_the_dummy_datapath_says_why_and_has_no_ping_figure() {
+    let out = run(lab().args(["demo", "--pods", "2", "--datapath", "dummy"]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("dummy datapath (--datapath dummy): no packets cross it, so no ping check"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Pods ready"), "{stdout}");
+    assert!(
+        stdout.contains("portstatus: no ping figure: dummy datapath (--datapath dummy)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("reach their neighbour ("), "{stdout}");
+}
+
+/// The network namespaces and host devices a demo of process `pid` creates: namespaces
+/// `ppns<pid>x..`, bridges `ppbr<pid>x..`, Pod ports `p<pid><s|w><i>` (all in hex).
+fn leftovers(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let ns_prefix = format!("ppns{pid:x}x");
+    found.extend(
+        String::from_utf8_lossy(&ns.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with(&ns_prefix))
+            .map(str::to_owned),
+    );
+    let dev_prefixes = [
+        format!("ppbr{pid:x}x"),
+        format!("p{pid:x}s"),
+        format!("p{pid:x}w"),
+    ];
+    for dev in std::fs::read_dir("/sys/class/net").unwrap() {
+        let name = dev.unwrap().file_name().to_string_lossy().into_owned();
+        if dev_prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+#[cfg_attr(
+    any(no_ovs, no_netns),
+    ignore = "needs Open vSwitch, root, ip and ping (network namespaces)"
+)]
+fn demo_interrupted_during_the_ping_check_leaves_no_namespace_or_device() {
+    let mut child = lab()
+        .args(["demo", "--pods", "40", "--datapath", "netdev"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the demo ended before its ping check:\n{seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("moves into a network namespace of its own") {
+            break;
+        }
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{seen}");
+    assert!(seen.contains("interrupted"), "{seen}");
+    assert_eq!(leftovers(pid), Vec::<String>::new(), "{seen}");
 }
 
 #[test]

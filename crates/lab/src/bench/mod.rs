@@ -34,9 +34,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use podport_engine::{Engine, FlowProvider, PodEvent};
+use podport_engine::{Engine, FlowProvider, PodEvent, Readiness};
 use podport_openflow::FlowMod;
-use podport_ovs_sandbox::Sandbox;
+use podport_ovs_sandbox::{Datapath, Sandbox};
 
 use memory::{measure_memory, restore_probe};
 use monitor::{pid_cpu, Monitor};
@@ -141,7 +141,7 @@ pub async fn run(args: Args) -> Result<()> {
         .context("creating a temporary directory")?;
     let mut progress = Progress::new(Duration::from_secs(2));
     progress.say("starting a private Open vSwitch (userspace, dummy datapath)");
-    let sb = start_sandbox().await?;
+    let sb = start_sandbox(Datapath::Dummy).await?;
     let measured = tokio::select! {
         m = measure(&sb, sizes, work.path(), &mut progress) => m,
         // Dropping the parts thaws the switch and stops the engines and the monitor; the
@@ -317,6 +317,7 @@ async fn single(sb: &Sandbox, plan: RunPlan, pods: u32) -> Result<SingleResult> 
         patience: Duration::from_secs(60),
         not_ready_every: Duration::from_secs(30),
         concurrency: 16,
+        readiness: Readiness::Live,
     };
     let cfg = engine_config(sb, &plan, &sc)?;
     let engine = Arc::new(
@@ -445,6 +446,7 @@ async fn stall(
         patience: Duration::from_secs(60),
         not_ready_every: Duration::from_secs(1),
         concurrency: sizes.concurrency,
+        readiness: Readiness::Live,
     };
     let data = run_scenario(sb, &sc, &plans, progress).await;
     let live_at = monitor.stop();
@@ -479,6 +481,7 @@ async fn burst(
         // The default: nothing should be slow here, and ticks would only add noise.
         not_ready_every: Duration::from_secs(30),
         concurrency,
+        readiness: Readiness::Live,
     };
     let switch_before = pid_cpu(sb.vswitchd_pid());
     let data = run_scenario(sb, &sc, std::slice::from_ref(&plan), progress).await;
