@@ -27,6 +27,7 @@ use serde_json::json;
 use podport_engine::Readiness;
 use podport_ovs_sandbox::{Datapath, Sandbox};
 
+use crate::neighbours::{self, Reach};
 use crate::scenario::{
     add_bridge, ensure_ovs, fmt_ms, percentiles, run_scenario_then, secs, start_sandbox,
     stop_sandbox, Pct, Progress, RunData, RunPlan, Scenario, ScenarioData, StrategyKind,
@@ -82,51 +83,6 @@ enum DatapathChoice {
     Dummy,
 }
 
-/// What one run's neighbour check found.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Reach {
-    /// `reached` of the run's `pods` Pods got a reply from their neighbour.
-    Pinged {
-        reached: usize,
-        pods: usize,
-        /// Why the first Pod that did not reach its neighbour failed.
-        first_failure: Option<String>,
-    },
-    /// Not checked, and why.
-    Unchecked(String),
-}
-
-impl Reach {
-    /// `N/N`, or `-`.
-    fn cell(&self) -> String {
-        match self {
-            Reach::Pinged { reached, pods, .. } => format!("{reached}/{pods}"),
-            Reach::Unchecked(_) => "-".into(),
-        }
-    }
-}
-
-/// Why the real datapath cannot be used here; `None` when it can.
-#[cfg(target_os = "linux")]
-fn netns_unavailable() -> Option<String> {
-    crate::neighbours::unavailable()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn netns_unavailable() -> Option<String> {
-    Some("network namespaces are Linux's".into())
-}
-
-#[cfg(target_os = "linux")]
-async fn neighbour_check(plans: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
-    crate::neighbours::check(plans, runs).await
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn neighbour_check(_: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
-    vec![Reach::Unchecked("network namespaces are Linux's".into()); runs.len()]
-}
-
 /// Interface-name prefix of a run on the real datapath, where every Pod's port is a host
 /// device: `p<pid in hex><tag>`, so demos running at once (the tests) never collide. `tag`
 /// is not a hex digit, so no two (pid, tag, Pod) give the same name; at most 8 bytes, which
@@ -159,8 +115,8 @@ impl DatapathUse {
     fn choose(choice: DatapathChoice) -> Result<DatapathUse> {
         let why_dummy = match choice {
             DatapathChoice::Dummy => Some("--datapath dummy".to_string()),
-            DatapathChoice::Auto => netns_unavailable(),
-            DatapathChoice::Netdev => match netns_unavailable() {
+            DatapathChoice::Auto => neighbours::unavailable(),
+            DatapathChoice::Netdev => match neighbours::unavailable() {
                 None => None,
                 Some(why) => bail!("the real datapath cannot be used: {why}"),
             },
@@ -332,7 +288,7 @@ pub async fn run(args: Args) -> Result<()> {
                     "each ready Pod's TAP moves into a network namespace of its own (MAC and \
                      address from its PodSpec); each Pod pings its neighbour (i -> i+1)",
                 );
-                neighbour_check(&plans, &data.runs).await
+                neighbours::check(&plans, &data.runs).await
             }
         }
     };

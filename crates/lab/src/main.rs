@@ -6,7 +6,7 @@
 mod bench;
 #[cfg(unix)]
 mod demo;
-#[cfg(target_os = "linux")]
+#[cfg(unix)]
 mod neighbours;
 #[cfg(unix)]
 mod ofwatch;
