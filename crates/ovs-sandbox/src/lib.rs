@@ -66,7 +66,7 @@ use std::time::{Duration, Instant};
 pub use error::SandboxError;
 pub use find::{find_ovs, OvsBinaries, DEFAULT_SCHEMA};
 #[cfg(target_os = "linux")]
-pub use netns::{host_ip, link_exists, wait_for_link, Netns, PingReport, PingRun, Reply, Veth};
+pub use netns::{host_ip, Netns, PingReport, PingRun, Reply, Veth};
 pub use tcp::LoopbackEndpoints;
 
 use process::{send_signal, socket_accepts, Daemon, Sig, POLL_INTERVAL};
@@ -105,11 +105,11 @@ pub enum Datapath {
     #[default]
     Dummy,
     /// No dummy override and `datapath_type=netdev`, OVS's userspace datapath: real packets.
-    /// An `internal` port is a TAP device on the host (which `Netns::adopt` can move into
-    /// a Pod's network namespace), a `system` port opens an existing device (a veth end, say).
-    /// Needs root on Linux. The bridge itself is a TAP device named after it, so a bridge
-    /// name must be unique on the host: [`SandboxOptions::dataplane`] picks one. Dropping
-    /// the sandbox deletes its bridges first, so OVS removes the TAP devices it created.
+    /// Linux and root only. `ovs-vswitchd` runs in a network namespace of its own
+    /// (`Sandbox::switch_netns`), where the datapath creates its devices: `ovs-netdev`,
+    /// one TAP per bridge and one per `internal` port (which `Netns::adopt` moves into a
+    /// Pod's namespace); a `system` port opens a device of that namespace (a veth end made
+    /// with `Veth::create`). Dropping the sandbox deletes its bridges, then that namespace.
     Netdev,
 }
 
@@ -150,8 +150,8 @@ impl Default for SandboxOptions {
 }
 
 impl SandboxOptions {
-    /// The real-datapath mode: [`Datapath::Netdev`] and a bridge name unique on this host
-    /// (see [`unique_name`]), as the bridge is a host TAP device.
+    /// The real-datapath mode: [`Datapath::Netdev`], with a bridge name unique on this host
+    /// (see [`unique_name`]) to tell sandboxes apart in logs.
     pub fn dataplane() -> Self {
         SandboxOptions {
             bridge: unique_name("ppbr"),
@@ -189,6 +189,8 @@ struct Ctx {
     env: Vec<(&'static str, OsString)>,
     bridge: String,
     datapath: Datapath,
+    /// The network namespace `ovs-vswitchd` runs in ([`Datapath::Netdev`] only).
+    switch_netns: Option<String>,
 }
 
 impl Ctx {
@@ -411,9 +413,23 @@ impl Ctx {
             args.push(OsString::from("--enable-dummy=override"));
         }
         args.push(self.path_arg("unix:", "db.sock"));
+        let (program, args) = match &self.switch_netns {
+            // `ip netns exec` execs the daemon: the child's pid is the daemon's.
+            Some(ns) => {
+                let mut wrapped = vec![
+                    OsString::from("netns"),
+                    OsString::from("exec"),
+                    OsString::from(ns),
+                    self.bins.ovs_vswitchd.clone().into_os_string(),
+                ];
+                wrapped.extend(args);
+                (PathBuf::from("ip"), wrapped)
+            }
+            None => (self.bins.ovs_vswitchd.clone(), args),
+        };
         Daemon::spawn(
             OVS_VSWITCHD,
-            self.bins.ovs_vswitchd.clone(),
+            program,
             args,
             self.env.clone(),
             self.path(&format!("{OVS_VSWITCHD}.console")),
@@ -455,6 +471,9 @@ pub struct Sandbox {
     /// Source of fresh values for the readiness no-op (see
     /// `Ctx::wait_vswitchd_synced`).
     sync_seq: AtomicU64,
+    /// Deleted after the daemons stopped (fields drop after `Drop::drop`).
+    #[cfg(target_os = "linux")]
+    switch_netns: Option<Netns>,
 }
 
 /// A sandbox being started: stops whatever it started when dropped, so every
@@ -465,6 +484,8 @@ struct Starting {
     tempdir: Option<tempfile::TempDir>,
     ovsdb_server: Option<Daemon>,
     vswitchd: Option<Daemon>,
+    #[cfg(target_os = "linux")]
+    switch_netns: Option<Netns>,
 }
 
 impl Starting {
@@ -580,12 +601,27 @@ impl Sandbox {
             .into_iter()
             .map(|k| (k, dir.clone().into_os_string()))
             .collect();
+        #[cfg(target_os = "linux")]
+        let switch_netns = match opts.datapath {
+            Datapath::Netdev => Some(Netns::create_named(unique_name("ppsw"))?),
+            Datapath::Dummy => None,
+        };
+        #[cfg(not(target_os = "linux"))]
+        if opts.datapath == Datapath::Netdev {
+            return Err(SandboxError::Unsupported {
+                what: "the netdev datapath (needs Linux network namespaces)",
+            });
+        }
         let ctx = Ctx {
             dir: dir.clone(),
             bins,
             env,
             bridge: opts.bridge.clone(),
             datapath: opts.datapath,
+            #[cfg(target_os = "linux")]
+            switch_netns: switch_netns.as_ref().map(|ns| ns.name().to_owned()),
+            #[cfg(not(target_os = "linux"))]
+            switch_netns: None,
         };
         tracing::debug!(dir = %dir.display(), ?opts, "starting OVS sandbox");
 
@@ -595,6 +631,8 @@ impl Sandbox {
             tempdir: Some(tempdir),
             ovsdb_server: None,
             vswitchd: None,
+            #[cfg(target_os = "linux")]
+            switch_netns,
         };
         if let Err(cause) = starting.run(&opts) {
             let log_tail = if cause.has_log_tail() {
@@ -622,6 +660,8 @@ impl Sandbox {
             ovsdb_server: Mutex::new(ovsdb_server),
             vswitchd: Mutex::new(vswitchd),
             sync_seq: AtomicU64::new(0),
+            #[cfg(target_os = "linux")]
+            switch_netns: starting.switch_netns.take(),
         };
         tracing::debug!(
             dir = %dir.display(),
@@ -645,6 +685,13 @@ impl Sandbox {
     /// The sandbox's datapath.
     pub fn datapath(&self) -> Datapath {
         self.ctx.datapath
+    }
+
+    /// The network namespace `ovs-vswitchd` runs in, where the datapath creates its devices
+    /// (TAPs of `internal` ports): [`Datapath::Netdev`] only.
+    #[cfg(target_os = "linux")]
+    pub fn switch_netns(&self) -> Option<&Netns> {
+        self.switch_netns.as_ref()
     }
 
     /// The options the sandbox was started with.

@@ -1,6 +1,13 @@
 //! Pods as network namespaces, for the dataplane mode ([`crate::Datapath::Netdev`]): Linux
 //! only, as root, with iproute2's `ip` and iputils' `ping`.
 //!
+//! In that mode `ovs-vswitchd` runs in a network namespace of its own (the sandbox's
+//! [`crate::Sandbox::switch_netns`]): the userspace datapath creates host devices with fixed
+//! names (`ovs-netdev`, one TAP per bridge and per `internal` port), which would collide
+//! between sandboxes running side by side. Pod devices therefore move from the switch's
+//! namespace into a Pod's ([`Netns::attach`]), and veth pairs are made in the switch's
+//! namespace ([`Veth::create`]).
+//!
 //! Contract:
 //! - Every namespace gets a name from [`crate::unique_name`], so parallel tests (and test
 //!   processes) never collide.
@@ -10,7 +17,6 @@
 //! - Every wait is bounded and fails with [`SandboxError::NotReady`] saying what it waited for.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -48,19 +54,6 @@ pub fn host_ip(args: &[&str]) -> Result<String, SandboxError> {
     checked("ip", args)
 }
 
-/// True when the host's namespace has a network device `name` (as a TAP that
-/// `ovs-vswitchd` created for an `internal` port).
-pub fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
-}
-
-/// Waits until the host's namespace has a network device `name`, for at most `timeout`.
-pub fn wait_for_link(name: &str, timeout: Duration) -> Result<(), SandboxError> {
-    poll(&format!("network device {name} appearing"), timeout, || {
-        Ok(link_exists(name))
-    })
-}
-
 /// Polls `done` every 20 ms until it returns true, for at most `timeout`.
 fn poll(
     what: &str,
@@ -93,7 +86,10 @@ pub struct Netns {
 impl Netns {
     /// Creates a namespace with a unique name (`ppns<pid>x<n>`) and its loopback up.
     pub fn create() -> Result<Netns, SandboxError> {
-        let name = unique_name("ppns");
+        Netns::create_named(unique_name("ppns"))
+    }
+
+    pub(crate) fn create_named(name: String) -> Result<Netns, SandboxError> {
         host_ip(&["netns", "add", &name])?;
         let ns = Netns {
             name,
@@ -137,12 +133,29 @@ impl Netns {
             .map_err(|e| SandboxError::io(format!("spawning {program} in {}", self.name), e))
     }
 
-    /// Moves the host's device `host_dev` into the namespace and renames it `ifname` (e.g.
-    /// `eth0`): what a CNI plugin does with a Pod's interface.
-    pub fn adopt(&self, host_dev: &str, ifname: &str) -> Result<(), SandboxError> {
-        host_ip(&["link", "set", "dev", host_dev, "netns", &self.name])?;
-        if host_dev != ifname {
-            self.ip(&["link", "set", "dev", host_dev, "name", ifname])?;
+    /// True when the namespace has a network device `dev`.
+    pub fn link_exists(&self, dev: &str) -> Result<bool, SandboxError> {
+        let out = output("ip", &["-n", &self.name, "link", "show", "dev", dev])?;
+        Ok(out.status.success())
+    }
+
+    /// Waits until the namespace has a network device `dev` (a TAP `ovs-vswitchd` creates
+    /// for an `internal` port, say), for at most `timeout`.
+    pub fn wait_for_link(&self, dev: &str, timeout: Duration) -> Result<(), SandboxError> {
+        poll(
+            &format!("network device {dev} appearing in {}", self.name),
+            timeout,
+            || self.link_exists(dev),
+        )
+    }
+
+    /// Moves the device `dev` of namespace `from` (the sandbox's switch namespace, say) into
+    /// this one and renames it `ifname` (e.g. `eth0`): what a CNI plugin does with a Pod's
+    /// interface.
+    pub fn adopt(&self, from: &Netns, dev: &str, ifname: &str) -> Result<(), SandboxError> {
+        from.ip(&["link", "set", "dev", dev, "netns", &self.name])?;
+        if dev != ifname {
+            self.ip(&["link", "set", "dev", dev, "name", ifname])?;
         }
         Ok(())
     }
@@ -194,12 +207,13 @@ impl Netns {
     /// [`Netns::adopt`] then [`Netns::configure`].
     pub fn attach(
         &self,
-        host_dev: &str,
+        from: &Netns,
+        dev: &str,
         ifname: &str,
         mac: &str,
         cidr: &str,
     ) -> Result<(), SandboxError> {
-        self.adopt(host_dev, ifname)?;
+        self.adopt(from, dev, ifname)?;
         self.configure(ifname, mac, cidr)
     }
 
@@ -212,11 +226,24 @@ impl Netns {
         )
     }
 
-    /// A ping running until [`PingRun::stop`]: one echo request every `interval` (below
-    /// 0.2 s needs root), each reply's arrival time recorded.
-    pub fn start_ping(&self, dst: &str, interval: Duration) -> Result<PingRun, SandboxError> {
+    /// A ping in the background: one echo request every `interval` (below 0.2 s needs
+    /// root), each reply's arrival time recorded; `count` requests, then it ends by itself
+    /// after waiting for the last replies ([`PingRun::finish`]), or without a count until
+    /// [`PingRun::stop`] (whose last request may still be in flight, so counts as lost).
+    pub fn start_ping(
+        &self,
+        dst: &str,
+        interval: Duration,
+        count: Option<u32>,
+    ) -> Result<PingRun, SandboxError> {
         let interval_arg = format!("{:.3}", interval.as_secs_f64());
-        let mut child = self.spawn("ping", &["-n", "-D", "-i", &interval_arg, dst])?;
+        let count_arg = count.map(|c| c.to_string());
+        let mut args = vec!["-n", "-D", "-i", &interval_arg];
+        if let Some(c) = &count_arg {
+            args.extend(["-c", c.as_str(), "-W", "1"]);
+        }
+        args.push(dst);
+        let mut child = self.spawn("ping", &args)?;
         let stdout = child.stdout.take().expect("stdout is piped");
         let replies = Arc::new(Mutex::new(Vec::new()));
         let r = replies.clone();
@@ -284,30 +311,32 @@ impl Drop for Netns {
     }
 }
 
-/// A veth pair created in the host's namespace; deleted on drop (deleting either end, or
-/// the namespace holding one, deletes both).
+/// A veth pair created in a namespace (the sandbox's switch namespace); deleted on drop
+/// (deleting either end, or the namespace holding one, deletes both).
 #[derive(Debug)]
 pub struct Veth {
+    netns: String,
     host: String,
     peer: String,
 }
 
 impl Veth {
-    /// Creates the pair `host`/`peer` and brings `host` up (its end stays on the host, to be
+    /// Creates the pair `host`/`peer` in `netns` and brings `host` up (that end stays, to be
     /// added to a bridge as a `system` port); move `peer` with [`Netns::adopt`].
-    pub fn create(host: &str, peer: &str) -> Result<Veth, SandboxError> {
-        host_ip(&[
+    pub fn create(netns: &Netns, host: &str, peer: &str) -> Result<Veth, SandboxError> {
+        netns.ip(&[
             "link", "add", "dev", host, "type", "veth", "peer", "name", peer,
         ])?;
         let veth = Veth {
+            netns: netns.name().to_owned(),
             host: host.to_owned(),
             peer: peer.to_owned(),
         };
-        host_ip(&["link", "set", "dev", host, "up"])?;
+        netns.ip(&["link", "set", "dev", host, "up"])?;
         Ok(veth)
     }
 
-    /// The host end.
+    /// The end that stays in the namespace it was created in.
     pub fn host(&self) -> &str {
         &self.host
     }
@@ -320,10 +349,10 @@ impl Veth {
 
 impl Drop for Veth {
     fn drop(&mut self) {
-        if link_exists(&self.host) {
-            if let Err(e) = host_ip(&["link", "del", "dev", &self.host]) {
-                tracing::warn!(dev = %self.host, error = %e, "deleting the veth pair failed");
-            }
+        // Gone already when its namespace (or the peer's) was deleted first.
+        let args = ["-n", &self.netns, "link", "del", "dev", &self.host];
+        if let Ok(out) = output("ip", &args) {
+            tracing::debug!(dev = %self.host, status = %out.status, "veth pair deleted");
         }
     }
 }
@@ -459,7 +488,7 @@ impl PingRun {
     }
 
     /// Stops the ping with SIGINT (so it prints its summary) and reports.
-    pub fn stop(mut self) -> Result<PingReport, SandboxError> {
+    pub fn stop(self) -> Result<PingReport, SandboxError> {
         use nix::sys::signal::{kill, Signal};
         use nix::unistd::Pid;
 
@@ -470,9 +499,19 @@ impl PingRun {
             pid: self.child.id(),
             error: e.into(),
         })?;
-        self.child
-            .wait()
-            .map_err(|e| SandboxError::io("waiting for ping", e))?;
+        self.finish(Duration::from_secs(10))
+    }
+
+    /// Waits for a ping started with a count to end by itself, for at most `timeout`
+    /// (then kills it and fails), and reports.
+    pub fn finish(mut self, timeout: Duration) -> Result<PingReport, SandboxError> {
+        let child = &mut self.child;
+        poll(&format!("ping {} ending", self.dst), timeout, || {
+            child
+                .try_wait()
+                .map(|s| s.is_some())
+                .map_err(|e| SandboxError::io("waiting for ping", e))
+        })?;
         let other = self
             .reader
             .take()

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use podport_ovs_sandbox::{
-    dataplane_sandbox_for_test, link_exists, unique_name, wait_for_link, Datapath, Netns,
-};
+use podport_ovs_sandbox::{dataplane_sandbox_for_test, unique_name, Datapath, Netns};
 
 const BOUND: Duration = Duration::from_secs(30);
 
@@ -24,8 +22,16 @@ fn internal_ports_moved_into_namespaces_carry_pings_and_everything_is_cleaned_up
         .vsctl(&["get", "bridge", &bridge, "datapath_type"])
         .unwrap();
     assert_eq!(dp.trim(), "netdev");
-    // The bridge is a host TAP device in this mode.
-    assert!(link_exists(&bridge), "no host device for bridge {bridge}");
+    // The datapath's devices live in the switch's own namespace, not on the host.
+    let sw = sb
+        .switch_netns()
+        .expect("a netdev sandbox has a switch namespace");
+    let sw_name = sw.name().to_owned();
+    assert!(
+        sw.link_exists(&bridge).unwrap(),
+        "no device for bridge {bridge}"
+    );
+    assert!(sw.link_exists("ovs-netdev").unwrap());
     sb.ofctl(&["del-flows", &bridge]).unwrap();
 
     let names = [unique_name("tap"), unique_name("tap")];
@@ -42,9 +48,10 @@ fn internal_ports_moved_into_namespaces_carry_pings_and_everything_is_cleaned_up
             "type=internal",
         ])
         .unwrap();
-        wait_for_link(name, BOUND).unwrap();
+        sw.wait_for_link(name, BOUND).unwrap();
         let ns = Netns::create().unwrap();
         ns.attach(
+            sw,
             name,
             "eth0",
             &format!("02:00:00:00:00:0{}", i + 1),
@@ -52,8 +59,8 @@ fn internal_ports_moved_into_namespaces_carry_pings_and_everything_is_cleaned_up
         )
         .unwrap();
         assert!(
-            !link_exists(name),
-            "{name} still on the host after the move"
+            !sw.link_exists(name).unwrap(),
+            "{name} still in the switch's namespace"
         );
         pods.push(ns);
     }
@@ -88,18 +95,24 @@ fn internal_ports_moved_into_namespaces_carry_pings_and_everything_is_cleaned_up
         "{state:?}"
     );
     let run = pods[1]
-        .start_ping("10.200.0.1", Duration::from_millis(20))
+        .start_ping("10.200.0.1", Duration::from_millis(20), Some(20))
         .unwrap();
     run.wait_received(10, BOUND).unwrap();
-    let report = run.stop().unwrap();
-    assert!(report.received >= 10, "{report}");
+    let report = run.finish(BOUND).unwrap();
+    assert_eq!((report.transmitted, report.lost()), (20, 0), "{report}");
+    let stopped = pods[1]
+        .start_ping("10.200.0.1", Duration::from_millis(20), None)
+        .unwrap();
+    stopped.wait_received(5, BOUND).unwrap();
+    let report = stopped.stop().unwrap();
+    assert!(report.received >= 5, "{report}");
 
-    let ns_names: Vec<String> = pods.iter().map(|p| p.name().to_owned()).collect();
+    let mut ns_names: Vec<String> = pods.iter().map(|p| p.name().to_owned()).collect();
+    ns_names.push(sw_name);
     drop(pods);
     drop(sb);
     let listed = podport_ovs_sandbox::host_ip(&["netns", "list"]).unwrap();
     for n in &ns_names {
         assert!(!listed.contains(n.as_str()), "{n} left behind: {listed}");
     }
-    assert!(!link_exists(&bridge), "bridge device {bridge} left behind");
 }
