@@ -7,6 +7,11 @@
 //! `--enable-dummy=override`, so every port is a userspace dummy device and
 //! gets an OpenFlow port number without any kernel module or privilege.
 //!
+//! The dataplane mode ([`SandboxOptions::dataplane`], [`Datapath::Netdev`]; Linux, root)
+//! instead runs `ovs-vswitchd` without the dummy override, in a network namespace of its own,
+//! on a `datapath_type=netdev` bridge: real packets between Pods that are network namespaces
+//! (`Netns`, `Veth`, `PingRun`; see the `netns` module's contract).
+//!
 //! Contract:
 //! - Every file of the sandbox (database, sockets, pidfiles, logs) lives in
 //!   [`Sandbox::dir`]; every OVS tool run through the sandbox gets
