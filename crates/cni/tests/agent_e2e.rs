@@ -5,25 +5,28 @@
 //! of a namespace that is gone, succeed.
 #![cfg(target_os = "linux")]
 
-use podport_ovs_sandbox::{dataplane_sandbox_for_test, Netns};
+use podport_ovs_sandbox::{dataplane_sandbox_for_test, Netns, Sandbox};
 use serde_json::{json, Value};
 
 mod support;
-use support::{container_id, leases, net_conf, run_plugin, Agent, CNI_PLUGIN_DIR};
+use support::{container_id, leases, net_conf, run_plugin_in, Agent, CNI_PLUGIN_DIR};
 
 /// One Pod as the runtime sees it.
 struct Pod {
     ns: Netns,
     id: String,
     name: String,
+    /// The switch's namespace, where the plugin runs (see `run_plugin_in`).
+    switch: String,
 }
 
 impl Pod {
-    fn new(n: u32) -> Pod {
+    fn new(n: u32, sb: &Sandbox) -> Pod {
         Pod {
             ns: Netns::create().expect("create a network namespace"),
             id: container_id(n),
             name: format!("web-{n}"),
+            switch: switch_netns(sb),
         }
     }
 
@@ -37,7 +40,8 @@ impl Pod {
             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={};K8S_POD_INFRA_CONTAINER_ID={}",
             self.name, self.id
         );
-        run_plugin(
+        run_plugin_in(
+            Some(&self.switch),
             &[
                 ("CNI_COMMAND", command),
                 ("CNI_CONTAINERID", &self.id),
@@ -85,7 +89,7 @@ fn add_check_del_with_a_real_agent_and_datapath() {
     let agent = Agent::start(&sb, dir.path());
     let data = dir.path().join("ipam");
     let conf = net_conf(&agent.control, "10.66.0.0/24", &data);
-    let pods = [Pod::new(1), Pod::new(2)];
+    let pods = [Pod::new(1, &sb), Pod::new(2, &sb)];
 
     let mut results = Vec::new();
     for (i, pod) in pods.iter().enumerate() {
@@ -159,10 +163,11 @@ fn add_check_del_with_a_real_agent_and_datapath() {
     // The second Pod's namespace is gone before its DEL (the runtime tore the sandbox down).
     let [_, second] = pods;
     let netns = second.netns();
-    let Pod { ns, id, .. } = second;
+    let Pod { ns, id, switch, .. } = second;
     ns.delete().unwrap();
     assert!(!std::path::Path::new(&netns).exists());
-    let gone = run_plugin(
+    let gone = run_plugin_in(
+        Some(&switch),
         &[
             ("CNI_COMMAND", "DEL"),
             ("CNI_CONTAINERID", &id),
@@ -178,7 +183,8 @@ fn add_check_del_with_a_real_agent_and_datapath() {
     let stale = dir.path().join("stale-netns");
     std::fs::write(&stale, "").unwrap();
     let stale = stale.display().to_string();
-    let again = run_plugin(
+    let again = run_plugin_in(
+        Some(&switch),
         &[
             ("CNI_COMMAND", "DEL"),
             ("CNI_CONTAINERID", &id),
@@ -190,4 +196,12 @@ fn add_check_del_with_a_real_agent_and_datapath() {
     );
     assert_eq!(again.ok(), "");
     assert_eq!(agent.ports(), Vec::<Value>::new());
+}
+
+/// The name of the dataplane sandbox's switch namespace.
+fn switch_netns(sb: &Sandbox) -> String {
+    sb.switch_netns()
+        .expect("the dataplane sandbox runs ovs-vswitchd in a namespace of its own")
+        .name()
+        .to_string()
 }

@@ -59,12 +59,21 @@ fn libcni_adds_checks_and_deletes_a_pod() {
     let cache = dir.path().join("cache");
     let ns = Netns::create().unwrap();
     let netns = format!("/run/netns/{}", ns.name());
+    let switch = sb
+        .switch_netns()
+        .expect("the dataplane sandbox runs ovs-vswitchd in a namespace of its own")
+        .name()
+        .to_string();
     let id = container_id(1);
     // libcni finds podport-cni (the conf's type) and host-local (ipam.type) in CNI_PATH.
     let plugin_dir = plugin_bin().parent().unwrap().display().to_string();
     let cni_path = format!("{plugin_dir}:{CNI_PLUGIN_DIR}");
     let drive = |op: &str| -> Output {
-        let out = Command::new(&driver)
+        // Beside ovs-vswitchd, as on a node: the sandbox runs it in a namespace of its own,
+        // where the Pods' TAP devices appear.
+        let out = Command::new("ip")
+            .args(["netns", "exec", &switch])
+            .arg(&driver)
             .arg(op)
             .arg(&conf_file)
             .arg(&cache)

@@ -288,7 +288,7 @@ pub async fn run(args: Args) -> Result<()> {
                     "each ready Pod's TAP moves into a network namespace of its own (MAC and \
                      address from its PodSpec); each Pod pings its neighbour (i -> i+1)",
                 );
-                neighbours::check(&plans, &data.runs).await
+                neighbours::check(&sb, &plans, &data.runs).await
             }
         }
     };

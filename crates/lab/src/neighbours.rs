@@ -12,6 +12,8 @@
 
 #[cfg(not(target_os = "linux"))]
 use crate::scenario::{RunData, RunPlan};
+#[cfg(not(target_os = "linux"))]
+use podport_ovs_sandbox::Sandbox;
 
 /// What one run's neighbour check found.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,7 +48,7 @@ pub(crate) fn unavailable() -> Option<String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) async fn check(_: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
+pub(crate) async fn check(_: &Sandbox, _: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
     vec![Reach::Unchecked("network namespaces are Linux's".into()); runs.len()]
 }
 
@@ -56,7 +58,7 @@ mod linux {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use podport_ovs_sandbox::{wait_for_link, Netns};
+    use podport_ovs_sandbox::{Netns, Sandbox};
     use tokio::task::JoinSet;
 
     use super::Reach;
@@ -68,7 +70,7 @@ mod linux {
     /// Pings per Pod before it counts as not reaching its neighbour (`ping -c 1 -W 1` each).
     const TRIES: u32 = 3;
 
-    /// How long a ready Pod's TAP may take to appear on the host.
+    /// How long a ready Pod's TAP may take to appear in the switch's namespace.
     const TAP_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// The Pods' interface inside their namespace.
@@ -120,25 +122,52 @@ mod linux {
 
     /// Moves every ready Pod of each run into a namespace of its own and has each ping its
     /// neighbour; one [`Reach`] per run.
-    pub(crate) async fn check(plans: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
-        // 1. The namespaces, a few at a time.
+    pub(crate) async fn check(sb: &Sandbox, plans: &[RunPlan], runs: &[RunData]) -> Vec<Reach> {
+        let Some(switch) = sb.switch_netns() else {
+            let why = "the sandbox has no switch namespace (not the netdev datapath)";
+            return vec![Reach::Unchecked(why.into()); runs.len()];
+        };
+        // 1. The namespaces, a few at a time. Each TAP is moved out of the switch's namespace,
+        // which the sandbox owns: scoped threads borrow it.
         let mut pods: Vec<Vec<Result<Arc<PodNs>, String>>> = runs
             .iter()
             .map(|r| vec![Err("not ready".to_string()); r.names.len()])
             .collect();
-        let mut set = JoinSet::new();
-        for (r, (plan, run)) in plans.iter().zip(runs).enumerate() {
-            for (i, _) in run.ready_at.iter().enumerate().filter(|(_, t)| t.is_some()) {
-                while set.len() >= AT_ONCE {
-                    collect(&mut set, &mut pods).await;
+        let jobs: Vec<(usize, usize)> = runs
+            .iter()
+            .enumerate()
+            .flat_map(|(r, run)| {
+                run.ready_at
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.is_some())
+                    .map(move |(i, _)| (r, i))
+            })
+            .collect();
+        tokio::task::block_in_place(|| {
+            for chunk in jobs.chunks(AT_ONCE) {
+                let done: Vec<SetupDone> = std::thread::scope(|s| {
+                    let handles: Vec<_> = chunk
+                        .iter()
+                        .map(|&(r, i)| {
+                            let spec = pod_spec(&plans[r], i as u32 + 1);
+                            s.spawn(move || {
+                                (
+                                    r,
+                                    i,
+                                    spec.map_err(|e| e.to_string())
+                                        .and_then(|spec| setup(switch, spec)),
+                                )
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().filter_map(|h| h.join().ok()).collect()
+                });
+                for (r, i, result) in done {
+                    pods[r][i] = result.map(Arc::new);
                 }
-                let spec = pod_spec(plan, i as u32 + 1);
-                set.spawn_blocking(move || (r, i, spec.map_err(|e| e.to_string()).and_then(setup)));
             }
-        }
-        while !set.is_empty() {
-            collect(&mut set, &mut pods).await;
-        }
+        });
 
         // 2. The pings, a few at a time.
         let mut reached: Vec<Vec<Result<(), String>>> = pods
@@ -193,14 +222,6 @@ mod linux {
 
     type SetupDone = (usize, usize, Result<PodNs, String>);
 
-    async fn collect(set: &mut JoinSet<SetupDone>, pods: &mut [Vec<Result<Arc<PodNs>, String>>]) {
-        match set.join_next().await {
-            Some(Ok((r, i, result))) => pods[r][i] = result.map(Arc::new),
-            Some(Err(e)) => tracing::warn!(error = %e, "a namespace set-up task failed"),
-            None => {}
-        }
-    }
-
     type PingDone = (usize, usize, Result<(), String>);
 
     async fn collect_ping(set: &mut JoinSet<PingDone>, reached: &mut [Vec<Result<(), String>>]) {
@@ -213,13 +234,21 @@ mod linux {
 
     /// The Pod's namespace: its TAP (named after the Pod's interface) moved in as `eth0`, with
     /// the PodSpec's MAC and address, up.
-    fn setup(spec: podport_engine::PodSpec) -> Result<PodNs, String> {
+    fn setup(switch: &Netns, spec: podport_engine::PodSpec) -> Result<PodNs, String> {
         let cidr = spec.ips.first().ok_or("no address")?.clone();
         let addr = cidr.split('/').next().unwrap_or(&cidr).to_owned();
-        wait_for_link(&spec.ifname, TAP_TIMEOUT).map_err(|e| e.to_string())?;
+        switch
+            .wait_for_link(&spec.ifname, TAP_TIMEOUT)
+            .map_err(|e| e.to_string())?;
         let ns = Netns::create().map_err(|e| e.to_string())?;
-        ns.attach(&spec.ifname, POD_IFNAME, &spec.mac.to_string(), &cidr)
-            .map_err(|e| format!("moving {} into {}: {e}", spec.ifname, ns.name()))?;
+        ns.attach(
+            switch,
+            &spec.ifname,
+            POD_IFNAME,
+            &spec.mac.to_string(),
+            &cidr,
+        )
+        .map_err(|e| format!("moving {} into {}: {e}", spec.ifname, ns.name()))?;
         Ok(PodNs { ns, addr })
     }
 

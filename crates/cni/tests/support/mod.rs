@@ -54,7 +54,21 @@ impl Run {
 
 /// Runs the plugin with exactly the variables `env` (nothing inherited but PATH) and `stdin`.
 pub fn run_plugin(env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut cmd = Command::new(plugin_bin());
+    run_plugin_in(None, env, stdin)
+}
+
+/// [`run_plugin`] inside the network namespace `netns` (`ip netns exec`): on the dataplane
+/// sandbox, `ovs-vswitchd` runs in a namespace of its own, where its TAP devices appear, so the
+/// plugin runs there as it runs beside `ovs-vswitchd` on a node.
+pub fn run_plugin_in(netns: Option<&str>, env: &[(&str, &str)], stdin: &str) -> Run {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(plugin_bin());
+            c
+        }
+        None => Command::new(plugin_bin()),
+    };
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().copied())
