@@ -8,7 +8,7 @@ use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -22,6 +22,24 @@ use podport_journal::{
 
 // ---------------------------------------------------------------------------------------------
 // helpers
+
+/// Starts a child test process. Under Wine, process creation fails now and then with
+/// ERROR_INTERNAL_ERROR (os error 1359) while the machine is busy; a few more tries get past
+/// it, and any other failure, or that one persisting, fails the test with the error.
+fn spawn(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(1359) && tries < 4 => {
+                tries += 1;
+                eprintln!("spawning {cmd:?} failed ({e}); try {tries} of 4 more");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("spawning {cmd:?}: {e}"),
+        }
+    }
+}
 
 fn config() -> JournalConfig {
     JournalConfig {
@@ -697,20 +715,20 @@ fn sigkill_never_loses_an_acked_record() {
     let mut acked: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     let mut total_kills_before_open = 0;
     for run in 0..RUNS {
-        let mut child = Command::new(&exe)
-            .args([
-                "crash_child",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CRASH_DIR_ENV, dir.path())
-            .env(CRASH_RUN_ENV, run.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(
+            Command::new(&exe)
+                .args([
+                    "crash_child",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CRASH_DIR_ENV, dir.path())
+                .env(CRASH_RUN_ENV, run.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let stdout = child.stdout.take().unwrap();
         let mut stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
@@ -1255,19 +1273,19 @@ enum Damage {
 }
 
 fn open_and_read_in_child(dir: &Path) -> Damage {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "damage_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DAMAGE_CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "damage_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DAMAGE_CHILD_ENV, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     // Bounded wait for the child (polling its exit status; no result depends on timing
     // except "did not finish within 5 s", which is the hang being detected).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -1478,20 +1496,20 @@ fn a_journal_held_by_another_process_is_locked_until_that_process_dies() {
     // A path with spaces: nothing in the journal may split or quote it.
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("pod port journal");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "lock_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(LOCK_CHILD_ENV, &dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "lock_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(LOCK_CHILD_ENV, &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let (tx, rx) = mpsc::channel::<String>();
     let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {

@@ -50,14 +50,31 @@ pub fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
     }
 }
 
+/// Starts `cmd`. Under Wine, process creation fails now and then with ERROR_INTERNAL_ERROR
+/// (os error 1359) while the machine is busy; a few more tries get past it, and any other
+/// failure, or that one persisting, fails the test with the error.
+pub fn spawn(cmd: &mut Command) -> Child {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Ok(child) => return child,
+            Err(e) if e.raw_os_error() == Some(1359) && tries < 4 => {
+                tries += 1;
+                eprintln!("spawning {cmd:?} failed ({e}); try {tries} of 4 more");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("spawn {cmd:?}: {e}"),
+        }
+    }
+}
+
 /// Runs a command with `input` on its stdin to its end within [`BOUND`], killing it past that.
 pub fn run_bounded(cmd: &mut Command, input: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let mut child = spawn(
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     // Written and read on threads of their own, so no pipe can fill up and stall the child.
@@ -138,12 +155,11 @@ pub struct Logged {
 impl Logged {
     /// Spawns `cmd` with stdin and stdout closed and stderr collected.
     pub fn spawn(cmd: &mut Command) -> Logged {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let mut child = spawn(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, lines) = mpsc::channel();
