@@ -69,6 +69,16 @@ fn start_engine(sb: &Sandbox, journal: &std::path::Path) -> Engine {
     Engine::start(support::config(sb, journal, engine_config())).unwrap()
 }
 
+/// A bare netdev sandbox, a journal directory and the engine on them, subscribed: what every
+/// Windows-order test starts from (dropped in reverse: the engine before the sandbox).
+fn rig() -> (Sandbox, tempfile::TempDir, Engine, Receiver<PodEvent>) {
+    let sb = bare_sandbox();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = start_engine(&sb, dir.path());
+    let events = engine.subscribe();
+    (sb, dir, engine, events)
+}
+
 /// The Windows order: the engine creates the port (type OVS cannot open) and switches it to
 /// `internal`; the TAP appears on the host and goes into a new namespace with the spec's
 /// MAC and address.
@@ -165,12 +175,8 @@ fn all_flows(sb: &Sandbox) -> String {
     ignore = "needs Open vSwitch, root, ip and ping (network namespaces)"
 )]
 fn two_ready_pods_ping_each_other_through_podports_flows_and_arp_resolves() {
-    let sb = bare_sandbox();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = start_engine(&sb, dir.path());
-    let events = engine.subscribe();
-    let a = attach_windows_order(&sb, &engine, &events, 1);
-    let b = attach_windows_order(&sb, &engine, &events, 2);
+    let (sb, _dir, engine, events) = rig();
+    let [a, b] = [1, 2].map(|i| attach_windows_order(&sb, &engine, &events, i));
     assert_eq!(
         sb.vsctl(&["get", "interface", &a.spec.ifname, "type"])
             .unwrap()
@@ -225,12 +231,8 @@ fn two_ready_pods_ping_each_other_through_podports_flows_and_arp_resolves() {
     ignore = "needs Open vSwitch, root, ip and ping (network namespaces)"
 )]
 fn spoofed_source_ip_or_mac_never_reaches_the_other_pod() {
-    let sb = bare_sandbox();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = start_engine(&sb, dir.path());
-    let events = engine.subscribe();
-    let a = attach_windows_order(&sb, &engine, &events, 1);
-    let b = attach_windows_order(&sb, &engine, &events, 2);
+    let (sb, _dir, engine, events) = rig();
+    let [a, b] = [1, 2].map(|i| attach_windows_order(&sb, &engine, &events, i));
     // Resolved and working first, so A keeps B's MAC and sends straight to it.
     assert_pings(&a, &b);
 
@@ -289,10 +291,7 @@ fn spoofed_source_ip_or_mac_never_reaches_the_other_pod() {
     ignore = "needs Open vSwitch, root, ip and ping (network namespaces)"
 )]
 fn pods_attached_while_the_switch_is_frozen_ping_as_soon_as_they_are_ready() {
-    let sb = bare_sandbox();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = start_engine(&sb, dir.path());
-    let events = engine.subscribe();
+    let (sb, _dir, engine, events) = rig();
     let specs = [pod_spec(1), pod_spec(2)];
     let frozen = sb.freeze_vswitchd().unwrap();
     for spec in &specs {
@@ -356,12 +355,8 @@ fn pods_attached_while_the_switch_is_frozen_ping_as_soon_as_they_are_ready() {
     ignore = "needs Open vSwitch, root, ip and ping (network namespaces)"
 )]
 fn deleting_a_pod_stops_its_traffic() {
-    let sb = bare_sandbox();
-    let dir = tempfile::tempdir().unwrap();
-    let engine = start_engine(&sb, dir.path());
-    let events = engine.subscribe();
-    let a = attach_windows_order(&sb, &engine, &events, 1);
-    let b = attach_windows_order(&sb, &engine, &events, 2);
+    let (sb, _dir, engine, events) = rig();
+    let [a, b] = [1, 2].map(|i| attach_windows_order(&sb, &engine, &events, i));
     assert_pings(&a, &b);
     engine.blocking().delete_pod(&b.spec.ifname).unwrap();
     loop {
