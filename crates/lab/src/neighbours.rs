@@ -1,6 +1,6 @@
 //! The demo's packet check on the real datapath (`Datapath::Netdev`): every ready Pod's
-//! port, a TAP device on the host since the engine switched its type to `internal`, is moved
-//! into a network namespace of its own and given the Pod's MAC and address (what a CNI plugin
+//! port, a TAP device in the switch's namespace since the engine switched its type to
+//! `internal`, is moved into a network namespace of its own and given the Pod's MAC and address (what a CNI plugin
 //! does); then each Pod pings its neighbour (Pod i pings Pod i+1, the last one the first),
 //! through podport's flows alone: the bridges' default NORMAL flow is deleted first.
 //!
@@ -151,17 +151,22 @@ mod linux {
                         .iter()
                         .map(|&(r, i)| {
                             let spec = pod_spec(&plans[r], i as u32 + 1);
-                            s.spawn(move || {
-                                (
-                                    r,
-                                    i,
-                                    spec.map_err(|e| e.to_string())
-                                        .and_then(|spec| setup(switch, spec)),
-                                )
-                            })
+                            let h = s.spawn(move || {
+                                spec.map_err(|e| e.to_string())
+                                    .and_then(|spec| setup(switch, spec))
+                            });
+                            (r, i, h)
                         })
                         .collect();
-                    handles.into_iter().filter_map(|h| h.join().ok()).collect()
+                    handles
+                        .into_iter()
+                        .map(|(r, i, h)| {
+                            let result = h
+                                .join()
+                                .unwrap_or_else(|_| Err("its namespace set-up panicked".into()));
+                            (r, i, result)
+                        })
+                        .collect()
                 });
                 for (r, i, result) in done {
                     pods[r][i] = result.map(Arc::new);
